@@ -1,0 +1,30 @@
+# The two set-up commands in the README: `make demo` and `make test`.
+# Both create .venv in the repository root when it is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+EXTRAS ?= train,edge,dev
+
+.PHONY: demo test lint venv clean
+
+$(BIN)/trapcount: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $@
+
+venv: $(BIN)/trapcount
+
+demo: venv
+	$(BIN)/python -m edge_agent.demo
+
+test: venv
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache .ruff_cache

@@ -1,0 +1,198 @@
+"""TOML configuration -> validated settings.
+
+Every key has a type, bounds and a description (the descriptions double as documentation:
+``deploy/trap.example.toml`` mirrors them). Unknown keys are rejected, so a typo in a trap's
+config fails loudly at start instead of silently running on a default.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message is one line and names the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TrapSettings(_Section):
+    id: str = Field("trap-01", min_length=1, max_length=64, description="Trap (deployment) id.")
+    location_name: str = Field("", description="Human-readable location name.")
+    latitude: float | None = Field(None, ge=-90, le=90, description="WGS84 latitude.")
+    longitude: float | None = Field(None, ge=-180, le=180, description="WGS84 longitude.")
+    camera_model: str = Field("", description="Camera make and model, for exports.")
+    timezone: str = Field("UTC", description="IANA time zone of the trap, for local-day reports.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+
+class SourceSettings(_Section):
+    kind: Literal["auto", "video", "folder", "usb", "rtsp", "picamera2"] = Field(
+        "auto", description="Frame source; auto guesses from uri."
+    )
+    uri: str = Field("0", description="USB index, RTSP/HTTP URL, video file or image folder.")
+    width: int | None = Field(None, ge=16, le=8192, description="Requested capture width.")
+    height: int | None = Field(None, ge=16, le=8192, description="Requested capture height.")
+    fps: float | None = Field(None, gt=0, le=240, description="Requested capture frame rate.")
+    reconnect_initial_s: float = Field(1.0, gt=0, le=600, description="First reconnect delay.")
+    reconnect_max_s: float = Field(60.0, gt=0, le=3600, description="Longest reconnect delay.")
+
+
+class CaptureSettings(_Section):
+    mode: Literal["continuous", "interval"] = Field(
+        "continuous", description="Process every frame, or one burst every interval_s."
+    )
+    interval_s: float = Field(10.0, gt=0, le=86400, description="Seconds between bursts.")
+    burst_frames: int = Field(5, ge=1, le=1000, description="Frames per burst in interval mode.")
+    max_fps: float = Field(0.0, ge=0, le=240, description="Cap on processed fps; 0 = no cap.")
+    active_hours: str = Field("*", description="Cron hour field for capture, e.g. '18-23,0-6'")
+    active_days_of_week: str = Field("*", description="Cron day-of-week field, e.g. 'mon-fri'.")
+
+    @field_validator("active_hours", "active_days_of_week")
+    @classmethod
+    def _cron_field(cls, value: str, info: Any) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            if info.field_name == "active_hours":
+                CronTrigger(hour=value)
+            else:
+                CronTrigger(day_of_week=value)
+        except ValueError as exc:
+            raise ValueError(f"not a cron field: {exc}") from None
+        return value
+
+
+class MotionSettings(_Section):
+    method: Literal["mog2", "diff", "whole_frame"] = Field(
+        "mog2", description="Background subtraction (mog2), frame differencing, or whole frame."
+    )
+    downscale_width: int = Field(320, ge=64, le=1920, description="Width motion runs at.")
+    min_area: float = Field(0.002, gt=0, lt=1, description="Smallest blob, fraction of frame.")
+    max_area: float = Field(0.8, gt=0, le=1, description="Largest blob, fraction of frame.")
+    threshold: float = Field(16.0, gt=0, le=255, description="MOG2 varThreshold / diff level.")
+    history: int = Field(300, ge=2, le=10000, description="Background model history, frames.")
+    warmup_frames: int = Field(5, ge=0, le=1000, description="Frames before boxes are reported.")
+    dilate_iterations: int = Field(2, ge=0, le=20, description="Morphological dilation passes.")
+    mask: str = Field("", description="Mask image (black = ignore), relative to this file.")
+    ignore_regions: list[list[float]] = Field(
+        default_factory=list,
+        description="Rectangles [x, y, w, h] as fractions of the frame where motion is ignored.",
+    )
+
+    @field_validator("ignore_regions")
+    @classmethod
+    def _regions(cls, value: list[list[float]]) -> list[list[float]]:
+        for region in value:
+            if len(region) != 4 or not all(0 <= v <= 1 for v in region):
+                raise ValueError("each region is [x, y, w, h] with values in [0, 1]")
+        return value
+
+
+class ClassifierSettings(_Section):
+    model_dir: str = Field("models/default", description="Folder with model.tflite + model.json.")
+    confidence_threshold: float = Field(
+        0.5, ge=0, le=1, description="Below this a crop is labelled 'unknown'."
+    )
+    num_threads: int = Field(1, ge=1, le=16, description="Interpreter threads.")
+    max_batch: int = Field(16, ge=1, le=256, description="Crops per interpreter call.")
+
+
+class TrackingSettings(_Section):
+    iou_threshold: float = Field(0.2, ge=0, le=1, description="IoU to link a box to a track.")
+    max_distance: float = Field(
+        0.15, gt=0, le=1, description="Centroid fallback link distance, fraction of frame width."
+    )
+    max_missed_s: float = Field(1.5, gt=0, le=600, description="A track ends unseen this long.")
+    min_track_frames: int = Field(4, ge=1, le=10000, description="Shorter tracks are not counted.")
+    min_track_s: float = Field(0.5, ge=0, le=3600, description="Shorter tracks are not counted.")
+
+
+class EventSettings(_Section):
+    event_gap_s: float = Field(
+        60.0, gt=0, le=86400, description="An event ends after this long with no live track."
+    )
+
+
+class StorageSettings(_Section):
+    db_path: str = Field("trapcount.sqlite", description="SQLite file, relative to this file.")
+    rollup_minutes: int = Field(15, ge=1, le=1440, description="Count interval length.")
+
+
+class ServiceSettings(_Section):
+    heartbeat_s: float = Field(60.0, ge=5, le=3600, description="Seconds between heartbeats.")
+    model_check_s: float = Field(30.0, ge=1, le=86400, description="Model-file check period.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
+
+
+class Settings(_Section):
+    trap: TrapSettings = Field(default_factory=TrapSettings)
+    source: SourceSettings = Field(default_factory=SourceSettings)
+    capture: CaptureSettings = Field(default_factory=CaptureSettings)
+    motion: MotionSettings = Field(default_factory=MotionSettings)
+    classifier: ClassifierSettings = Field(default_factory=ClassifierSettings)
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    events: EventSettings = Field(default_factory=EventSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
+
+    # Folder the config file lives in; relative paths in it are resolved against it.
+    base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    def resolve(self, value: str | Path) -> Path:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else (self.base_dir / path)
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    key = ".".join(str(part) for part in error["loc"]) or "config"
+    if error["type"] == "extra_forbidden":
+        return f"unknown key {key!r}"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{key}: {message}"
+
+
+def settings_from_dict(data: dict[str, Any], base_dir: Path | None = None) -> Settings:
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_first_error(exc)) from None
+    if base_dir is not None:
+        settings.base_dir = base_dir
+    return settings
+
+
+def load_config(path: Path | str | None) -> Settings:
+    """Load a TOML file; ``None`` gives the defaults relative to the working directory."""
+    if path is None:
+        return Settings()
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    try:
+        return settings_from_dict(data, base_dir=path.resolve().parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

@@ -1,0 +1,1 @@
+"""trapcount trainer: labelled images -> Keras model -> int8 TFLite model with a manifest."""
