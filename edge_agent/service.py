@@ -1,0 +1,781 @@
+"""The long-running trap service (``trapcount run``) and the batch run (``trapcount process``).
+
+The service wires a frame source, the pipeline and the store together under APScheduler 3:
+
+- **capture**: ``continuous`` keeps a capture worker running while inside the active hours
+  (cron fields ``capture.active_hours`` / ``capture.active_days_of_week`` in the trap's time
+  zone); ``interval`` grabs ``burst_frames`` frames every ``interval_s``. Outside the active
+  hours the source is closed, so the camera is released (and the Pi can idle).
+- **roll-up** of events into per-interval counts every ``storage.rollup_minutes``.
+- **heartbeat** every ``service.heartbeat_s``: frames, fps, open events, model, free disk.
+- **model check** every ``service.model_check_s``: when ``model.tflite`` or ``model.json``
+  changes, a new classifier is built completely and swapped in between two frames; a model
+  that does not load (hash mismatch, damaged file) is refused and the old one kept.
+
+Every closed event is written in its own transaction as soon as it closes. SIGTERM/SIGINT
+stop capture, close the open events, write them, roll up and exit 0 within
+``service.shutdown_timeout_s`` or so; ``kill -9`` loses only the events still open.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edge_agent.classifier import Classifier
+from edge_agent.config import ClassifierSettings, Settings
+from edge_agent.manifest import ModelContractError, model_paths
+from edge_agent.store import Store, StoreError, utc_now
+
+if TYPE_CHECKING:
+    from edge_agent.counting import ClosedEvent
+    from edge_agent.pipeline import Pipeline
+
+log = logging.getLogger("trapcount.service")
+
+MODEL_ENV = "TRAPCOUNT_MODEL"
+CAPTURE_POLL_S = 5.0  # how often the capture job checks the active hours and the worker
+MAX_PENDING_EVENTS = 10_000
+
+
+# -- model location and loading -----------------------------------------------------------
+
+
+def default_model_dir() -> Path:
+    """The shipped model: ``$TRAPCOUNT_MODEL``, else ``models/default`` next to the
+    ``edge_agent`` package (a source checkout or an editable install), else under the
+    working directory."""
+    env = os.environ.get(MODEL_ENV)
+    if env:
+        return Path(env).expanduser()
+    beside_package = Path(__file__).resolve().parent.parent / "models" / "default"
+    if beside_package.exists():
+        return beside_package
+    return Path.cwd() / "models" / "default"
+
+
+def resolve_model_dir(
+    settings: Settings, *, config_given: bool, override: str | Path | None = None
+) -> Path:
+    """``--model`` wins; with a config file its ``classifier.model_dir`` (relative to the
+    file); without one the shipped default model."""
+    if override is not None:
+        return Path(override).expanduser().resolve()
+    if config_given:
+        return settings.resolve(settings.classifier.model_dir).resolve()
+    return default_model_dir().resolve()
+
+
+def load_classifier(model_dir: Path, settings: ClassifierSettings) -> Classifier:
+    """Build a classifier completely (manifest, hash, tensors) or raise ModelContractError."""
+    try:
+        return Classifier(
+            model_dir,
+            num_threads=settings.num_threads,
+            confidence_threshold=settings.confidence_threshold,
+            max_batch=settings.max_batch,
+        )
+    except OSError as exc:
+        raise ModelContractError(f"cannot read model {model_dir}: {exc.strerror or exc}") from None
+
+
+def model_signature(model_dir: Path) -> tuple[Any, ...] | None:
+    """What changes when either model file is replaced (inode, size, mtime)."""
+    signature: list[Any] = []
+    for path in model_paths(model_dir):
+        try:
+            info = path.stat()
+        except OSError:
+            return None
+        signature.append((info.st_ino, info.st_size, info.st_mtime_ns))
+    return tuple(signature)
+
+
+# -- small system probes ------------------------------------------------------------------
+
+
+def free_disk_bytes(path: Path | None) -> int | None:
+    if path is None:
+        return None
+    probe = path if path.exists() else path.parent
+    try:
+        return shutil.disk_usage(probe).free
+    except OSError:
+        return None
+
+
+def cpu_temperature_c() -> float | None:
+    """SoC temperature on a Pi (and most Linux boards); None where there is no sensor."""
+    try:
+        raw = Path("/sys/class/thermal/thermal_zone0/temp").read_text().strip()
+        return round(int(raw) / 1000.0, 1)
+    except (OSError, ValueError):
+        return None
+
+
+def redact(uri: str) -> str:
+    """A source URI fit for a log: a stream URL's password replaced by ***."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.password:
+        return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
+    return uri
+
+
+class ActiveHours:
+    """Cron hour and day-of-week fields, evaluated in the trap's time zone."""
+
+    def __init__(self, hours: str, days_of_week: str, timezone: str) -> None:
+        from apscheduler.triggers.cron import CronTrigger
+
+        self.always = hours.strip() == "*" and days_of_week.strip() == "*"
+        self._trigger = CronTrigger(
+            day_of_week=days_of_week, hour=hours, minute="*", second="*", timezone=timezone
+        )
+        self.description = f"hours {hours!r}, days {days_of_week!r} ({timezone})"
+
+    def contains(self, when: datetime) -> bool:
+        if self.always:
+            return True
+        second = when.replace(microsecond=0)
+        return self._trigger.get_next_fire_time(None, second) == second
+
+    def next_start(self, when: datetime) -> datetime | None:
+        return self._trigger.get_next_fire_time(None, when)
+
+
+# -- writing events -----------------------------------------------------------------------
+
+
+def describe_event(event: ClosedEvent) -> str:
+    labels = ", ".join(f"{o.label} x{o.max_n}" for o in event.observations) or "nothing"
+    seconds = (event.end - event.start).total_seconds()
+    return f"{event.start.isoformat(timespec='seconds')} +{seconds:.1f}s: {labels}"
+
+
+class EventSink:
+    """Writes closed events one transaction each; keeps the ones a failing database
+    refused and retries them before the next; remembers the time range to roll up."""
+
+    def __init__(self, store: Store, deployment_id: int) -> None:
+        self.store = store
+        self.deployment_id = deployment_id
+        self.written = 0
+        self.event_ids: list[int] = []
+        self._pending: list[ClosedEvent] = []
+        self._dirty: tuple[datetime, datetime] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def write(self, events: Iterable[ClosedEvent]) -> int:
+        with self._lock:
+            self._pending.extend(events)
+            written = 0
+            while self._pending:
+                event = self._pending[0]
+                try:
+                    event_id = self.store.write_event(event, self.deployment_id)
+                except StoreError as exc:
+                    log.error("%s; %d event(s) kept in memory for retry", exc, len(self._pending))
+                    del self._pending[:-MAX_PENDING_EVENTS]
+                    break
+                self._pending.pop(0)
+                self.event_ids.append(event_id)
+                self._mark_dirty(event.start)
+                written += 1
+                log.info("event %d: %s", event_id, describe_event(event))
+            self.written += written
+            return written
+
+    def mark_dirty(self, since: datetime, until: datetime) -> None:
+        """Have the next roll-up recompute the intervals of [since, until] too."""
+        with self._lock:
+            self._mark_dirty(since)
+            self._mark_dirty(until)
+
+    def _mark_dirty(self, start: datetime) -> None:
+        if self._dirty is None:
+            self._dirty = (start, start)
+        else:
+            self._dirty = (min(self._dirty[0], start), max(self._dirty[1], start))
+
+    def rollup(self, minutes: int) -> int:
+        """Recompute the counts of the intervals that got new events; 0 when none did."""
+        with self._lock:
+            dirty, self._dirty = self._dirty, None
+        if dirty is None:
+            return 0
+        try:
+            return self.store.rollup(
+                dirty[1] + timedelta(microseconds=1),
+                since=dirty[0],
+                minutes=minutes,
+                deployment_id=self.deployment_id,
+            )
+        except StoreError:
+            with self._lock:  # try those intervals again next time
+                for moment in dirty:
+                    self._mark_dirty(moment)
+            raise
+
+
+# -- the batch run: trapcount process ----------------------------------------------------
+
+
+@dataclass
+class ProcessResult:
+    frames: int = 0
+    motion_frames: int = 0
+    events: int = 0
+    first: datetime | None = None
+    last: datetime | None = None
+    interrupted: bool = False
+    replaced: int = 0  # events of an earlier run over the same footage that were dropped
+    event_ids: list[int] = field(default_factory=list)
+
+
+ProgressCallback = Callable[[int, int | None, int], None]
+
+
+def process_source(
+    settings: Settings,
+    store: Store,
+    classifier: Classifier,
+    *,
+    start_time: datetime | None = None,
+    stop_event: threading.Event | None = None,
+    progress: ProgressCallback | None = None,
+    progress_every_s: float = 1.0,
+) -> ProcessResult:
+    """Run the pipeline over a finite source (video file, image folder) to its end.
+
+    Events are written as they close (so an interrupted run keeps them), the rest are
+    closed at the end, and the counts of the covered intervals are rolled up. Processing
+    footage again replaces what an earlier run found in the same time span.
+    """
+    from edge_agent.pipeline import Pipeline
+    from edge_agent.sources import open_source
+
+    deployment_id = store.ensure_deployment(settings.trap)
+    store.register_model(classifier.manifest)
+    sink = EventSink(store, deployment_id)
+    result = ProcessResult()
+    pipeline = Pipeline(settings, classifier)
+    last_report = time.monotonic()
+    try:
+        with open_source(
+            settings.source,
+            timezone=settings.trap.timezone,
+            start_time=start_time,
+            stop_event=stop_event,
+            base_dir=settings.base_dir,
+        ) as source:
+            total = getattr(source, "frame_count", None)
+            if total is None and hasattr(source, "__len__"):
+                total = len(source)
+            try:
+                for timestamp, frame in source:
+                    if result.first is None:
+                        result.first = timestamp
+                    result.last = timestamp
+                    sink.write(pipeline.process(timestamp, frame))
+                    result.frames += 1
+                    now = time.monotonic()
+                    if progress is not None and now - last_report >= progress_every_s:
+                        last_report = now
+                        progress(result.frames, total, sink.written)
+            except KeyboardInterrupt:
+                result.interrupted = True
+            if stop_event is not None and stop_event.is_set():
+                result.interrupted = True
+    finally:
+        # Whatever happened, the events still open are closed and written.
+        sink.write(pipeline.close(result.last))
+        result.motion_frames = int(getattr(pipeline, "motion_frames", 0))
+    if result.first is not None and result.last is not None and not sink.pending:
+        # Rerunning over the same footage: an event found before but not now (different
+        # settings or model) would otherwise still be counted. Events keep their ids when
+        # found again (same start), so only the stale ones go.
+        result.replaced = store.delete_stale_events(
+            deployment_id, result.first, result.last, keep=sink.event_ids
+        )
+        sink.mark_dirty(result.first, result.last)
+    sink.rollup(settings.storage.rollup_minutes)
+    if progress is not None:
+        progress(result.frames, result.frames, sink.written)
+    result.events = sink.written
+    result.event_ids = list(sink.event_ids)
+    if sink.pending:
+        raise StoreError(f"{sink.pending} event(s) could not be written to {store.where}")
+    return result
+
+
+# -- the service: trapcount run ----------------------------------------------------------
+
+
+class Service:
+    """``trapcount run``. ``run()`` blocks until :meth:`stop` (or SIGTERM/SIGINT)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store,
+        classifier: Classifier,
+        model_dir: Path,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.classifier = classifier
+        self.model_dir = model_dir
+        self.stop_event = threading.Event()
+        self.active = ActiveHours(
+            settings.capture.active_hours,
+            settings.capture.active_days_of_week,
+            settings.trap.timezone,
+        )
+        self.deployment_id = store.ensure_deployment(settings.trap)
+        store.register_model(classifier.manifest)
+        self.sink = EventSink(store, self.deployment_id)
+
+        self._pipeline: Pipeline | None = None
+        self._pipeline_lock = threading.Lock()  # pipeline.process vs. model swap vs. close
+        self._worker: threading.Thread | None = None
+        self._session_stop: threading.Event | None = None
+        self._source_finished = False  # a file or folder source that reached its end
+        self._retry_at = 0.0
+        self._retry_delay = settings.source.reconnect_initial_s
+        self._last_processed: datetime | None = None
+        self._last_timestamp: datetime | None = None
+
+        self._frames_done = 0  # frames of pipelines already closed
+        self._motion_done = 0
+        self._started = time.monotonic()
+        self._last_beat = (self._started, 0)
+        self._model_signature = model_signature(model_dir)
+        self._refused_signature: tuple[Any, ...] | None = None
+        self._scheduler: Any = None
+
+    # -- counters -------------------------------------------------------------------------
+
+    @property
+    def frames(self) -> int:
+        pipeline = self._pipeline
+        return self._frames_done + (int(pipeline.frames) if pipeline is not None else 0)
+
+    @property
+    def motion_frames(self) -> int:
+        pipeline = self._pipeline
+        current = int(getattr(pipeline, "motion_frames", 0)) if pipeline is not None else 0
+        return self._motion_done + current
+
+    @property
+    def open_events(self) -> int:
+        pipeline = self._pipeline
+        return int(pipeline.open_events) if pipeline is not None else 0
+
+    @property
+    def capturing(self) -> bool:
+        return self._worker is not None and self._worker.is_alive()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT request a clean stop; a second one exits at once."""
+
+        def handle(signum: int, _frame: Any) -> None:
+            name = signal.Signals(signum).name
+            if self.stop_event.is_set():
+                log.warning("%s again: exiting now without flushing", name)
+                os._exit(1)
+            log.info("%s received: closing open events and stopping", name)
+            self.stop()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        session_stop = self._session_stop
+        if session_stop is not None:
+            session_stop.set()
+
+    def run(self) -> int:
+        """Start the jobs, block until stopped, shut down cleanly; return the exit code."""
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        # Events written before a crash may not have been rolled up yet.
+        self.store.rollup(minutes=self.settings.storage.rollup_minutes)
+        scheduler = BackgroundScheduler(
+            timezone=UTC,
+            executors={"default": ThreadPoolExecutor(max_workers=4)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
+        )
+        now = datetime.now(UTC)
+        capture = self.settings.capture
+        capture_every = capture.interval_s if capture.mode == "interval" else CAPTURE_POLL_S
+        scheduler.add_job(
+            self._capture_job,
+            "interval",
+            seconds=capture_every,
+            id="capture",
+            next_run_time=now,
+        )
+        scheduler.add_job(
+            self._rollup_job,
+            "interval",
+            minutes=self.settings.storage.rollup_minutes,
+            id="rollup",
+        )
+        scheduler.add_job(
+            self._heartbeat_job,
+            "interval",
+            seconds=self.settings.service.heartbeat_s,
+            id="heartbeat",
+            next_run_time=now,
+        )
+        scheduler.add_job(
+            self._model_check_job,
+            "interval",
+            seconds=self.settings.service.model_check_s,
+            id="model_check",
+        )
+        self._scheduler = scheduler
+        scheduler.start()
+        log.info(
+            "started: trap %s (deployment %d), model %s (%s), source %s, %s capture, "
+            "active %s, database %s",
+            self.settings.trap.id,
+            self.deployment_id,
+            self.classifier.manifest.version,
+            self.classifier.backend,
+            redact(self.settings.source.uri),
+            capture.mode,
+            "always" if self.active.always else self.active.description,
+            self.store.where,
+        )
+        try:
+            while not self.stop_event.wait(1.0):
+                pass
+        finally:
+            self._shutdown(scheduler)
+        return 0
+
+    def _shutdown(self, scheduler: Any) -> None:
+        began = time.monotonic()
+        self.stop()
+        scheduler.shutdown(wait=True)  # the scheduled jobs are short; capture is its own thread
+        worker = self._worker
+        if worker is not None:
+            worker.join(self.settings.service.shutdown_timeout_s)
+            if worker.is_alive():
+                log.warning("capture did not stop in time; closing the open events anyway")
+        self._close_pipeline(timeout=self.settings.service.shutdown_timeout_s)
+        try:
+            self.sink.rollup(self.settings.storage.rollup_minutes)
+            self._write_heartbeat()
+        except StoreError as exc:
+            log.error("%s", exc)
+        if self.sink.pending:
+            log.error("%d event(s) could not be written and are lost", self.sink.pending)
+        log.info(
+            "stopped in %.1f s: %d frames, %d events written",
+            time.monotonic() - began,
+            self.frames,
+            self.sink.written,
+        )
+
+    # -- capture --------------------------------------------------------------------------
+
+    def _capture_job(self) -> None:
+        if self.stop_event.is_set():
+            return
+        inside = self.active.contains(datetime.now(UTC))
+        if not inside:
+            if self._session_stop is not None and self.capturing:
+                log.info("outside active hours: stopping capture, releasing the camera")
+                self._session_stop.set()
+            elif self._pipeline is not None and not self.capturing:
+                self._close_pipeline()  # interval mode: the window's last burst is done
+            return
+        if self.capturing or self._source_finished or time.monotonic() < self._retry_at:
+            return
+        continuous = self.settings.capture.mode == "continuous"
+        self._session_stop = threading.Event()
+        if self.stop_event.is_set():
+            return
+        self._worker = threading.Thread(
+            target=self._capture_session,
+            args=(self._session_stop, None if continuous else self.settings.capture.burst_frames),
+            name="capture",
+            daemon=True,
+        )
+        self._worker.start()
+
+    def _capture_session(self, session_stop: threading.Event, burst: int | None) -> None:
+        """Read frames until stopped, outside the active hours, the file ends or (``burst``)
+        that many frames were taken; then release the source."""
+        from edge_agent.sources import SourceError, open_source
+
+        continuous = burst is None
+        taken = 0
+        try:
+            with open_source(
+                self.settings.source,
+                timezone=self.settings.trap.timezone,
+                stop_event=session_stop,
+                base_dir=self.settings.base_dir,
+            ) as source:
+                if continuous:
+                    log.info("capture started: %s", source.description)
+                pacer = _Pacer(self.settings.service.replay_speed if not source.live else 0)
+                next_check = time.monotonic() + 1.0
+                exhausted = True
+                for timestamp, frame in source:
+                    if session_stop.is_set() or self.stop_event.is_set():
+                        exhausted = False
+                        break
+                    if continuous and time.monotonic() >= next_check:
+                        next_check = time.monotonic() + 1.0
+                        if not self.active.contains(datetime.now(UTC)):
+                            exhausted = False
+                            log.info("outside active hours: releasing the camera")
+                            break
+                    if not pacer.wait(timestamp, self.stop_event):
+                        exhausted = False
+                        break
+                    if self._rate_limited(timestamp):
+                        continue
+                    self._process(timestamp, frame)
+                    taken += 1
+                    if burst is not None and taken >= burst:
+                        exhausted = False
+                        break
+                if exhausted and not source.live and not self.stop_event.is_set():
+                    self._source_finished = True
+                    log.info("%s: source finished; the service keeps running", source.description)
+            # The source is closed here: between bursts and outside the active hours the
+            # camera is free (and idle).
+            if burst is not None:
+                log.debug("burst: %d frame(s), source released", taken)
+            else:
+                log.info("capture stopped after %d frame(s), source released", taken)
+            self._retry_delay = self.settings.source.reconnect_initial_s
+        except SourceError as exc:
+            self._schedule_retry(f"capture: {exc}")
+        except Exception:  # a damaged frame or a pipeline bug must not stop the trap
+            log.exception("capture failed")
+            self._schedule_retry("capture failed")
+        finally:
+            if continuous or self._source_finished or self.stop_event.is_set():
+                self._close_pipeline()
+
+    def _schedule_retry(self, reason: str) -> None:
+        delay = self._retry_delay
+        self._retry_delay = min(delay * 2, self.settings.source.reconnect_max_s)
+        self._retry_at = time.monotonic() + delay
+        log.error("%s; retrying in %.0f s", reason, delay)
+
+    def _rate_limited(self, timestamp: datetime) -> bool:
+        """``capture.max_fps``: skip frames closer than 1/max_fps (by their timestamps, so
+        a file is thinned exactly as the live camera would have been)."""
+        max_fps = self.settings.capture.max_fps
+        last = self._last_processed
+        if max_fps > 0 and last is not None and (timestamp - last).total_seconds() < 1 / max_fps:
+            return True
+        self._last_processed = timestamp
+        return False
+
+    def _process(self, timestamp: datetime, frame: Any) -> None:
+        from edge_agent.pipeline import Pipeline
+
+        with self._pipeline_lock:
+            if self._pipeline is None:
+                self._pipeline = Pipeline(self.settings, self.classifier)
+            closed = self._pipeline.process(timestamp, frame)
+            self._last_timestamp = timestamp
+        if closed:
+            self.sink.write(closed)
+
+    def _close_pipeline(self, timeout: float = -1) -> None:
+        """Close the open events of the current pipeline and write them."""
+        if not self._pipeline_lock.acquire(timeout=timeout):
+            log.error("pipeline busy: open events could not be closed")
+            return
+        try:
+            pipeline, self._pipeline = self._pipeline, None
+            if pipeline is None:
+                return
+            closed = pipeline.close(self._last_timestamp)
+            self._frames_done += int(pipeline.frames)
+            self._motion_done += int(getattr(pipeline, "motion_frames", 0))
+        finally:
+            self._pipeline_lock.release()
+        if closed:
+            log.info("closing %d open event(s)", len(closed))
+            self.sink.write(closed)
+
+    # -- scheduled jobs -------------------------------------------------------------------
+
+    def _rollup_job(self) -> None:
+        try:
+            rows = self.sink.rollup(self.settings.storage.rollup_minutes)
+        except StoreError as exc:
+            log.error("roll-up failed: %s", exc)
+            return
+        if rows:
+            log.info("roll-up: %d count row(s) updated", rows)
+
+    def _heartbeat_job(self) -> None:
+        try:
+            self._write_heartbeat()
+        except StoreError as exc:
+            log.error("heartbeat not written: %s", exc)
+
+    def _write_heartbeat(self) -> None:
+        now = time.monotonic()
+        frames = self.frames
+        last_time, last_frames = self._last_beat
+        fps = (frames - last_frames) / (now - last_time) if now > last_time else 0.0
+        self._last_beat = (now, frames)
+        free = free_disk_bytes(self.store.path)
+        self.sink.write(())  # retry events a failing database refused earlier
+        self.store.write_heartbeat(
+            self.deployment_id,
+            frames=frames,
+            fps=round(fps, 2),
+            open_events=self.open_events,
+            model_sha256=self.classifier.sha256,
+            free_disk_bytes=free,
+            motion_frames=self.motion_frames,
+            events_written=self.sink.written,
+            capturing=self.capturing,
+            uptime_s=round(now - self._started, 1),
+            cpu_temp_c=cpu_temperature_c(),
+        )
+        free_mb = None if free is None else free / 1e6
+        log.info(
+            "heartbeat: %d frames (%.1f fps), %d open events, %d written, model %s%s",
+            frames,
+            fps,
+            self.open_events,
+            self.sink.written,
+            self.classifier.manifest.version,
+            "" if free_mb is None else f", {free_mb:.0f} MB free",
+        )
+        if free_mb is not None and free_mb < self.settings.storage.min_free_mb:
+            log.warning(
+                "low disk: %.0f MB free (storage.min_free_mb = %d)",
+                free_mb,
+                self.settings.storage.min_free_mb,
+            )
+
+    def _model_check_job(self) -> None:
+        signature = model_signature(self.model_dir)
+        if signature is None or signature in (self._model_signature, self._refused_signature):
+            return
+        self.reload_model(signature)
+
+    def reload_model(self, signature: tuple[Any, ...] | None = None) -> bool:
+        """Build the model in ``model_dir`` and swap it in; keep the old one on failure."""
+        current = self.classifier
+        try:
+            candidate = load_classifier(self.model_dir, self.settings.classifier)
+        except ModelContractError as exc:
+            self._refused_signature = signature
+            log.error("model reload refused: %s; keeping model %s", exc, current.manifest.version)
+            return False
+        self._model_signature = signature
+        self._refused_signature = None
+        if candidate.sha256 == current.sha256:
+            candidate.close()
+            return False
+        try:
+            self.store.register_model(candidate.manifest)
+        except StoreError as exc:
+            log.error("new model not recorded in the database: %s", exc)
+        with self._pipeline_lock:
+            self.classifier = candidate
+            if self._pipeline is not None:
+                self._pipeline.set_classifier(candidate)
+        current.close()
+        log.info(
+            "model reloaded: %s -> %s (%s, %d labels)",
+            current.manifest.version,
+            candidate.manifest.version,
+            candidate.manifest.arch,
+            len(candidate.labels),
+        )
+        return True
+
+
+class _Pacer:
+    """``service.replay_speed``: play a recorded file as if it were live."""
+
+    def __init__(self, speed: float) -> None:
+        self.speed = speed
+        self._origin: tuple[datetime, float] | None = None
+
+    def wait(self, timestamp: datetime, stop: threading.Event) -> bool:
+        """Sleep until ``timestamp`` is due; False when ``stop`` was set meanwhile."""
+        if self.speed <= 0:
+            return True
+        if self._origin is None:
+            self._origin = (timestamp, time.monotonic())
+            return True
+        first, began = self._origin
+        due = began + (timestamp - first).total_seconds() / self.speed
+        delay = due - time.monotonic()
+        if delay > 5.0:  # a long gap in a folder of stills: do not sleep for hours
+            self._origin = (timestamp, time.monotonic())
+            delay = 0.0
+        return not (delay > 0 and stop.wait(delay))
+
+
+def run_service(
+    settings: Settings,
+    *,
+    model_dir: Path,
+    db: str | Path | None = None,
+    install_signals: bool = True,
+) -> int:
+    """Open everything, run until SIGTERM/SIGINT, return the exit code (0 on a clean stop)."""
+    target = db if db is not None else settings.resolve(settings.storage.db_path)
+    classifier = load_classifier(model_dir, settings.classifier)
+    service: Service | None = None
+    try:
+        with Store.open(target) as store:
+            service = Service(settings, store=store, classifier=classifier, model_dir=model_dir)
+            if install_signals:
+                service.install_signal_handlers()
+            return service.run()
+    finally:
+        (service.classifier if service is not None else classifier).close()
+
+
+__all__ = [
+    "ActiveHours",
+    "EventSink",
+    "ProcessResult",
+    "Service",
+    "default_model_dir",
+    "load_classifier",
+    "process_source",
+    "resolve_model_dir",
+    "run_service",
+    "utc_now",
+]
