@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-EXTRAS ?= train,edge,dev
+EXTRAS ?= train,edge,reports,fleet,dev
 
 .PHONY: demo test lint venv clean
 
