@@ -1,0 +1,117 @@
+"""``trapcount-train``: real commands on real files; user errors are one line, exit 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from edge_agent.classifier import Classifier
+from edge_agent.manifest import read_manifest
+from tests.trainer.conftest import CLASSES, write_class_folders
+from trainer.cli import main
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def assert_one_line_error(result, fragment: str) -> None:
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, result.stderr
+    assert fragment in errors[0], errors[0]
+    assert "Traceback" not in result.output
+
+
+def test_every_command_is_documented():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for name, command in main.commands.items():
+        assert command.help and len(command.help.strip()) > 40, name
+        assert name in result.output
+        assert invoke(name, "--help").exit_code == 0
+
+
+def test_train_on_cifar_batches_then_evaluate(cifar_batches: Path, tmp_path: Path):
+    out = tmp_path / "cifar-run"
+    result = invoke(
+        "train", "--data", cifar_batches, "--arch", "tiny", "--epochs", "2", "--out", out
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"exported  {out}\n")
+    assert "int8" in result.stdout and "drop" in result.stdout
+    assert "epoch 2/2" in result.stderr
+    assert read_manifest(out).labels == list(CLASSES)
+    with Classifier(out):
+        pass
+
+    evaluated = invoke("evaluate", out, "--data", cifar_batches, "--out", tmp_path / "eval")
+    assert evaluated.exit_code == 0, evaluated.output
+    report = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    assert report["n"] == 36  # the same validation split training held out
+    assert report["int8_accuracy"] == read_manifest(out).accuracy["int8"]
+    assert "float" in evaluated.stdout and "recall" in evaluated.stdout
+    assert (tmp_path / "eval" / "evaluation-confusion.png").is_file()
+
+
+def test_export_command_and_its_quantization_guard(
+    tiny_run: Path, class_folders: Path, class_tar: Path, tmp_path: Path
+):
+    out = tmp_path / "exported"
+    data = ["--data", class_folders, "--data", class_tar]
+    result = invoke("export", tiny_run / "model.keras", *data, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert read_manifest(out).accuracy == read_manifest(tiny_run).accuracy
+
+    rejected = tmp_path / "rejected"
+    forced = invoke(
+        "export", tiny_run / "model.keras", *data, "--out", rejected, "--max-quant-drop", "-100"
+    )
+    assert_one_line_error(forced, "points below float")
+    assert not (rejected / "model.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["train", "--data", "{tmp}/nowhere", "--out", "{tmp}/r"], "data not found"),
+        (["train", "--data", "{empty}", "--arch", "tiny", "--out", "{tmp}/r"], "no readable"),
+        (["train", "--data", "{one}", "--arch", "tiny", "--out", "{tmp}/r"], "at least 2"),
+        (["train", "--data", "{one}", "--arch", "vgg", "--out", "{tmp}/r"], "'vgg' is not"),
+        (["train", "--arch", "tiny", "--out", "{tmp}/r"], "give at least one --data"),
+        (["train", "--data", "{one}", "--out", "{tmp}/file/run"], "cannot write"),
+        (["train", "--out", "{tmp}/nothing", "--resume"], "nothing to resume"),
+        (["train", "--data", "{one}", "--epochs", "0", "--out", "{tmp}/r"], "--epochs"),
+        (["train", "--data", "{one}", "--val-split", "1.5", "--out", "{tmp}/r"], "validation"),
+        (["export", "{tmp}/missing.keras", "--data", "{one}", "--out", "{tmp}/e"], "not found"),
+        (["evaluate", "{tmp}/nomodel", "--data", "{one}"], "not found"),
+        (["evaluate", "{empty}", "--data", "{one}"], "model file not found"),
+        (["frobnicate"], "No such command"),
+    ],
+    ids=[
+        "missing-path",
+        "no-images",
+        "one-class",
+        "unknown-arch",
+        "no-data",
+        "unwritable-out",
+        "resume-nothing",
+        "zero-epochs",
+        "bad-val-split",
+        "export-missing-model",
+        "evaluate-missing-dir",
+        "evaluate-no-model",
+        "unknown-command",
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], fragment: str):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    one = write_class_folders(tmp_path / "one", 3, seed=0, classes=("fox",), corrupt=False)
+    (tmp_path / "file").write_text("a file, not a folder")
+    filled = [a.format(tmp=tmp_path, empty=empty, one=one) for a in args]
+    assert_one_line_error(invoke(*filled), fragment)

@@ -1,0 +1,181 @@
+"""Train a tiny model, export it, and load it the way the Pi does."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edge_agent.classifier import Classifier
+from edge_agent.manifest import ModelContractError, read_manifest, sha256_file
+from tests.trainer.conftest import CLASSES, synthetic_image, write_class_folders
+from trainer.export import QuantizationDropError
+from trainer.train import RunError, train_and_export
+
+
+def fresh_images(per_class: int = 30, seed: int = 123) -> tuple[np.ndarray, np.ndarray]:
+    """Images the model never saw, with their true label indices."""
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for index, label in enumerate(CLASSES):
+        for _ in range(per_class):
+            images.append(synthetic_image(label, rng))
+            labels.append(index)
+    return np.stack(images), np.array(labels)
+
+
+def test_run_folder_holds_the_artifacts(tiny_run: Path):
+    for name in (
+        "model.keras",
+        "model.tflite",
+        "model.json",
+        "metrics.json",
+        "config.json",
+        "confusion.png",
+    ):
+        assert (tiny_run / name).is_file(), name
+    assert not (tiny_run / "checkpoint.keras").exists()
+    with Image.open(tiny_run / "confusion.png") as png:
+        assert png.format == "PNG" and png.width > 100
+
+
+def test_manifest_is_the_contract(tiny_run: Path):
+    manifest = read_manifest(tiny_run)
+    assert manifest.labels == list(CLASSES)
+    assert manifest.sha256 == sha256_file(tiny_run / "model.tflite")
+    assert manifest.input.shape == [-1, 32, 32, 3]
+    assert manifest.input.dtype == "uint8"
+    assert manifest.input.scale == pytest.approx(1.0)  # raw pixels
+    assert manifest.input.zero_point == 0
+    assert manifest.output.shape == [-1, 3]
+    assert manifest.output.dtype == "uint8"
+    assert manifest.arch == "tiny"
+    assert set(manifest.per_class_recall) == set(CLASSES)
+    accuracy = manifest.accuracy
+    assert accuracy["split"] == "validation"
+    assert accuracy["n_val"] == 72  # 20% of 120 per class, stratified
+    assert accuracy["float"] - accuracy["int8"] <= 0.01
+    training = manifest.training
+    assert training["counts"] == {"deer": 120, "fox": 120, "owl": 120}
+    assert (training["n_train"], training["n_val"], training["epochs"]) == (288, 72, 2)
+    assert training["skipped_unreadable"] == 1
+    assert training["params"] > 0 and training["macs"] > 0
+    assert manifest.created and manifest.trapcount_version
+
+
+def test_metrics_and_config_are_kept(tiny_run: Path):
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert metrics["accepted"] is True
+    assert metrics["n_calibration"] >= 200
+    assert len(metrics["confusion"]["int8"]) == 3
+    assert len(metrics["history"]) == 2
+    config = json.loads((tiny_run / "config.json").read_text())
+    assert config["status"] == "finished"
+    assert config["hparams"]["arch"] == "tiny" and config["hparams"]["epochs"] == 2
+    assert config["labels"] == list(CLASSES)
+    assert "trapcount" in config["code"]
+
+
+def test_edge_classifier_predicts_unseen_images_well_above_chance(tiny_run: Path):
+    images, labels = fresh_images()
+    with Classifier(tiny_run) as classifier:
+        assert classifier.labels == list(CLASSES)
+        predictions = classifier.classify(images)
+    predicted = np.array([CLASSES.index(p.top_label) for p in predictions])
+    assert np.mean(predicted == labels) >= 0.85  # chance is 0.33
+
+
+def test_int8_agrees_with_the_float_model(tiny_run: Path):
+    import keras
+
+    images, _ = fresh_images(per_class=10, seed=7)
+    model = keras.models.load_model(tiny_run / "model.keras")
+    float_pred = np.argmax(model.predict(images.astype(np.float32), verbose=0), axis=1)
+    with Classifier(tiny_run) as classifier:
+        int8_pred = np.argmax(classifier.predict_proba(images), axis=1)
+    assert np.mean(float_pred == int8_pred) >= 0.9
+
+
+def test_tampered_tflite_is_refused(tiny_run: Path, tmp_path: Path):
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_run, copy)
+    blob = bytearray((copy / "model.tflite").read_bytes())
+    blob[-10] ^= 0xFF
+    (copy / "model.tflite").write_bytes(bytes(blob))
+    with pytest.raises(ModelContractError, match="does not match its manifest") as info:
+        Classifier(copy)
+    assert "\n" not in str(info.value)
+
+
+def test_manifest_with_wrong_label_count_is_refused(tiny_run: Path, tmp_path: Path):
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_run, copy)
+    data = json.loads((copy / "model.json").read_text())
+    data["labels"].append("badger")
+    (copy / "model.json").write_text(json.dumps(data))
+    with pytest.raises(ModelContractError, match="3 outputs but the manifest lists 4 labels"):
+        Classifier(copy)
+
+
+def test_quantization_guard_fires_and_leaves_nothing_deployable(
+    class_folders: Path, tmp_path: Path
+):
+    out = tmp_path / "rejected"
+    with pytest.raises(QuantizationDropError, match="points below float"):
+        # A negative allowance demands int8 beat float by 50 points: it must fire.
+        train_and_export(data=[class_folders], out=out, arch="tiny", epochs=1, max_quant_drop=-50)
+    assert not (out / "model.json").exists()
+    assert not (out / "model.tflite").exists()
+    assert (out / "model.rejected.tflite").exists()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["accepted"] is False and metrics["max_quant_drop"] == -50
+    assert json.loads((out / "config.json").read_text())["status"] == "rejected"
+
+
+def test_resume_continues_an_interrupted_run(class_tar: Path, tmp_path: Path):
+    out = tmp_path / "resumable"
+    train_and_export(data=[class_tar], out=out, arch="tiny", epochs=3, stop_after=1, seed=1)
+    assert (out / "checkpoint.keras").is_file()
+    assert not (out / "model.tflite").exists()
+    state = json.loads((out / "checkpoint.json").read_text())
+    assert state["epochs_done"] == 1
+    with pytest.raises(RunError, match="already holds a run"):
+        train_and_export(data=[class_tar], out=out, arch="tiny", epochs=3)
+    train_and_export(data=None, out=out, resume=True)
+    config = json.loads((out / "config.json").read_text())
+    assert [row["epoch"] for row in config["history"]] == [1, 2, 3]
+    assert config["status"] == "finished" and config["resumed"]
+    assert read_manifest(out).training["epochs"] == 3
+    assert not (out / "checkpoint.keras").exists()
+    with pytest.raises(RunError, match="already finished training"):
+        train_and_export(data=None, out=out, resume=True)
+
+
+def test_init_from_adds_a_class_and_keeps_the_old_ones(
+    tiny_run: Path, class_folders: Path, tmp_path: Path
+):
+    badgers = write_class_folders(tmp_path / "new", 60, seed=11, classes=("badger",))
+    out = tmp_path / "finetuned"
+    train_and_export(
+        data=[class_folders, badgers],
+        out=out,
+        arch="tiny",
+        epochs=2,
+        init_from=tiny_run / "model.keras",
+    )
+    manifest = read_manifest(out)
+    assert manifest.labels == ["badger", *CLASSES]
+    assert manifest.output.shape == [-1, 4]
+    assert manifest.training["init_from"] == str((tiny_run / "model.keras").resolve())
+    images, labels = fresh_images(per_class=20, seed=5)
+    rng = np.random.default_rng(6)
+    badger_images = np.stack([synthetic_image("badger", rng) for _ in range(20)])
+    with Classifier(out) as classifier:
+        old = [classifier.labels.index(p.top_label) - 1 for p in classifier.classify(images)]
+        new = [p.top_label for p in classifier.classify(badger_images)]
+    assert np.mean(np.array(old) == labels) >= 0.8
+    assert new.count("badger") >= 15

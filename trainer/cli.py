@@ -1,0 +1,375 @@
+"""``trapcount-train``: labelled images -> Keras model -> int8 TFLite model with a manifest.
+
+A thin click layer over trainer.train / trainer.export / trainer.evaluate. Errors the user
+can fix (a missing path, one class only, an unwritable folder, a model that loses accuracy in
+quantization) end as one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+# Before TensorFlow is imported anywhere: keep its C++ start-up chatter out of the logs.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+EXIT_BAD_INPUT = 2
+ARCH_CHOICES = ("seed", "resnet", "tiny")
+
+
+class TrainerCliError(click.ClickException):
+    exit_code = EXIT_BAD_INPUT
+
+
+class OneLineErrorGroup(click.Group):
+    """Every click error (usage errors included) as one ``Error: ...`` line, exit code 2."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            rv = super().main(
+                args=args,
+                prog_name=prog_name,
+                complete_var=complete_var,
+                standalone_mode=False,
+                **extra,
+            )
+        except click.ClickException as exc:
+            message = " ".join(exc.format_message().split())
+            hint = ""
+            if isinstance(exc, click.UsageError) and exc.ctx is not None:
+                hint = f" (see '{exc.ctx.command_path} --help')"
+            click.echo(f"Error: {message}{hint}", err=True)
+            code = EXIT_BAD_INPUT if isinstance(exc, click.UsageError) else exc.exit_code
+            sys.exit(code)
+        except click.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("Interrupted; a training run continues with --resume.", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from edge_agent.manifest import ModelContractError
+    from trainer.data import DataError
+    from trainer.export import ExportError
+    from trainer.models import UnknownArchError
+    from trainer.train import RunError
+
+    return (DataError, ExportError, ModelContractError, RunError, UnknownArchError, ValueError)
+
+
+def _run(action):
+    """Call ``action`` and turn the errors a user can fix into one-line CLI errors."""
+    try:
+        return action()
+    except _user_errors() as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        raise TrainerCliError(message) from None
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        raise TrainerCliError(f"{exc.strerror or exc}{where}") from None
+
+
+def _setup_logging(quiet: bool) -> None:
+    logger = logging.getLogger("trapcount.trainer")
+    logger.handlers.clear()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+
+
+data_option = click.option(
+    "--data",
+    "data",
+    multiple=True,
+    metavar="PATH",
+    help="Class folders, a .tar/.tar.gz of them, CIFAR-10 python batches "
+    "(cifar-10-python.tar.gz or cifar-10-batches-py/), or 'cifar10' (keras.datasets, "
+    "needs network). Repeat to combine; labels are the sorted union of class names.",
+)
+cache_option = click.option(
+    "--no-cache",
+    is_flag=True,
+    help="Decode archives again instead of using ~/.cache/trapcount (TRAPCOUNT_CACHE_DIR).",
+)
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+
+
+@click.group(cls=OneLineErrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="trapcount", prog_name="trapcount-train")
+def main() -> None:
+    """Train, export and evaluate trapcount classifiers.
+
+    A run folder holds model.keras, model.tflite (full-integer, uint8 raw RGB input),
+    model.json (the contract the edge agent checks), metrics.json, config.json and
+    confusion.png. Copy model.tflite + model.json to the trap.
+    """
+
+
+@main.command()
+@data_option
+@click.option(
+    "--arch",
+    type=click.Choice(ARCH_CHOICES),
+    default="resnet",
+    show_default=True,
+    help="seed: the original Keras CIFAR-10 recipe; resnet: BatchNorm ResNet-9 (stronger); "
+    "tiny: seconds to train, for tests.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Run folder (default runs/ARCH). Must not hold another run unless --resume.",
+)
+@click.option("--epochs", type=click.IntRange(min=1), help="Epochs (per-arch default).")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Batch size (per-arch default).")
+@click.option("--lr", type=float, help="Peak learning rate (per-arch default).")
+@click.option("--label-smoothing", type=float, help="Label smoothing (per-arch default).")
+@click.option("--width", type=click.IntRange(min=1), help="resnet: first-layer channels.")
+@click.option("--augment/--no-augment", default=None, help="Pad+crop+flip (per-arch default).")
+@click.option("--seed", type=int, help="Random seed for weights, shuffling, augmentation.")
+@click.option("--val-split", type=float, help="Stratified validation fraction [default: 0.2].")
+@click.option("--split-seed", type=int, help="Seed of the validation split [default: 0].")
+@click.option(
+    "--input-size",
+    type=click.IntRange(min=8),
+    help="Model input side in pixels; images are resized to it [default: 32].",
+)
+@click.option(
+    "--max-quant-drop",
+    type=float,
+    help="Accuracy points int8 may lose against float before export fails [default: 1.0].",
+)
+@click.option(
+    "--init-from",
+    type=click.Path(path_type=Path),
+    help="Fine-tune this .keras model; its head is replaced when the label set changed.",
+)
+@click.option("--resume", is_flag=True, help="Continue the interrupted run in --out.")
+@click.option(
+    "--stop-after",
+    type=click.IntRange(min=1),
+    help="Stop after this many epochs in this invocation (continue later with --resume).",
+)
+@click.option(
+    "--no-export", is_flag=True, help="Only train; export later with 'trapcount-train export'."
+)
+@click.option(
+    "--strategy",
+    type=click.Choice(["auto", "mirrored", "multiworker"]),
+    default="auto",
+    show_default=True,
+    help="auto: MirroredStrategy when more than one GPU is visible.",
+)
+@cache_option
+@quiet_option
+def train(
+    data,
+    arch,
+    out,
+    epochs,
+    batch_size,
+    lr,
+    label_smoothing,
+    width,
+    augment,
+    seed,
+    val_split,
+    split_seed,
+    input_size,
+    max_quant_drop,
+    init_from,
+    resume,
+    stop_after,
+    no_export,
+    strategy,
+    no_cache,
+    quiet,
+) -> None:
+    """Train a classifier on labelled images, then export it into the run folder.
+
+    \b
+    trapcount-train train --data ../shared/data/cifar10-train-jpeg.tar.gz --arch seed \\
+        --out runs/seed
+    trapcount-train train --data crops/ --init-from models/default/model.keras --out runs/v2
+    trapcount-train train --out runs/seed --resume
+    """
+    _setup_logging(quiet)
+    if not resume and not data:
+        raise TrainerCliError("give at least one --data (or --resume an existing run)")
+    out = out or Path("runs") / arch
+    if resume and data:
+        logging.getLogger("trapcount.trainer").warning(
+            "--resume continues with the data and settings saved in %s; ignoring --data", out
+        )
+
+    def action():
+        from trainer.export import export_run
+        from trainer.train import hparams_for, train
+
+        hp = None
+        if not resume:
+            hp = hparams_for(
+                arch,
+                epochs=epochs,
+                batch_size=batch_size,
+                lr=lr,
+                label_smoothing=label_smoothing,
+                width=width,
+                augment=augment,
+                seed=seed,
+                val_split=val_split,
+                split_seed=split_seed,
+                input_size=(input_size, input_size) if input_size else None,
+                max_quant_drop=max_quant_drop,
+            )
+        result = train(
+            list(data),
+            out,
+            hp,
+            resume=resume,
+            init_from=init_from,
+            stop_after=stop_after,
+            strategy=strategy,
+            use_cache=not no_cache,
+        )
+        if not result.finished:
+            click.echo(
+                f"stopped after epoch {result.epochs_done} of {result.hp.epochs}; "
+                f"continue with: trapcount-train train --out {out} --resume"
+            )
+            return
+        if max_quant_drop is not None:
+            result.hp.max_quant_drop = max_quant_drop
+        if no_export:
+            result.model.save(out / "model.keras")
+            click.echo(
+                f"trained {out / 'model.keras'}; export with: trapcount-train export "
+                f"{out / 'model.keras'} --data ... --out {out}"
+            )
+            return
+        exported = export_run(result)
+        _print_summary(exported.out, exported.metrics)
+
+    _run(action)
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@data_option
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Export folder.")
+@click.option(
+    "--max-quant-drop",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Accuracy points int8 may lose against float before export fails.",
+)
+@click.option("--val-split", type=float, help="Validation fraction (default: from the run).")
+@click.option("--split-seed", type=int, help="Validation split seed (default: from the run).")
+@cache_option
+@quiet_option
+def export(model, data, out, max_quant_drop, val_split, split_seed, no_cache, quiet) -> None:
+    """Export MODEL (.keras) to int8 TFLite + manifest, measured on --data's validation split.
+
+    The split and labels come from the config.json beside MODEL when there is one. Fails
+    (exit 2) when int8 accuracy is more than --max-quant-drop points below float.
+    """
+    _setup_logging(quiet)
+    if not data:
+        raise TrainerCliError("give at least one --data to calibrate and measure on")
+
+    def action():
+        from trainer.export import export_keras_file
+
+        exported = export_keras_file(
+            model,
+            list(data),
+            out,
+            max_quant_drop=max_quant_drop,
+            val_split=val_split,
+            split_seed=split_seed,
+            use_cache=not no_cache,
+        )
+        _print_summary(exported.out, exported.metrics)
+
+    _run(action)
+
+
+@main.command()
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@data_option
+@click.option(
+    "--split",
+    type=click.Choice(["val", "all"]),
+    default="val",
+    show_default=True,
+    help="val: the validation split recorded in the manifest (same data as training); "
+    "all: every image (an independent test set).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Also write evaluation.json and evaluation-confusion.png into this folder.",
+)
+@click.option("--threads", type=click.IntRange(min=1), help="Interpreter threads.")
+@cache_option
+@quiet_option
+def evaluate(model_dir, data, split, out, threads, no_cache, quiet) -> None:
+    """Accuracy of MODEL_DIR (model.tflite + model.json) on --data, int8 through the edge
+    agent's classifier, float too when model.keras is there."""
+    _setup_logging(quiet)
+    if not data:
+        raise TrainerCliError("give at least one --data to evaluate on")
+
+    def action():
+        from trainer.evaluate import evaluate_model_dir, plot_confusion
+        from trainer.train import write_json
+
+        result = evaluate_model_dir(
+            model_dir, list(data), split=split, use_cache=not no_cache, num_threads=threads
+        )
+        scores = result.pop("_scores")
+        if out is not None:
+            Path(out).mkdir(parents=True, exist_ok=True)
+            write_json(Path(out) / "evaluation.json", result)
+            plot_confusion(
+                scores.confusion,
+                scores.labels,
+                Path(out) / "evaluation-confusion.png",
+                f"int8 on {result['split']}, n={result['n']}: {100 * scores.accuracy:.1f}%",
+            )
+        click.echo(f"model     {result['model']} ({result['sha256'][:12]})")
+        click.echo(f"data      {result['split']}, {result['n']} images")
+        if "float_accuracy" in result:
+            click.echo(f"float     {100 * result['float_accuracy']:.2f}%")
+        click.echo(f"int8      {100 * result['int8_accuracy']:.2f}%")
+        width = max(len(label) for label in scores.labels)
+        for label, recall in result["per_class_recall_int8"].items():
+            shown = "-" if recall is None else f"{100 * recall:.1f}%"
+            click.echo(f"  {label:<{width}}  recall {shown}")
+
+    _run(action)
+
+
+def _print_summary(out: Path, metrics: dict) -> None:
+    click.echo(f"exported  {out}")
+    click.echo(f"float     {100 * metrics['float_accuracy']:.2f}% on {metrics['n_val']} val images")
+    click.echo(
+        f"int8      {100 * metrics['int8_accuracy']:.2f}% "
+        f"(drop {metrics['quant_drop_points']:.2f} points, allowed {metrics['max_quant_drop']:g})"
+    )
+    click.echo(f"tflite    {metrics['tflite_bytes']:,} bytes, sha256 {metrics['sha256'][:12]}")
+
+
+if __name__ == "__main__":
+    main()

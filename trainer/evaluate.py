@@ -1,0 +1,169 @@
+"""Float and int8 accuracy, per-class recall and the confusion-matrix PNG.
+
+The int8 model is measured through ``edge_agent.classifier.Classifier``, the class the Pi
+runs, so the accuracy written into the manifest is what the trap gets (same quantization of
+the input, same interpreter, same output dequantization).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_agent.classifier import Classifier
+from edge_agent.manifest import read_manifest
+from trainer.data import DataError, Dataset, load_datasets, stratified_split
+
+log = logging.getLogger("trapcount.trainer")
+
+
+@dataclass
+class Scores:
+    """Predictions of one model on one labelled set."""
+
+    labels: list[str]
+    y_true: np.ndarray
+    y_pred: np.ndarray
+
+    @property
+    def accuracy(self) -> float:
+        if len(self.y_true) == 0:
+            return float("nan")
+        return float(np.mean(self.y_true == self.y_pred))
+
+    @property
+    def confusion(self) -> np.ndarray:
+        return confusion_matrix(self.y_true, self.y_pred, len(self.labels))
+
+    def per_class_recall(self) -> dict[str, float | None]:
+        """Share of each class's images predicted as that class (None: no images)."""
+        cm = self.confusion
+        totals = cm.sum(axis=1)
+        return {
+            label: round(float(cm[i, i] / totals[i]), 4) if totals[i] else None
+            for i, label in enumerate(self.labels)
+        }
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """Rows: true class; columns: predicted class."""
+    cm = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(cm, (np.asarray(y_true, int), np.asarray(y_pred, int)), 1)
+    return cm
+
+
+def predict_float(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Keras float model on raw uint8 pixels -> class indices."""
+    probs = model.predict(images.astype(np.float32), batch_size=batch_size, verbose=0)
+    return np.argmax(probs, axis=1)
+
+
+def predict_int8(model_dir: Path, images: np.ndarray, num_threads: int | None = None) -> np.ndarray:
+    """The exported .tflite, through the edge agent's own classifier -> class indices."""
+    threads = num_threads or os.cpu_count() or 1
+    with Classifier(model_dir, num_threads=threads, max_batch=256) as classifier:
+        probs = classifier.predict_proba(images)
+    return np.argmax(probs, axis=1)
+
+
+def align_to_labels(data: Dataset, labels: list[str]) -> Dataset:
+    """Re-index ``data`` to a model's label order; images of classes it lacks are dropped."""
+    unknown = sorted(set(data.classes) - set(labels))
+    if unknown:
+        log.warning("the model has no label for %s; those images are left out", ", ".join(unknown))
+    mapping = np.array([labels.index(c) if c in labels else -1 for c in data.classes], np.int64)
+    new_labels = mapping[data.labels] if len(data) else np.zeros(0, np.int64)
+    keep = new_labels >= 0
+    if not keep.any():
+        raise DataError(
+            f"none of the data's classes ({', '.join(data.classes)}) is a label of the model "
+            f"({', '.join(labels)})"
+        )
+    return Dataset(data.images[keep], new_labels[keep].astype(np.int32), list(labels), data.sources)
+
+
+def plot_confusion(cm: np.ndarray, labels: list[str], path: Path, title: str) -> Path:
+    """Row-normalized confusion matrix with counts, as a PNG (matplotlib, Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(labels)
+    totals = cm.sum(axis=1, keepdims=True)
+    share = np.divide(cm, totals, out=np.zeros_like(cm, dtype=float), where=totals > 0)
+    side = max(4.0, 0.6 * n + 2.5)
+    fig, ax = plt.subplots(figsize=(side, side), dpi=100)
+    ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+    ax.set_xticks(range(n), labels, rotation=45, ha="right")
+    ax.set_yticks(range(n), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=10)
+    if n <= 20:
+        for i in range(n):
+            for j in range(n):
+                colour = "white" if share[i, j] > 0.5 else "black"
+                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7, color=colour)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def evaluate_model_dir(
+    model_dir: Path | str,
+    data_specs: list[str],
+    *,
+    split: str = "val",
+    use_cache: bool = True,
+    num_threads: int | None = None,
+) -> dict[str, Any]:
+    """``trapcount-train evaluate``: int8 (and float, when model.keras is beside it) accuracy
+    of a model folder on ``split`` of ``data_specs``: ``val`` recomputes the validation split
+    the manifest records (same data, same seed), ``all`` uses every image (a separate test
+    set)."""
+    model_dir = Path(model_dir).expanduser()
+    if not model_dir.exists():
+        raise DataError(f"model folder not found: {model_dir}")
+    manifest = read_manifest(model_dir)
+    data = load_datasets(data_specs, manifest.input_size, use_cache=use_cache, min_classes=1)
+    if split == "val":
+        training = manifest.training or {}
+        fraction = float(training.get("val_split", 0.2))
+        seed = int(training.get("split_seed", 0))
+        data = stratified_split(data, fraction, seed).val
+        where = f"validation split ({fraction:g}, seed {seed})"
+    elif split == "all":
+        where = "all images"
+    else:
+        raise ValueError(f"unknown split {split!r} (val, all)")
+    data = align_to_labels(data, manifest.labels)
+    log.info("evaluating %s on %s: %d images", model_dir, where, len(data))
+    int8 = Scores(manifest.labels, data.labels, predict_int8(model_dir, data.images, num_threads))
+    result: dict[str, Any] = {
+        "model": str(model_dir),
+        "sha256": manifest.sha256,
+        "split": where,
+        "n": len(data),
+        "labels": manifest.labels,
+        "int8_accuracy": round(int8.accuracy, 4),
+        "per_class_recall_int8": int8.per_class_recall(),
+        "confusion_int8": int8.confusion.tolist(),
+    }
+    keras_path = model_dir / "model.keras"
+    if keras_path.is_file():
+        from trainer.train import load_keras_model
+
+        model = load_keras_model(keras_path)
+        flt = Scores(manifest.labels, data.labels, predict_float(model, data.images))
+        result["float_accuracy"] = round(flt.accuracy, 4)
+        result["per_class_recall_float"] = flt.per_class_recall()
+        result["quant_drop_points"] = round(100 * (flt.accuracy - int8.accuracy), 2)
+    result["_scores"] = int8
+    return result

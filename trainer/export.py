@@ -1,0 +1,360 @@
+"""Keras model -> SavedModel -> full-integer TFLite + manifest, refused if int8 loses accuracy.
+
+The int8 model takes uint8 RGB pixels as they come from the camera crop (input scale 1,
+zero point 0: the calibration set contains a 0 and a 255 pixel) and returns uint8
+probabilities. ``Rescaling`` inside the model carries the normalization; BatchNorm folds
+into the preceding convolution during conversion.
+
+Files written into the export folder:
+``model.keras``, ``model.tflite``, ``model.json`` (the contract, ``edge_agent.manifest``),
+``metrics.json`` (float/int8 accuracy, per-class recall, confusion matrices), and
+``confusion.png`` (int8, validation split). When the quantization-drop guard fires,
+``model.tflite`` becomes ``model.rejected.tflite`` and no ``model.json`` is left, so nothing
+deployable remains, while ``metrics.json`` says why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_agent.classifier import load_interpreter_class
+from edge_agent.manifest import (
+    MANIFEST_FILENAME,
+    MODEL_FILENAME,
+    Manifest,
+    TensorSpec,
+    sha256_file,
+    utc_now_iso,
+    write_manifest,
+)
+from trainer.data import DataError, Dataset, calibration_images, load_datasets, stratified_split
+from trainer.evaluate import (
+    Scores,
+    align_to_labels,
+    plot_confusion,
+    predict_float,
+    predict_int8,
+)
+
+log = logging.getLogger("trapcount.trainer")
+
+MIN_CALIBRATION_IMAGES = 200
+REJECTED_FILENAME = "model.rejected.tflite"
+
+
+class ExportError(RuntimeError):
+    """The model could not be exported."""
+
+
+class QuantizationDropError(ExportError):
+    """int8 accuracy fell more than the allowed number of points below float."""
+
+    def __init__(self, float_acc: float, int8_acc: float, limit: float, out: Path) -> None:
+        self.float_accuracy, self.int8_accuracy, self.limit = float_acc, int8_acc, limit
+        drop = 100 * (float_acc - int8_acc)
+        super().__init__(
+            f"int8 accuracy {100 * int8_acc:.2f}% is {drop:.2f} points below float "
+            f"{100 * float_acc:.2f}% (allowed: {limit:g}); model not exported, see "
+            f"{out / 'metrics.json'}"
+        )
+
+
+@dataclass
+class ExportResult:
+    out: Path
+    manifest: Manifest
+    metrics: dict[str, Any]
+
+
+# -- conversion --------------------------------------------------------------------------------
+
+
+def convert_int8(model, calibration: np.ndarray) -> bytes:
+    """Full-integer TFLite (uint8 in, uint8 out, int8 ops), dynamic batch dimension.
+
+    Goes through a SavedModel: ``from_concrete_functions`` cannot read Keras 3 variables.
+    """
+    import tensorflow as tf
+
+    def representative():
+        for image in calibration:
+            yield [image[None].astype(np.float32)]
+
+    with tempfile.TemporaryDirectory(prefix="trapcount-savedmodel-") as tmp:
+        model.export(tmp, format="tf_saved_model", verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8
+        converter.inference_output_type = tf.uint8
+        try:
+            return converter.convert()
+        except Exception as exc:  # the converter raises ConverterError and friends
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            raise ExportError(f"TFLite conversion failed: {first}") from None
+
+
+def tensor_specs(tflite_path: Path) -> tuple[TensorSpec, TensorSpec]:
+    """Input and output TensorSpec (shape with -1 batch, dtype, scale, zero point)."""
+    interpreter_class, _ = load_interpreter_class()
+    interpreter = interpreter_class(model_path=str(tflite_path))
+    specs = []
+    for details in (interpreter.get_input_details()[0], interpreter.get_output_details()[0]):
+        shape = [int(v) for v in details.get("shape_signature", details["shape"])]
+        scale, zero_point = details["quantization"]
+        specs.append(
+            TensorSpec(
+                shape=shape,
+                dtype=np.dtype(details["dtype"]).name,
+                scale=float(scale),
+                zero_point=int(zero_point),
+            )
+        )
+    return specs[0], specs[1]
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+# -- export ----------------------------------------------------------------------------------
+
+
+def export_model(
+    model,
+    *,
+    train: Dataset,
+    val: Dataset,
+    out: Path | str,
+    arch: str,
+    training: dict[str, Any],
+    max_quant_drop: float = 1.0,
+    calibration_count: int = 256,
+    seed: int = 0,
+    extra_metrics: dict[str, Any] | None = None,
+) -> ExportResult:
+    """Write model.keras, model.tflite, model.json, metrics.json and confusion.png into
+    ``out``; measure float and int8 accuracy on ``val`` (int8 through the edge classifier);
+    raise :class:`QuantizationDropError` when int8 is more than ``max_quant_drop`` points
+    worse than float."""
+    from edge_agent import __version__
+    from trainer.train import write_json
+
+    out = Path(out).expanduser()
+    labels = list(train.classes)
+    if len(val) == 0:
+        raise DataError("cannot export: the validation split is empty")
+    if int(model.output_shape[-1]) != len(labels):
+        raise DataError(
+            f"the model has {model.output_shape[-1]} outputs but the data has "
+            f"{len(labels)} labels ({', '.join(labels)})"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot write to output folder {out}: {exc.strerror or exc}") from None
+    started = time.monotonic()
+    for stale in (REJECTED_FILENAME, MANIFEST_FILENAME):
+        with contextlib.suppress(FileNotFoundError):
+            (out / stale).unlink()
+
+    keras_path = out / "model.keras"
+    tmp_keras = out / ".model.tmp.keras"
+    model.save(tmp_keras)
+    os.replace(tmp_keras, keras_path)
+
+    count = max(calibration_count, MIN_CALIBRATION_IMAGES)
+    calibration = calibration_images(train, count, seed)
+    log.info(
+        "converting to int8 TFLite, calibrated on %d training images of %d classes",
+        len(calibration),
+        len(labels),
+    )
+    tflite_path = out / MODEL_FILENAME
+    _write_atomic(tflite_path, convert_int8(model, calibration))
+    input_spec, output_spec = tensor_specs(tflite_path)
+    if input_spec.dtype != "uint8" or abs(input_spec.scale - 1.0) > 0.01 or input_spec.zero_point:
+        log.warning(
+            "int8 input is %s scale %g zero point %d, not raw pixels (scale 1, zero point 0)",
+            input_spec.dtype,
+            input_spec.scale,
+            input_spec.zero_point,
+        )
+    manifest = Manifest(
+        labels=labels,
+        input=input_spec,
+        output=output_spec,
+        sha256=sha256_file(tflite_path),
+        arch=arch,
+        training=training,
+        created=utc_now_iso(),
+        trapcount_version=__version__,
+    )
+    write_manifest(manifest, out)  # the classifier refuses a model without a matching one
+
+    log.info("measuring float and int8 accuracy on %d validation images", len(val))
+    flt = Scores(labels, val.labels, predict_float(model, val.images))
+    int8 = Scores(labels, val.labels, predict_int8(out, val.images))
+    drop = 100 * (flt.accuracy - int8.accuracy)
+    accepted = drop <= max_quant_drop
+    manifest.accuracy = {
+        "float": round(flt.accuracy, 4),
+        "int8": round(int8.accuracy, 4),
+        "split": "validation",
+        "n_val": len(val),
+        "val_split": training.get("val_split"),
+        "split_seed": training.get("split_seed"),
+    }
+    manifest.per_class_recall = int8.per_class_recall()
+
+    metrics = {
+        "accepted": accepted,
+        "float_accuracy": round(flt.accuracy, 4),
+        "int8_accuracy": round(int8.accuracy, 4),
+        "quant_drop_points": round(drop, 2),
+        "max_quant_drop": max_quant_drop,
+        "n_val": len(val),
+        "n_calibration": len(calibration),
+        "labels": labels,
+        "per_class_recall": {"float": flt.per_class_recall(), "int8": int8.per_class_recall()},
+        "confusion": {"float": flt.confusion.tolist(), "int8": int8.confusion.tolist()},
+        "input": input_spec.__dict__,
+        "output": output_spec.__dict__,
+        "sha256": manifest.sha256,
+        "tflite_bytes": tflite_path.stat().st_size,
+        "keras_bytes": keras_path.stat().st_size,
+        "export_seconds": round(time.monotonic() - started, 1),
+        "created": manifest.created,
+        **(extra_metrics or {}),
+    }
+    plot_confusion(
+        int8.confusion,
+        labels,
+        out / "confusion.png",
+        f"{arch} int8, validation n={len(val)}: {100 * int8.accuracy:.1f}% "
+        f"(float {100 * flt.accuracy:.1f}%)",
+    )
+    write_json(out / "metrics.json", metrics)
+    log.info(
+        "accuracy on validation: float %.2f%%, int8 %.2f%% (drop %.2f points, allowed %g)",
+        100 * flt.accuracy,
+        100 * int8.accuracy,
+        drop,
+        max_quant_drop,
+    )
+    if not accepted:
+        os.replace(tflite_path, out / REJECTED_FILENAME)
+        (out / MANIFEST_FILENAME).unlink()
+        raise QuantizationDropError(flt.accuracy, int8.accuracy, max_quant_drop, out)
+    write_manifest(manifest, out)
+    return ExportResult(out, manifest, metrics)
+
+
+def export_run(result) -> ExportResult:
+    """Export a finished :class:`trainer.train.TrainResult` into its run folder."""
+    from trainer.train import CONFIG_FILENAME, training_summary, write_json
+
+    hp = result.hp
+    try:
+        exported = export_model(
+            result.model,
+            train=result.split.train,
+            val=result.split.val,
+            out=result.out,
+            arch=hp.arch,
+            training=training_summary(result),
+            max_quant_drop=hp.max_quant_drop,
+            calibration_count=hp.calibration_images,
+            seed=hp.seed,
+            extra_metrics={"history": result.history},
+        )
+        result.config["status"] = "finished"
+        return exported
+    except QuantizationDropError:
+        result.config["status"] = "rejected"
+        raise
+    finally:
+        result.config["hparams"] = hp.to_dict()
+        write_json(result.out / CONFIG_FILENAME, result.config)
+
+
+def export_keras_file(
+    model_path: Path | str,
+    data_specs: list[str],
+    out: Path | str,
+    *,
+    max_quant_drop: float | None = None,
+    val_split: float | None = None,
+    split_seed: int | None = None,
+    use_cache: bool = True,
+) -> ExportResult:
+    """``trapcount-train export``: export an existing ``.keras`` model.
+
+    Labels, validation split and training summary come from the run's config.json beside
+    the model when there is one (so the split is the one training held out); otherwise the
+    labels are the data's classes and the split uses ``val_split``/``split_seed``
+    (defaults 0.2 and 0).
+    """
+    import json
+
+    from trainer.train import CONFIG_FILENAME, labels_beside, load_keras_model
+
+    model_path = Path(model_path).expanduser()
+    model = load_keras_model(model_path)
+    config: dict[str, Any] = {}
+    config_path = model_path.parent / CONFIG_FILENAME
+    if config_path.is_file():
+        with contextlib.suppress(OSError, ValueError):
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+    hparams = config.get("hparams", {})
+    fraction = val_split if val_split is not None else float(hparams.get("val_split", 0.2))
+    seed = split_seed if split_seed is not None else int(hparams.get("split_seed", 0))
+    limit = max_quant_drop if max_quant_drop is not None else 1.0
+    size = tuple(int(v) for v in model.input_shape[1:3])
+    data = load_datasets(data_specs, size, use_cache=use_cache)
+    labels = labels_beside(model_path) or data.classes
+    split = stratified_split(data, fraction, seed)
+    train, val = align_to_labels(split.train, labels), align_to_labels(split.val, labels)
+    training = {
+        "datasets": [str(s) for s in data_specs],
+        "counts": data.counts(),
+        "n_train": len(train),
+        "n_val": len(val),
+        "arch": hparams.get("arch", model.name),
+        "val_split": fraction,
+        "split_seed": seed,
+        "params": int(model.count_params()),
+        "exported_from": str(model_path.resolve()),
+    }
+    from trainer.models import count_macs
+
+    training["macs"] = count_macs(model)
+    for key in ("epochs_done", "train_seconds", "code"):
+        if key in config:
+            training[key] = config[key]
+    for key in ("epochs", "batch_size", "seed", "width", "optimizer", "lr", "label_smoothing"):
+        if key in hparams:
+            training[key] = hparams[key]
+    return export_model(
+        model,
+        train=train,
+        val=val,
+        out=out,
+        arch=training["arch"],
+        training=training,
+        max_quant_drop=limit,
+        calibration_count=int(hparams.get("calibration_images", 256)),
+        seed=int(hparams.get("seed", 0)),
+    )

@@ -1,0 +1,185 @@
+"""Model factory: ``make_model(arch, input_shape, num_classes)``.
+
+Every model takes raw RGB pixels 0-255 (float32) and does its own normalization, so the
+int8 TFLite model takes uint8 pixels straight from the camera crop. Architectures:
+
+``seed``
+    The original Keras CIFAR-10 recipe (../shared/seed/), layer for layer: Conv2D 32 3x3
+    same + ReLU, MaxPool 2, Dropout 0.25, Flatten, Dense 512 + ReLU, Dropout 0.5, Dense N +
+    softmax. The only addition is ``Rescaling(1/255)`` at the input, which the recipe did
+    on the numpy arrays. 4.2 M parameters, almost all in the 8192 -> 512 Dense.
+``resnet``
+    A ResNet-9 in the style of Myrtle.ai / airbench (prep conv, three stages that each end
+    in a max-pool, residual blocks after stages 1 and 3, global max-pool, linear head),
+    every convolution conv -> BatchNorm -> ReLU without bias so BN folds into the conv when
+    converted to TFLite. ``width`` is the prep-layer channel count (stages are 2x, 4x, 8x).
+    The logits are scaled by a fixed 0.125 before the softmax (as Myrtle.ai did): at the
+    high learning rates of a short one-cycle schedule it trains steadier and ends higher.
+    Why this shape for a 2-core CPU: most work happens at 16x16 and below, depth is 8
+    convolutions, and the cost is 92,160 * width^2 MACs per image: width 16 is 24 M MACs
+    (fewer than ResNet-20's 41 M, with 0.4 M parameters), width 64 is the original 0.38 G.
+``tiny``
+    Two strided convolutions and a linear head (about 1.5 k parameters): trains in seconds,
+    for tests and smoke runs. No BatchNorm, because its moving statistics would not settle
+    in the handful of steps a test trains for.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+ARCHS = ("seed", "resnet", "tiny")
+
+
+class UnknownArchError(ValueError):
+    pass
+
+
+def _normalize(inputs):
+    return layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+
+
+def seed_model(input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = _normalize(inputs)
+    x = layers.Conv2D(32, (3, 3), padding="same", name="conv2d")(x)
+    x = layers.Activation("relu", name="conv2d_relu")(x)
+    x = layers.MaxPooling2D(pool_size=(2, 2), name="max_pooling2d")(x)
+    x = layers.Dropout(0.25, name="dropout")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(512, name="dense")(x)
+    x = layers.Activation("relu", name="dense_relu")(x)
+    x = layers.Dropout(0.5, name="dropout_1")(x)
+    x = layers.Dense(num_classes, name="head")(x)
+    outputs = layers.Activation("softmax", name="softmax")(x)
+    return keras.Model(inputs, outputs, name="seed")
+
+
+def _conv_bn_relu(x, filters: int, name: str):
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def _stage(x, filters: int, residual: bool, name: str):
+    x = _conv_bn_relu(x, filters, name)
+    x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
+    if residual:
+        shortcut = x
+        x = _conv_bn_relu(x, filters, f"{name}_res1")
+        x = _conv_bn_relu(x, filters, f"{name}_res2")
+        x = layers.Add(name=f"{name}_add")([shortcut, x])
+    return x
+
+
+def resnet_model(
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    width: int = 16,
+    logit_scale: float = 0.125,
+) -> keras.Model:
+    if width < 1:
+        raise ValueError("width must be at least 1")
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = _normalize(inputs)
+    x = _conv_bn_relu(x, width, "prep")
+    x = _stage(x, 2 * width, residual=True, name="stage1")
+    x = _stage(x, 4 * width, residual=False, name="stage2")
+    x = _stage(x, 8 * width, residual=True, name="stage3")
+    x = layers.GlobalMaxPooling2D(name="pool")(x)
+    x = layers.Dense(num_classes, name="head")(x)
+    if logit_scale != 1.0:
+        # Myrtle.ai's fixed 0.125 logit scale: tempers the head at high learning rates.
+        x = layers.Rescaling(logit_scale, name="logit_scale")(x)
+    outputs = layers.Activation("softmax", name="softmax")(x)
+    return keras.Model(inputs, outputs, name="resnet")
+
+
+def tiny_model(input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = _normalize(inputs)
+    x = layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="conv1")(x)
+    x = layers.Conv2D(16, 3, strides=2, padding="same", activation="relu", name="conv2")(x)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = layers.Dense(num_classes, name="head")(x)
+    outputs = layers.Activation("softmax", name="softmax")(x)
+    return keras.Model(inputs, outputs, name="tiny")
+
+
+def make_model(
+    arch: str,
+    input_shape: tuple[int, int, int] = (32, 32, 3),
+    num_classes: int = 10,
+    *,
+    width: int | None = None,
+) -> keras.Model:
+    """Build an uncompiled model. Input: raw RGB 0-255 float; output: softmax probabilities.
+
+    ``width`` applies to ``resnet`` only (channels of its first layer; default 16).
+    """
+    if num_classes < 2:
+        raise ValueError("a classifier needs at least 2 classes")
+    input_shape = tuple(int(v) for v in input_shape)
+    if arch == "seed":
+        return seed_model(input_shape, num_classes)
+    if arch == "resnet":
+        return resnet_model(input_shape, num_classes, width=width or 16)
+    if arch == "tiny":
+        return tiny_model(input_shape, num_classes)
+    raise UnknownArchError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
+
+
+def replace_head(
+    model: keras.Model,
+    new_labels: list[str],
+    old_labels: list[str] | None = None,
+) -> keras.Model:
+    """Swap the final Dense + softmax for one with ``len(new_labels)`` outputs.
+
+    Rows of labels the old model knew are copied over, so a model that learnt ``fox`` still
+    knows it after ``badger`` is added; new labels start from a fresh initialisation.
+    """
+    head = _last_dense(model)
+    features = head.input
+    dense = layers.Dense(len(new_labels), name=f"head_{len(new_labels)}")
+    logits = dense(features)
+    scales = [layer for layer in model.layers if layer.name == "logit_scale"]
+    if scales:  # keep resnet's fixed logit scale
+        logits = layers.Rescaling(scales[0].scale, name="logit_scale")(logits)
+    outputs = layers.Activation("softmax", name="softmax_out")(logits)
+    new_model = keras.Model(model.inputs, outputs, name=model.name)
+    if old_labels:
+        kernel, bias = (w.copy() for w in dense.get_weights())
+        old_kernel, old_bias = head.get_weights()
+        for i, label in enumerate(new_labels):
+            if label in old_labels:
+                j = old_labels.index(label)
+                kernel[:, i], bias[i] = old_kernel[:, j], old_bias[j]
+        dense.set_weights([kernel, bias])
+    return new_model
+
+
+def _last_dense(model: keras.Model) -> layers.Dense:
+    for layer in reversed(model.layers):
+        if isinstance(layer, layers.Dense):
+            return layer
+    raise ValueError(f"model {model.name!r} has no Dense head to replace")
+
+
+def count_macs(model: keras.Model) -> int:
+    """Multiply-accumulates of one forward pass (convolutions and dense layers)."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, layers.Conv2D) and not isinstance(layer, layers.DepthwiseConv2D):
+            _, out_h, out_w, out_c = layer.output.shape
+            k_h, k_w = layer.kernel_size
+            in_c = layer.input.shape[-1]
+            total += out_h * out_w * k_h * k_w * (in_c // layer.groups) * out_c
+        elif isinstance(layer, layers.DepthwiseConv2D):
+            _, out_h, out_w, out_c = layer.output.shape
+            k_h, k_w = layer.kernel_size
+            total += out_h * out_w * k_h * k_w * out_c
+        elif isinstance(layer, layers.Dense):
+            total += int(layer.input.shape[-1]) * int(layer.units)
+    return int(total)

@@ -1,0 +1,750 @@
+"""Training: one hyperparameter object, per-arch defaults, fit with checkpoints, export.
+
+The Python API the CLI (and tests) use::
+
+    from trainer.train import train_and_export
+    model_dir = train_and_export(data=["frames/"], out="runs/tiny", arch="tiny", epochs=2)
+    # model_dir holds model.keras, model.tflite, model.json, metrics.json, config.json,
+    # confusion.png
+
+Run folder layout while training: ``config.json`` (written first, so ``--resume`` knows the
+data and hyperparameters), ``checkpoint.keras`` + ``checkpoint.json`` after every epoch
+(model and optimizer state; removed once training finishes), then the exported files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from trainer.data import DataError, Split, load_datasets, make_tf_dataset
+from trainer.data import stratified_split as _split
+from trainer.models import ARCHS, UnknownArchError, count_macs, make_model, replace_head
+
+log = logging.getLogger("trapcount.trainer")
+
+CONFIG_FILENAME = "config.json"
+CHECKPOINT_FILENAME = "checkpoint.keras"
+CHECKPOINT_STATE = "checkpoint.json"
+
+
+# -- hyperparameters ---------------------------------------------------------------------
+
+
+@dataclass
+class HParams:
+    """Everything that decides what a run produces. Saved as ``config.json`` in the run."""
+
+    arch: str = "resnet"
+    epochs: int = 40
+    batch_size: int = 256
+    optimizer: str = "sgd"  # sgd (Nesterov) | rmsprop | adam
+    lr: float = 0.2  # peak learning rate
+    schedule: str = "onecycle"  # constant | cosine | onecycle (linear warm-up, cosine decay)
+    warmup_fraction: float = 0.15  # onecycle: share of all steps spent warming up
+    momentum: float = 0.9  # sgd only
+    # Decoupled (Keras applies lr * wd * w outside the momentum), so 5e-3 here is about the
+    # classic coupled L2 5e-4 under momentum 0.9 (which amplifies coupled decay 10x).
+    weight_decay: float = 5e-3
+    label_smoothing: float = 0.1
+    augment: bool = True  # pad + random crop + horizontal flip, in tf.data
+    width: int | None = 16  # resnet only: channels of the first layer
+    input_size: tuple[int, int] = (32, 32)  # (height, width) the images are resized to
+    val_split: float = 0.2  # stratified hold-out fraction
+    split_seed: int = 0  # fixed, so export/evaluate recompute exactly the same split
+    seed: int = 0  # weights, shuffling, augmentation
+    calibration_images: int = 256  # int8 calibration set, drawn from the training split
+    max_quant_drop: float = 1.0  # accuracy points int8 may lose against float
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["input_size"] = list(self.input_size)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HParams:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        if "input_size" in known:
+            known["input_size"] = tuple(int(v) for v in known["input_size"])
+        return cls(**known)
+
+
+# Per-arch defaults; CLI flags override them. ``seed`` is the original recipe exactly:
+# RMSprop(1e-3), batch 128, 20 epochs, plain cross-entropy, no augmentation.
+ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
+    "seed": dict(
+        epochs=20,
+        batch_size=128,
+        optimizer="rmsprop",
+        lr=1e-3,
+        schedule="constant",
+        momentum=0.0,
+        weight_decay=0.0,
+        label_smoothing=0.0,
+        augment=False,
+        width=None,
+    ),
+    "resnet": dict(
+        epochs=40,
+        batch_size=256,
+        optimizer="sgd",
+        lr=0.2,
+        schedule="onecycle",
+        momentum=0.9,
+        weight_decay=5e-3,
+        label_smoothing=0.1,
+        augment=True,
+        width=16,
+    ),
+    "tiny": dict(
+        epochs=3,
+        batch_size=32,
+        optimizer="adam",
+        lr=1e-2,
+        schedule="constant",
+        momentum=0.0,
+        weight_decay=0.0,
+        label_smoothing=0.0,
+        augment=False,
+        width=None,
+    ),
+}
+
+
+def hparams_for(arch: str, **overrides: Any) -> HParams:
+    """The arch's defaults with ``overrides`` (None values are ignored) applied."""
+    if arch not in ARCH_DEFAULTS:
+        raise UnknownArchError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
+    values = {**ARCH_DEFAULTS[arch], **{k: v for k, v in overrides.items() if v is not None}}
+    unknown = set(values) - set(HParams.__dataclass_fields__)
+    if unknown:
+        raise TypeError(f"unknown hyperparameters: {', '.join(sorted(unknown))}")
+    hp = HParams(arch=arch, **values)
+    validate_hparams(hp)
+    return hp
+
+
+def validate_hparams(hp: HParams) -> None:
+    problems = []
+    if hp.epochs < 1:
+        problems.append("epochs must be at least 1")
+    if hp.batch_size < 1:
+        problems.append("batch size must be at least 1")
+    if not hp.lr > 0:
+        problems.append("learning rate must be positive")
+    if not 0.0 < hp.val_split < 1.0:
+        problems.append("validation split must be between 0 and 1 (export measures on it)")
+    if not 0.0 <= hp.label_smoothing < 1.0:
+        problems.append("label smoothing must be in [0, 1)")
+    if hp.optimizer not in ("sgd", "rmsprop", "adam"):
+        problems.append(f"unknown optimizer {hp.optimizer!r} (sgd, rmsprop, adam)")
+    if hp.schedule not in ("constant", "cosine", "onecycle"):
+        problems.append(f"unknown schedule {hp.schedule!r} (constant, cosine, onecycle)")
+    if min(hp.input_size) < 8:
+        problems.append("input size must be at least 8x8")
+    if hp.calibration_images < 1:
+        problems.append("calibration images must be at least 1")
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+# -- errors --------------------------------------------------------------------------------
+
+
+class RunError(ValueError):
+    """The run folder cannot be used (unwritable, already holds a run, nothing to resume)."""
+
+
+# -- pieces --------------------------------------------------------------------------------
+
+
+def prepare_out_dir(out: Path, *, resume: bool) -> Path:
+    """Create the run folder and prove it is writable before hours of training."""
+    out = Path(out).expanduser()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise RunError(f"cannot write to output folder {out}: {exc.strerror or exc}") from None
+    has_run = (out / CONFIG_FILENAME).exists()
+    if resume and not has_run:
+        raise RunError(f"nothing to resume in {out} (no {CONFIG_FILENAME})")
+    if not resume and has_run:
+        raise RunError(
+            f"{out} already holds a run; pass --resume to continue it or choose another --out"
+        )
+    return out
+
+
+def select_strategy(name: str = "auto"):
+    """``auto``: MirroredStrategy over all GPUs when there is more than one, else the default.
+
+    ``multiworker``: MultiWorkerMirroredStrategy, configured by the TF_CONFIG environment
+    variable on every worker (see trainer/README.md).
+    """
+    import tensorflow as tf
+
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name != "auto":
+        raise ValueError(f"unknown strategy {name!r} (auto, mirrored, multiworker)")
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        log.info("training on %d GPUs with MirroredStrategy", len(gpus))
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def make_optimizer(hp: HParams, steps_per_epoch: int):
+
+    total = max(hp.epochs * steps_per_epoch, 1)
+    if hp.schedule == "constant":
+        lr: Any = hp.lr
+    elif hp.schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(hp.lr, decay_steps=total, alpha=0.0)
+    else:  # onecycle: linear warm-up from ~0 to the peak, then cosine down to 0
+        warmup = max(int(total * hp.warmup_fraction), 1)
+        lr = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=hp.lr / 25.0,
+            decay_steps=max(total - warmup, 1),
+            alpha=0.0,
+            warmup_target=hp.lr,
+            warmup_steps=warmup,
+        )
+    decay = hp.weight_decay or None
+    if hp.optimizer == "sgd":
+        return keras.optimizers.SGD(
+            learning_rate=lr, momentum=hp.momentum, nesterov=True, weight_decay=decay
+        )
+    if hp.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate=lr, weight_decay=decay)
+    return keras.optimizers.Adam(learning_rate=lr, weight_decay=decay)
+
+
+def compile_model(model, hp: HParams, steps_per_epoch: int) -> None:
+
+    model.compile(
+        optimizer=make_optimizer(hp, steps_per_epoch),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=hp.label_smoothing),
+        metrics=["accuracy"],
+    )
+
+
+def labels_beside(model_path: Path) -> list[str] | None:
+    """The label list saved next to a ``.keras`` model (model.json, else config.json)."""
+    folder = Path(model_path).parent
+    for name, key in (("model.json", "labels"), (CONFIG_FILENAME, "labels")):
+        path = folder / name
+        if path.is_file():
+            try:
+                labels = json.loads(path.read_text(encoding="utf-8")).get(key)
+            except (OSError, ValueError):
+                continue
+            if labels:
+                return [str(v) for v in labels]
+    return None
+
+
+def load_keras_model(path: Path | str, *, compile: bool = False):
+    """Load a ``.keras`` file with a one-line error instead of Keras' traceback."""
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataError(f"model not found: {path}")
+    try:
+        return keras.models.load_model(path, compile=compile)
+    except Exception as exc:  # keras raises ValueError, OSError, zipfile errors...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"cannot load Keras model {path}: {first}") from None
+
+
+def model_for_finetuning(path: Path, labels: list[str], input_size: tuple[int, int]):
+    """``--init-from``: an existing model, with a new head when the label set changed."""
+    model = load_keras_model(path)
+    expected = (*input_size, 3)
+    if tuple(model.input_shape[1:]) != expected:
+        raise DataError(
+            f"{path} takes input {tuple(model.input_shape[1:])}, but training uses {expected}"
+        )
+    old_labels = labels_beside(path)
+    outputs = int(model.output_shape[-1])
+    if old_labels is not None and len(old_labels) != outputs:
+        old_labels = None  # the file beside it is not this model's
+    if old_labels == labels:
+        log.info("init-from %s: same %d labels, fine-tuning every layer", path, outputs)
+        return model
+    if old_labels is None and outputs == len(labels):
+        log.info("init-from %s: no label list beside it; assuming the same %d", path, outputs)
+        return model
+    added = sorted(set(labels) - set(old_labels or []))
+    dropped = sorted(set(old_labels or []) - set(labels))
+    log.info(
+        "init-from %s: new head %d -> %d outputs (added: %s; dropped: %s)",
+        path,
+        outputs,
+        len(labels),
+        ", ".join(added) or "none",
+        ", ".join(dropped) or "none",
+    )
+    return replace_head(model, labels, old_labels)
+
+
+def code_version() -> dict[str, str]:
+    from edge_agent import __version__
+
+    info = {"trapcount": __version__}
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "trainer", "edge_agent"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        info["git_commit"] = commit + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        import tensorflow as tf
+
+        info["tensorflow"] = tf.__version__
+        info["keras"] = keras.__version__
+    except ImportError:
+        pass
+    info["python"] = sys.version.split()[0]
+    return info
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+# -- callbacks -----------------------------------------------------------------------------
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """A progress bar per epoch: redrawn in place on a terminal; in a log file, one line
+    per epoch (plus a progress line every 30 s when an epoch is long)."""
+
+    def __init__(self, epochs: int, steps: int, stream=None) -> None:
+        super().__init__()
+        self.epochs, self.steps = epochs, steps
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.history: list[dict[str, float]] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        self.started = self.last = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.monotonic()
+        done = batch + 1
+        if self.tty and (now - self.last > 0.2 or done == self.steps):
+            filled = int(30 * done / self.steps)
+            bar = "#" * filled + "." * (30 - filled)
+            loss = (logs or {}).get("loss", float("nan"))
+            print(
+                f"\repoch {self.epoch + 1}/{self.epochs} [{bar}] {done}/{self.steps} "
+                f"loss {loss:.4f} {now - self.started:.0f}s",
+                end="",
+                file=self.stream,
+                flush=True,
+            )
+            self.last = now
+        elif not self.tty and now - self.last >= 30:
+            log.info(
+                "  epoch %d/%d: %d/%d steps (%.0f%%) %.0f s",
+                self.epoch + 1,
+                self.epochs,
+                done,
+                self.steps,
+                100 * done / self.steps,
+                now - self.started,
+            )
+            self.last = now
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        seconds = time.monotonic() - self.started
+        lr = _current_lr(self.model)
+        if self.tty:
+            print("\r" + " " * 100 + "\r", end="", file=self.stream, flush=True)
+        log.info(
+            "epoch %d/%d  loss %.4f  acc %.4f  val_loss %.4f  val_acc %.4f  lr %.3g  %.0f s",
+            epoch + 1,
+            self.epochs,
+            logs.get("loss", float("nan")),
+            logs.get("accuracy", float("nan")),
+            logs.get("val_loss", float("nan")),
+            logs.get("val_accuracy", float("nan")),
+            lr,
+            seconds,
+        )
+        row = {"epoch": epoch + 1, "seconds": round(seconds, 2), "lr": lr}
+        row.update({k: float(v) for k, v in logs.items() if k != "learning_rate"})
+        self.history.append(row)
+
+
+def _current_lr(model) -> float:
+    try:
+        optimizer = model.optimizer
+        value = optimizer.learning_rate
+        return float(keras.ops.convert_to_numpy(value))
+    except Exception:  # an lr is a nicety in a log line, never worth failing for
+        return float("nan")
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Model + optimizer state after every epoch, written atomically, for ``--resume``."""
+
+    def __init__(self, out: Path, progress: EpochProgress, prior: list[dict]) -> None:
+        super().__init__()
+        self.out, self.progress, self.prior = out, progress, prior
+
+    def on_epoch_end(self, epoch, logs=None):
+        tmp = self.out / ".checkpoint.tmp.keras"
+        self.model.save(tmp)
+        os.replace(tmp, self.out / CHECKPOINT_FILENAME)
+        state = {"epochs_done": epoch + 1, "history": self.prior + self.progress.history}
+        write_json(self.out / CHECKPOINT_STATE, state)
+
+
+class StopAfter(keras.callbacks.Callback):
+    """``--stop-after N``: end this invocation after N epochs (resume later)."""
+
+    def __init__(self, last_epoch: int) -> None:
+        super().__init__()
+        self.last_epoch = last_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 >= self.last_epoch:
+            self.model.stop_training = True
+
+
+# -- training --------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainResult:
+    model: Any
+    split: Split
+    hp: HParams
+    out: Path
+    config: dict[str, Any]
+    history: list[dict[str, float]] = field(default_factory=list)
+    finished: bool = True
+    epochs_done: int = 0
+
+
+def train(
+    data: list[str] | tuple[str, ...] | None,
+    out: Path | str,
+    hp: HParams | None = None,
+    *,
+    resume: bool = False,
+    init_from: Path | str | None = None,
+    stop_after: int | None = None,
+    strategy: str = "auto",
+    use_cache: bool = True,
+) -> TrainResult:
+    """Fit a model on ``data`` into the run folder ``out``; does not export.
+
+    ``resume=True`` continues the run in ``out`` from its last checkpoint with the data and
+    hyperparameters saved in its config.json (``data`` and ``hp`` are then ignored).
+    """
+
+    created = not Path(out).expanduser().exists()
+    out = prepare_out_dir(Path(out), resume=resume)
+    try:
+        return _train(data, out, hp, resume, init_from, stop_after, strategy, use_cache)
+    except (DataError, ValueError):
+        if created and not any(out.iterdir()):
+            out.rmdir()  # a run that never started leaves no empty folder behind
+        raise
+
+
+def _train(data, out, hp, resume, init_from, stop_after, strategy, use_cache) -> TrainResult:
+    prior_history: list[dict] = []
+    initial_epoch = 0
+    if resume:
+        config = json.loads((out / CONFIG_FILENAME).read_text(encoding="utf-8"))
+        if config.get("status") in ("trained", "finished", "rejected"):
+            raise RunError(
+                f"the run in {out} already finished training; export it with "
+                f"'trapcount-train export', or train further in a new run with "
+                f"--init-from {out / 'model.keras'}"
+            )
+        hp = HParams.from_dict(config["hparams"])
+        data = config["data"]
+        init_from = config.get("init_from")
+        state_path = out / CHECKPOINT_STATE
+        if (out / CHECKPOINT_FILENAME).is_file() and state_path.is_file():
+            state = json.loads(state_path.read_text(encoding="utf-8"))
+            initial_epoch = int(state["epochs_done"])
+            prior_history = list(state.get("history", []))
+        log.info("resuming %s after epoch %d of %d", out, initial_epoch, hp.epochs)
+    else:
+        hp = hp or hparams_for("resnet")
+        validate_hparams(hp)
+        if not data:
+            raise DataError("no --data given")
+        data = [_absolute_spec(spec) for spec in data]
+        if init_from is not None:
+            init_from = str(Path(init_from).expanduser().resolve())
+            if not Path(init_from).is_file():
+                raise DataError(f"model not found: {init_from}")
+
+    dataset = load_datasets(data, hp.input_size, use_cache=use_cache)
+    split = _split(dataset, hp.val_split, hp.split_seed)
+    labels = dataset.classes
+    if len(split.val) == 0:
+        raise DataError("the validation split is empty; add images or raise --val-split")
+    log.info(
+        "split (seed %d): %d train, %d validation; classes: %s",
+        hp.split_seed,
+        len(split.train),
+        len(split.val),
+        ", ".join(f"{k}={v}" for k, v in dataset.counts().items()),
+    )
+
+    # A resumed run must not replay the shuffles and crops of its first epochs.
+    keras.utils.set_random_seed(hp.seed + initial_epoch)
+    dist = select_strategy(strategy)
+    replicas = dist.num_replicas_in_sync
+    steps = math.ceil(len(split.train) / hp.batch_size)
+    with dist.scope():
+        if resume and initial_epoch > 0:
+            model = load_keras_model(out / CHECKPOINT_FILENAME, compile=True)
+        else:
+            if init_from:
+                model = model_for_finetuning(Path(init_from), labels, hp.input_size)
+            else:
+                model = make_model(hp.arch, (*hp.input_size, 3), len(labels), width=hp.width)
+            compile_model(model, hp, steps)
+
+    config = {
+        "status": "training",
+        "hparams": hp.to_dict(),
+        "data": list(data),
+        "init_from": init_from,
+        "labels": labels,
+        "counts": dataset.counts(),
+        "skipped_unreadable": dataset.skipped,
+        "n_train": len(split.train),
+        "n_val": len(split.val),
+        "params": int(model.count_params()),
+        "macs": count_macs(model),
+        "replicas": replicas,
+        "code": code_version(),
+        "command": sys.argv if Path(sys.argv[0]).name.startswith("trapcount") else None,
+    }
+    if resume:
+        previous = json.loads((out / CONFIG_FILENAME).read_text(encoding="utf-8"))
+        config["started"] = previous.get("started")
+        config["resumed"] = [*previous.get("resumed", []), _now()]
+    else:
+        config["started"] = _now()
+    write_json(out / CONFIG_FILENAME, config)
+    log.info(
+        "model %s: %s parameters, %s MACs per image; %d epochs of %d steps, batch %d",
+        hp.arch,
+        f"{config['params']:,}",
+        f"{config['macs']:,}",
+        hp.epochs,
+        steps,
+        hp.batch_size,
+    )
+
+    train_ds = make_tf_dataset(
+        split.train.images,
+        split.train.labels,
+        len(labels),
+        hp.batch_size,
+        training=True,
+        augment=hp.augment,
+        seed=hp.seed,
+    )
+    val_ds = make_tf_dataset(
+        split.val.images,
+        split.val.labels,
+        len(labels),
+        max(hp.batch_size, 256),
+        training=False,
+        augment=False,
+        seed=hp.seed,
+    )
+    progress = EpochProgress(hp.epochs, steps)
+    callbacks = [progress, EpochCheckpoint(out, progress, prior_history)]
+    if stop_after is not None:
+        callbacks.append(StopAfter(initial_epoch + stop_after))
+
+    started = time.monotonic()
+    if initial_epoch < hp.epochs:
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=hp.epochs,
+            initial_epoch=initial_epoch,
+            callbacks=callbacks,
+            shuffle=False,  # the tf.data pipeline shuffles
+            verbose=0,
+        )
+    seconds = time.monotonic() - started
+    history = prior_history + progress.history
+    epochs_done = int(history[-1]["epoch"]) if history else initial_epoch
+    finished = epochs_done >= hp.epochs
+    config["train_seconds"] = round(
+        seconds + sum(float(r.get("seconds", 0)) for r in prior_history), 1
+    )
+    config["epochs_done"] = epochs_done
+    config["history"] = history
+    config["status"] = "trained" if finished else "stopped"
+    write_json(out / CONFIG_FILENAME, config)
+    if finished:
+        for name in (CHECKPOINT_FILENAME, CHECKPOINT_STATE):
+            with contextlib.suppress(FileNotFoundError):
+                (out / name).unlink()
+    else:
+        log.info(
+            "stopped after epoch %d of %d; continue with: trapcount-train train --out %s --resume",
+            epochs_done,
+            hp.epochs,
+            out,
+        )
+    return TrainResult(model, split, hp, out, config, history, finished, epochs_done)
+
+
+def _absolute_spec(spec: str | Path) -> str:
+    from trainer.data import CIFAR10_KEYWORD
+
+    if str(spec) == CIFAR10_KEYWORD:
+        return CIFAR10_KEYWORD
+    return str(Path(spec).expanduser().resolve())
+
+
+def _now() -> str:
+    from edge_agent.manifest import utc_now_iso
+
+    return utc_now_iso()
+
+
+def training_summary(result: TrainResult) -> dict[str, Any]:
+    """The manifest's ``training`` block: what data, how much, which recipe."""
+    cfg, hp = result.config, result.hp
+    return {
+        "datasets": cfg["data"],
+        "counts": cfg["counts"],
+        "n_train": cfg["n_train"],
+        "n_val": cfg["n_val"],
+        "skipped_unreadable": cfg["skipped_unreadable"],
+        "arch": hp.arch,
+        "width": hp.width,
+        "epochs": result.epochs_done,
+        "batch_size": hp.batch_size,
+        "optimizer": hp.optimizer,
+        "lr": hp.lr,
+        "schedule": hp.schedule,
+        "label_smoothing": hp.label_smoothing,
+        "augment": hp.augment,
+        "seed": hp.seed,
+        "val_split": hp.val_split,
+        "split_seed": hp.split_seed,
+        "params": cfg["params"],
+        "macs": cfg["macs"],
+        "train_seconds": cfg.get("train_seconds"),
+        "init_from": cfg.get("init_from"),
+        "code": cfg["code"],
+    }
+
+
+def train_and_export(
+    data: list[str | Path] | tuple[str | Path, ...] | None,
+    out: Path | str,
+    arch: str = "resnet",
+    *,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    seed: int | None = None,
+    lr: float | None = None,
+    max_quant_drop: float | None = None,
+    resume: bool = False,
+    init_from: Path | str | None = None,
+    stop_after: int | None = None,
+    use_cache: bool = True,
+    **hparams: Any,
+) -> Path:
+    """Train and export into ``out``; return the model folder (``out``).
+
+    Other keyword arguments are :class:`HParams` fields (``val_split``, ``augment``, ...).
+    With ``stop_after`` the run may stop before its last epoch; then nothing is exported
+    and ``out`` holds a checkpoint for ``resume=True``.
+    Raises ``trainer.export.QuantizationDropError`` when int8 loses more than
+    ``max_quant_drop`` points (the run folder then keeps metrics but no deployable model).
+    """
+    from trainer.export import export_run
+
+    hp = None
+    if not resume:
+        hp = hparams_for(
+            arch,
+            epochs=epochs,
+            batch_size=batch_size,
+            seed=seed,
+            lr=lr,
+            max_quant_drop=max_quant_drop,
+            **hparams,
+        )
+    specs = [str(d) for d in data] if data else None
+    result = train(
+        specs,
+        out,
+        hp,
+        resume=resume,
+        init_from=init_from,
+        stop_after=stop_after,
+        use_cache=use_cache,
+    )
+    if not result.finished:
+        return result.out
+    if max_quant_drop is not None:
+        result.hp.max_quant_drop = max_quant_drop
+    export_run(result)
+    return result.out
