@@ -245,56 +245,272 @@ def _progress_printer() -> Callable[[int, int | None, int], None]:
     return show
 
 
-@cli.command()
-@click.option(
-    "--db",
-    help="SQLite file or database URL [default: the config's storage.db_path].",
+REPORT_DB_HELP = (
+    "SQLite file or database URL (e.g. postgresql+psycopg://host/fleet); repeat to read "
+    "several traps' databases together [default: the config's storage.db_path]."
 )
+SINCE_HELP = (
+    "Only events starting at or after this: a date (the trap's local day) or an ISO 8601 "
+    "time (without an offset: the trap's local time)."
+)
+UNTIL_HELP = (
+    "Only events starting before this ISO 8601 time, or up to the end of this date (the "
+    "trap's local day)."
+)
+GROUPINGS = ["event", "hour", "day", "week", "deployment"]
+
+
+def _report_databases(databases: tuple[str, ...], config: Path | None) -> list[str]:
+    if databases:
+        return list(databases)
+    if config is None:
+        raise ConfigProblem("give --db PATH or --config FILE")
+    settings = load_config(config)
+    return [str(settings.resolve(settings.storage.db_path))]
+
+
+def _report_window(since: str | None, until: str | None) -> Any:
+    from edge_agent.reports import Window, parse_bound
+
+    def bound(value: str | None, option: str, end: bool) -> Any:
+        if value is None:
+            return None
+        try:
+            return parse_bound(value, end=end)
+        except ValueError:
+            raise ConfigProblem(f"{option}: not a date or ISO 8601 time: {value!r}") from None
+
+    return Window(bound(since, "--since", False), bound(until, "--until", True))
+
+
+def _check_groupings(by: tuple[str, ...]) -> None:
+    if "event" in by and len(set(by)) > 1:
+        raise ConfigProblem("--by event lists the events; it does not combine with other --by")
+    periods = [b for b in dict.fromkeys(by) if b in ("hour", "day", "week")]
+    if len(periods) > 1:
+        raise ConfigProblem(f"--by: one period at a time, not {' and '.join(periods)}")
+
+
+def _note_duplicates(count: int) -> None:
+    if count:
+        click.echo(
+            f"note: {count} event(s) found in more than one database were counted once", err=True
+        )
+
+
+@cli.command()
+@click.option("--db", "databases", multiple=True, help=REPORT_DB_HELP)
 @click.option("--config", "-c", type=click.Path(dir_okay=False, path_type=Path), help=CONFIG_HELP)
+@click.option("--since", help=SINCE_HELP)
+@click.option("--until", help=UNTIL_HELP)
+@click.option(
+    "--by",
+    "by",
+    multiple=True,
+    type=click.Choice(GROUPINGS),
+    help="List the events, or count per local hour, day or ISO week and/or per deployment; "
+    "repeat to combine (--by deployment --by day) [default: per label, then the events].",
+)
+@click.option("--label", "labels", multiple=True, help="Only this label; repeat for several.")
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="Output format.",
+    type=click.Choice(["table", "csv", "json"]),
+    help="Output format [default: table; none when --html is given].",
 )
-@click.option("--since", help="Only events starting at or after this ISO time.")
-@click.option("--until", help="Only events starting before this ISO time.")
+@click.option(
+    "--html",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a self-contained HTML page with charts and trap health to this file.",
+)
 @library_errors
 def report(
-    db: str | None,
+    databases: tuple[str, ...],
     config: Path | None,
-    fmt: str,
     since: str | None,
     until: str | None,
+    by: tuple[str, ...],
+    labels: tuple[str, ...],
+    fmt: str | None,
+    html: Path | None,
 ) -> None:
-    """Print the counts in a database, as a table or JSON.
+    """Print the counts in one or several databases, as a table, CSV or JSON.
 
-    A label's count is the sum of each event's MaxN. JSON has "totals" ({label: count}),
-    "events" (one entry per event and label: id, start, end, label, max_n, frames,
-    confidence), "counts" (the rolled-up intervals) and "deployments". Times are ISO 8601
-    in the trap's time zone, with the offset; --since and --until without an offset are
-    in UTC.
+    A label's count is the sum of each event's MaxN. Hours, days and weeks are the trap's
+    local ones (its deployment's time zone), and an event counts in the period it started
+    in. JSON has "totals" ({label: count}), "labels", "events" (one entry per event and
+    label: id, start, end, label, max_n, frames, confidence), "counts" (the rolled-up
+    intervals), "deployments", "models", "health" and, with --by, "groups". Times are ISO
+    8601 in the trap's time zone, with the offset. An empty range prints an empty table.
     """
-    from edge_agent.reports import build_report, render_table
-    from edge_agent.store import Store
+    from edge_agent.reports import build_report, load, open_stores, render_csv, render_table
 
-    if db is None:
-        if config is None:
-            raise ConfigProblem("give --db PATH or --config FILE")
-        settings = load_config(config)
-        db = str(settings.resolve(settings.storage.db_path))
-    with Store.open(db, create=False) as store:
-        data = build_report(
-            store,
-            since=_parse_time(since, "UTC", "--since"),
-            until=_parse_time(until, "UTC", "--until"),
-        )
+    by = tuple(dict.fromkeys(by))  # --by day --by day is --by day
+    _check_groupings(by)
+    window = _report_window(since, until)
+    with open_stores(_report_databases(databases, config)) as stores:
+        data = load(stores, window, labels)
+    document = build_report(data, by=by)
+    _note_duplicates(data.duplicate_events)
+    if html is not None:
+        from edge_agent.taxa import TaxonMap
+
+        try:
+            from edge_agent.html_report import write_html
+
+            write_html(data, html, TaxonMap(load_config(config).export.taxa))
+        except ImportError as exc:
+            raise click.ClickException(
+                f"--html needs {exc.name or 'matplotlib'}: pip install 'trapcount[reports]'"
+            ) from None
+        click.echo(f"wrote {html}: {data.event_count} events", err=True)
+        if fmt is None:
+            return
     if fmt == "json":
-        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+    elif fmt == "csv":
+        click.echo(render_csv(document, data.rows), nl=False)
     else:
-        click.echo(render_table(data))
+        click.echo(render_table(document, by))
+
+
+@cli.group()
+def export() -> None:
+    """Write the counts for other tools: a Camtrap DP package, or CSV for spreadsheets."""
+
+
+@export.command("camtrap-dp")
+@click.option("--db", "databases", multiple=True, help=REPORT_DB_HELP)
+@click.option(
+    "--config",
+    "-c",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Trap config (TOML): its [trap] coordinates and [export] section (contributor, "
+    "licenses, setup, label -> taxon map) fill in what the database does not hold.",
+)
+@click.option(
+    "--out",
+    "-o",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the package (created; its four files are replaced).",
+)
+@click.option("--since", help=SINCE_HELP)
+@click.option("--until", help=UNTIL_HELP)
+@click.option(
+    "--validate",
+    is_flag=True,
+    help="Validate the package offline with frictionless (pip install 'trapcount[reports]').",
+)
+@library_errors
+def export_camtrap_dp(
+    databases: tuple[str, ...],
+    config: Path | None,
+    out: Path,
+    since: str | None,
+    until: str | None,
+    validate: bool,
+) -> None:
+    """Write a Camtrap DP 1.0.2 package, the camera-trap data standard.
+
+    The folder gets datapackage.json, deployments.csv, media.csv and observations.csv,
+    ready for GBIF, Agouti, camtrapR or Wildlife Insights.
+    Observations are per event and label at observationLevel=event, with count = MaxN,
+    observationType and scientificName from the label -> taxon map, classificationMethod
+    machine, the classifier's confidence and the model version. Deployments need
+    coordinates (trap.latitude, trap.longitude). Times are ISO 8601 with the trap's offset.
+    """
+    from edge_agent.camtrap import ExportError, export_camtrap_dp, validate_package
+    from edge_agent.reports import open_stores
+
+    settings = load_config(config)
+    window = _report_window(since, until)
+    with open_stores(_report_databases(databases, config)) as stores:
+        try:
+            result = export_camtrap_dp(stores, out, settings, window=window)
+        except ExportError as exc:
+            raise click.ClickException(_one_line(exc)) from None
+    click.echo(
+        f"wrote {out}: {result.deployments} deployment(s), {result.observations} "
+        f"observation(s), {result.media} media"
+    )
+    if result.unmapped_labels:
+        click.echo(
+            f"note: label(s) {', '.join(result.unmapped_labels)} are not in the taxon map and "
+            "were exported as observationType=unknown; map them in the config's [export] taxa",
+            err=True,
+        )
+    if validate:
+        try:
+            problems = validate_package(out)
+        except ImportError:
+            raise click.ClickException(
+                "--validate needs frictionless: pip install 'trapcount[reports]'"
+            ) from None
+        for problem in problems[:20]:
+            click.echo(f"  {problem}", err=True)
+        if problems:
+            raise click.ClickException(f"the package is not valid: {len(problems)} problem(s)")
+        click.echo("valid Camtrap DP 1.0.2 (checked offline)")
+
+
+@export.command("csv")
+@click.option("--db", "databases", multiple=True, help=REPORT_DB_HELP)
+@click.option("--config", "-c", type=click.Path(dir_okay=False, path_type=Path), help=CONFIG_HELP)
+@click.option(
+    "--out",
+    "-o",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for events.csv and counts.csv (created; the two files are replaced).",
+)
+@click.option("--since", help=SINCE_HELP)
+@click.option("--until", help=UNTIL_HELP)
+@click.option("--label", "labels", multiple=True, help="Only this label; repeat for several.")
+@click.option(
+    "--by",
+    "period",
+    type=click.Choice(["hour", "day", "week"]),
+    default="day",
+    show_default=True,
+    help="Period of counts.csv, in the trap's local time.",
+)
+@library_errors
+def export_csv(
+    databases: tuple[str, ...],
+    config: Path | None,
+    out: Path,
+    since: str | None,
+    until: str | None,
+    labels: tuple[str, ...],
+    period: str,
+) -> None:
+    """Write events.csv and counts.csv for spreadsheets.
+
+    events.csv has one line per event and label; counts.csv one per deployment, local
+    period (--by) and label: events, count (the sum of MaxN) and the largest MaxN."""
+    from edge_agent.reports import (
+        CSV_EVENT_COLUMNS,
+        event_record,
+        group_columns,
+        group_rows,
+        load,
+        open_stores,
+        to_csv,
+    )
+
+    window = _report_window(since, until)
+    with open_stores(_report_databases(databases, config)) as stores:
+        data = load(stores, window, labels)
+    _note_duplicates(data.duplicate_events)
+    by = ["deployment", period]
+    groups = group_rows(data.rows, by)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "events.csv").write_text(
+        to_csv(CSV_EVENT_COLUMNS, [event_record(row) for row in data.rows]), encoding="utf-8"
+    )
+    (out / "counts.csv").write_text(to_csv(group_columns(by), groups), encoding="utf-8")
+    click.echo(f"wrote {out}: events.csv ({len(data.rows)} rows), counts.csv ({len(groups)} rows)")
 
 
 @cli.command()
@@ -338,6 +554,96 @@ def doctor(config: Path, db: str | None, source_timeout: float) -> None:
     if failed:
         click.echo(f"Error: failed: {', '.join(failed)}", err=True)
         sys.exit(1)
+
+
+@cli.command()
+@click.option(
+    "--to",
+    "url",
+    metavar="URL",
+    help="Central database, e.g. postgresql+psycopg://trap@fleet.example.org/trapcount "
+    "[default: $TRAPCOUNT_SYNC_URL (the config's sync.url_env), else sync.url].",
+)
+@click.option(
+    "--password-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File whose first line is the database password [default: sync.password_file].",
+)
+@click.option("--config", "-c", type=click.Path(dir_okay=False, path_type=Path), help=CONFIG_HELP)
+@click.option("--db", help="The trap's SQLite file [default: the config's storage.db_path].")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 100_000),
+    help="Changes per central transaction [default: sync.batch_size, 500].",
+)
+@click.option(
+    "--setup",
+    is_flag=True,
+    help="Only create or upgrade the central database's tables (as its owner), then exit.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@library_errors
+def sync(
+    url: str | None,
+    password_file: Path | None,
+    config: Path | None,
+    db: str | None,
+    batch_size: int | None,
+    setup: bool,
+    quiet: bool,
+) -> None:
+    """Push this trap's counts to a central PostgreSQL database.
+
+    Deployments, model versions, events with their observations, counts and heartbeats
+    are upserted, keyed by this trap database and their id on it, in batches; a sync that
+    stops (network down, server restarted) resumes where it stopped, and one that has
+    nothing new changes nothing. Events a `process` rerun replaced or removed are
+    replaced or removed centrally too. The central tables are the trap's own schema, so
+    `trapcount report --db postgresql+psycopg://...` reads the fleet; the first sync
+    creates them, or `--setup` as the database's owner when the traps' role may only
+    read and write rows. The URL is never printed with its password.
+    """
+    from edge_agent.config import Settings
+    from edge_agent.logging_setup import setup_logging
+    from edge_agent.store import Store
+    from edge_agent.sync import SyncError, open_central, resolve_target
+    from edge_agent.sync import sync as run_sync
+
+    settings = load_config(config) if config is not None else Settings()
+    setup_logging("ERROR" if quiet else "WARNING")
+    try:
+        target = resolve_target(settings, url=url, password_file=password_file)
+    except SyncError as exc:
+        raise ConfigProblem(_one_line(exc)) from None
+    if target is None:
+        raise ConfigProblem(
+            f"no central database: give --to URL, set ${settings.sync.url_env} or sync.url"
+        )
+    if setup:
+        with open_central(target, settings.sync.timeout_s) as central:
+            revision = central.schema_revision()
+        if not quiet:
+            click.echo(f"{target.shown}: schema {revision}")
+        return
+    if db is None:
+        if config is None:
+            raise ConfigProblem("give --db PATH or --config FILE")
+        db = str(settings.resolve(settings.storage.db_path))
+
+    def progress(batch: int, units: int) -> None:
+        if not quiet:
+            click.echo(f"batch {batch}: {units} change(s)", err=True)
+
+    with Store.open(db, create=False) as store:
+        result = run_sync(
+            store,
+            target,
+            batch_size=batch_size or settings.sync.batch_size,
+            timeout_s=settings.sync.timeout_s,
+            on_batch=progress,
+        )
+    if not quiet:
+        click.echo(f"synced {db} to {result.describe()}")
 
 
 def main(argv: list[str] | None = None) -> None:

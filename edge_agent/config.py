@@ -90,6 +90,26 @@ class MotionSettings(_Section):
     history: int = Field(300, ge=2, le=10000, description="Background model history, frames.")
     warmup_frames: int = Field(5, ge=0, le=1000, description="Frames before boxes are reported.")
     dilate_iterations: int = Field(2, ge=0, le=20, description="Morphological dilation passes.")
+    merge_distance: float = Field(
+        0.02,
+        ge=0,
+        le=0.5,
+        description="Blobs closer than this (fraction of frame width) are one animal's fragments "
+        "and merge into one box; animals farther apart stay separate.",
+    )
+    hold_max_s: float = Field(
+        300.0,
+        ge=0,
+        le=86400,
+        description="The background under a counted animal is not learned for up to this long, "
+        "so an animal resting in view stays visible instead of fading into the background; "
+        "0 = always learn.",
+    )
+    whole_frame_always: bool = Field(
+        False,
+        description="whole_frame method: report every frame, moving or not (PIR-triggered photos); "
+        "false = only frames with motion.",
+    )
     mask: str = Field("", description="Mask image (black = ignore), relative to this file.")
     ignore_regions: list[list[float]] = Field(
         default_factory=list,
@@ -122,6 +142,27 @@ class TrackingSettings(_Section):
     max_missed_s: float = Field(1.5, gt=0, le=600, description="A track ends unseen this long.")
     min_track_frames: int = Field(4, ge=1, le=10000, description="Shorter tracks are not counted.")
     min_track_s: float = Field(0.5, ge=0, le=3600, description="Shorter tracks are not counted.")
+    min_displacement: float = Field(
+        1.0,
+        ge=0,
+        le=20,
+        description="A counted track must travel: two of its like-shaped boxes this many of "
+        "its box sizes apart. Swaying vegetation and background ghosts stay in place; 0 = off "
+        "(always off in the whole_frame motion method).",
+    )
+    classify_every: int = Field(
+        2, ge=1, le=1000, description="Classify a live track's crop every this many frames."
+    )
+    max_votes: int = Field(
+        30, ge=1, le=100000, description="Stop classifying a track after this many crops."
+    )
+    stills_gap_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Image folders: photos less than this apart are one burst (tracked "
+        "together, the burst's median image is their background).",
+    )
 
 
 class EventSettings(_Section):
@@ -133,12 +174,158 @@ class EventSettings(_Section):
 class StorageSettings(_Section):
     db_path: str = Field("trapcount.sqlite", description="SQLite file, relative to this file.")
     rollup_minutes: int = Field(15, ge=1, le=1440, description="Count interval length.")
+    min_free_mb: int = Field(
+        200, ge=0, le=10_000_000, description="Doctor fails and heartbeats warn below this."
+    )
 
 
 class ServiceSettings(_Section):
     heartbeat_s: float = Field(60.0, ge=5, le=3600, description="Seconds between heartbeats.")
     model_check_s: float = Field(30.0, ge=1, le=86400, description="Model-file check period.")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Least severe log level written to stderr (the journal)."
+    )
+    shutdown_timeout_s: float = Field(
+        5.0, ge=0.5, le=120, description="On SIGTERM, longest wait for capture to stop."
+    )
+    replay_speed: float = Field(
+        0.0,
+        ge=0,
+        le=1000,
+        description="run on a video file or image folder: play at this multiple of real "
+        "time (1 = as recorded); 0 = as fast as possible.",
+    )
+
+
+CAMTRAP_FEATURE_TYPES = (
+    "roadPaved",
+    "roadDirt",
+    "trailHiking",
+    "trailGame",
+    "roadUnderpass",
+    "roadOverpass",
+    "roadBridge",
+    "culvert",
+    "burrow",
+    "nestSite",
+    "carcass",
+    "waterSource",
+    "fruitingTree",
+)
+
+
+class ExportSettings(_Section):
+    """Metadata for `trapcount export camtrap-dp` that the database does not hold."""
+
+    project_title: str = Field(
+        "trapcount camera trap counts",
+        min_length=1,
+        max_length=200,
+        description="Camtrap DP project title.",
+    )
+    contributor: str = Field(
+        "",
+        max_length=200,
+        description="Person or organisation to contact about the data; empty = a placeholder "
+        "naming the trap, to be replaced before publishing.",
+    )
+    contributor_email: str = Field("", max_length=200, description="The contributor's e-mail.")
+    data_license: str = Field(
+        "CC-BY-4.0", min_length=1, max_length=100, description="License of the data (SPDX id)."
+    )
+    media_license: str = Field(
+        "CC-BY-4.0", min_length=1, max_length=100, description="License of the media (SPDX id)."
+    )
+    sampling_design: Literal[
+        "simpleRandom",
+        "systematicRandom",
+        "clusteredRandom",
+        "experimental",
+        "targeted",
+        "opportunistic",
+    ] = Field("opportunistic", description="Camtrap DP project.samplingDesign.")
+    setup_by: str = Field("", max_length=200, description="Who set the camera up (setupBy).")
+    feature_type: Literal["", *CAMTRAP_FEATURE_TYPES] = Field(  # type: ignore[valid-type]
+        "", description="Camtrap DP featureType the camera points at; empty = none."
+    )
+    habitat: str = Field("", max_length=500, description="Short habitat description.")
+    coordinate_uncertainty_m: int | None = Field(
+        None, ge=1, le=100_000, description="Uncertainty of latitude/longitude in metres."
+    )
+    camera_height_m: float | None = Field(
+        None, ge=0, le=100, description="Camera height above the ground in metres."
+    )
+    camera_tilt_deg: int | None = Field(
+        None, ge=-90, le=90, description="Camera tilt in degrees; 0 = horizontal, -90 = down."
+    )
+    camera_heading_deg: int | None = Field(
+        None, ge=0, le=360, description="Compass direction the camera faces, degrees from north."
+    )
+    bait_use: bool | None = Field(None, description="Whether bait was used at the camera.")
+    taxa: dict[str, str] = Field(
+        default_factory=dict,
+        description="Classifier label -> scientific name (e.g. fox = 'Vulpes vulpes'), or one "
+        "of 'human', 'vehicle', 'blank', 'unknown' for a label that is not an animal; "
+        "overrides the built-in map.",
+    )
+
+    @field_validator("taxa")
+    @classmethod
+    def _taxa(cls, value: dict[str, str]) -> dict[str, str]:
+        for label, name in value.items():
+            if not label.strip() or not name.strip():
+                raise ValueError("labels and scientific names must not be empty")
+            if len(name) > 200:
+                raise ValueError(f"scientific name of {label!r} is longer than 200 characters")
+        return {label.strip(): name.strip() for label, name in value.items()}
+
+
+class SyncSettings(_Section):
+    url: str = Field(
+        "",
+        description="Central database to push counts to (trapcount sync), without its password, "
+        "e.g. postgresql+psycopg://trap@fleet.example.org/trapcount?sslmode=require; "
+        "empty = no sync unless the url_env variable is set.",
+    )
+    url_env: str = Field(
+        "TRAPCOUNT_SYNC_URL",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Environment variable that, when set, gives the URL instead of url "
+        "(it may carry the password; under systemd it comes from /etc/trapcount/sync.env).",
+    )
+    password_file: str = Field(
+        "", description="File whose first line is the password, relative to this file; '' = none."
+    )
+    interval_s: float = Field(
+        300.0, ge=10, le=86400, description="Seconds between syncs while the service runs."
+    )
+    batch_size: int = Field(
+        500, ge=1, le=100_000, description="Changed rows pushed per central transaction."
+    )
+    backoff_initial_s: float = Field(
+        60.0, ge=1, le=86400, description="First retry delay after a failed sync."
+    )
+    backoff_max_s: float = Field(
+        3600.0, ge=1, le=86400, description="Longest retry delay (it doubles per failure)."
+    )
+    timeout_s: float = Field(
+        30.0, ge=1, le=600, description="Connect and statement timeout of the central database."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _a_url(cls, value: str) -> str:
+        if value and "://" not in value:
+            raise ValueError("not a database URL (postgresql+psycopg://user@host/db)")
+        return value
+
+    @field_validator("backoff_max_s")
+    @classmethod
+    def _max_at_least_initial(cls, value: float, info: Any) -> float:
+        initial = info.data.get("backoff_initial_s")
+        if initial is not None and value < initial:
+            raise ValueError("must be at least backoff_initial_s")
+        return value
 
 
 class Settings(_Section):
@@ -151,6 +338,8 @@ class Settings(_Section):
     events: EventSettings = Field(default_factory=EventSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
+    sync: SyncSettings = Field(default_factory=SyncSettings)
+    export: ExportSettings = Field(default_factory=ExportSettings)
 
     # Folder the config file lives in; relative paths in it are resolved against it.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)

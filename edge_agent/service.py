@@ -11,6 +11,13 @@ The service wires a frame source, the pipeline and the store together under APSc
 - **model check** every ``service.model_check_s``: when ``model.tflite`` or ``model.json``
   changes, a new classifier is built completely and swapped in between two frames; a model
   that does not load (hash mismatch, damaged file) is refused and the old one kept.
+- **sync** every ``sync.interval_s`` when a central database is configured (``sync.url`` or
+  the ``sync.url_env`` variable): in its own single thread, so counting never waits for
+  it; while the network is down it backs off (``sync.backoff_initial_s`` doubling up to
+  ``sync.backoff_max_s``, with jitter so a fleet does not retry in step).
+- **systemd** (``Type=notify``): ``READY=1`` once the jobs run, ``WATCHDOG=1`` from the
+  heartbeat and, under ``WatchdogSec``, from a watchdog job in between that pings only
+  while heartbeats are on time; ``STOPPING=1`` on shutdown.
 
 Every closed event is written in its own transaction as soon as it closes. SIGTERM/SIGINT
 stop capture, close the open events, write them, roll up and exit 0 within
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import shutil
 import signal
 import threading
@@ -31,6 +39,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edge_agent import notify
 from edge_agent.classifier import Classifier
 from edge_agent.config import ClassifierSettings, Settings
 from edge_agent.manifest import ModelContractError, model_paths
@@ -368,6 +377,10 @@ class Service:
         self._model_signature = model_signature(model_dir)
         self._refused_signature: tuple[Any, ...] | None = None
         self._scheduler: Any = None
+        self._last_beat_done = self._started  # when a heartbeat job last ran to its end
+        self._sync_target: Any = None  # edge_agent.sync.SyncTarget when syncing
+        self._sync_due = 0.0
+        self._sync_delay = settings.sync.backoff_initial_s
 
     # -- counters -------------------------------------------------------------------------
 
@@ -422,7 +435,11 @@ class Service:
         self.store.rollup(minutes=self.settings.storage.rollup_minutes)
         scheduler = BackgroundScheduler(
             timezone=UTC,
-            executors={"default": ThreadPoolExecutor(max_workers=4)},
+            # The sync has a thread of its own: a slow link never holds up the other jobs.
+            executors={
+                "default": ThreadPoolExecutor(max_workers=4),
+                "sync": ThreadPoolExecutor(max_workers=1),
+            },
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
         )
         now = datetime.now(UTC)
@@ -454,6 +471,10 @@ class Service:
             seconds=self.settings.service.model_check_s,
             id="model_check",
         )
+        self._add_sync_job(scheduler, now)
+        watchdog_s = notify.watchdog_interval_s()
+        if watchdog_s is not None:
+            scheduler.add_job(self._watchdog_job, "interval", seconds=watchdog_s, id="watchdog")
         self._scheduler = scheduler
         scheduler.start()
         log.info(
@@ -468,6 +489,7 @@ class Service:
             "always" if self.active.always else self.active.description,
             self.store.where,
         )
+        notify.ready(f"counting: trap {self.settings.trap.id}, model {self.classifier.sha256[:12]}")
         try:
             while not self.stop_event.wait(1.0):
                 pass
@@ -477,6 +499,7 @@ class Service:
 
     def _shutdown(self, scheduler: Any) -> None:
         began = time.monotonic()
+        notify.stopping("closing the open events")
         self.stop()
         scheduler.shutdown(wait=True)  # the scheduled jobs are short; capture is its own thread
         worker = self._worker
@@ -645,6 +668,79 @@ class Service:
             self._write_heartbeat()
         except StoreError as exc:
             log.error("heartbeat not written: %s", exc)
+        finally:
+            self._last_beat_done = time.monotonic()
+            notify.watchdog()  # the scheduler is alive: tell systemd's watchdog
+        notify.status(
+            f"{self.frames} frames, {self.sink.written} events written, "
+            f"{'capturing' if self.capturing else 'idle'}"
+        )
+
+    def _watchdog_job(self) -> None:
+        """Ping systemd's watchdog between heartbeats while they run on time: a scheduler
+        that stopped running its jobs is restarted by systemd."""
+        late = time.monotonic() - self._last_beat_done
+        if late <= self.settings.service.heartbeat_s * 2 + 30:
+            notify.watchdog()
+        else:
+            log.error("no heartbeat for %.0f s: letting systemd's watchdog restart us", late)
+
+    # -- fleet sync -----------------------------------------------------------------------
+
+    def _add_sync_job(self, scheduler: Any, now: datetime) -> None:
+        from edge_agent.sync import SyncError, resolve_target
+
+        try:
+            self._sync_target = resolve_target(self.settings)
+        except SyncError as exc:
+            log.error("sync disabled: %s", exc)
+            return
+        if self._sync_target is None:
+            return
+        sync = self.settings.sync
+        scheduler.add_job(
+            self._sync_job,
+            "interval",
+            seconds=min(sync.interval_s, sync.backoff_initial_s, 30.0),
+            id="sync",
+            executor="sync",
+            max_instances=1,
+            next_run_time=now + timedelta(seconds=1),
+        )
+        log.info("sync to %s every %.0f s", self._sync_target.shown, sync.interval_s)
+
+    def _sync_backoff(self, reason: str) -> None:
+        delay = self._sync_delay
+        self._sync_delay = min(delay * 2, self.settings.sync.backoff_max_s)
+        self._sync_due = time.monotonic() + delay * random.uniform(0.8, 1.2)
+        log.warning("sync failed: %s; next try in about %.0f s", reason, delay)
+
+    def _sync_job(self) -> None:
+        """Push what changed to the central database when due; back off while it fails."""
+        from edge_agent.sync import SyncError, sync
+
+        if self.stop_event.is_set() or time.monotonic() < self._sync_due:
+            return
+        settings = self.settings.sync
+        try:
+            result = sync(
+                self.store,
+                self._sync_target,
+                batch_size=settings.batch_size,
+                timeout_s=settings.timeout_s,
+                stop_event=self.stop_event,
+            )
+        except SyncError as exc:
+            self._sync_backoff(str(exc))
+            return
+        except Exception:  # a bug in the sync must not stop the trap, nor retry in a loop
+            log.exception("sync crashed")
+            self._sync_backoff("sync crashed")
+            return
+        self._sync_delay = settings.backoff_initial_s
+        self._sync_due = time.monotonic() + settings.interval_s
+        if result.units:
+            log.info("sync: %s", result.describe())
 
     def _write_heartbeat(self) -> None:
         now = time.monotonic()
@@ -696,6 +792,10 @@ class Service:
         try:
             candidate = load_classifier(self.model_dir, self.settings.classifier)
         except ModelContractError as exc:
+            if signature is not None and model_signature(self.model_dir) != signature:
+                # The files changed while loading (a copy in progress): not a bad model.
+                log.info("model files changed while loading; trying again at the next check")
+                return False
             self._refused_signature = signature
             log.error("model reload refused: %s; keeping model %s", exc, current.manifest.version)
             return False

@@ -32,6 +32,7 @@ from sqlalchemy import (
     Dialect,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -138,6 +139,7 @@ class Deployment(Base):
     """A camera at a location for a period (Camtrap DP's deployment)."""
 
     __tablename__ = "deployments"
+    __table_args__ = (Index("uq_deployments_origin", "origin", "origin_id", unique=True),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     trap_id: Mapped[str] = mapped_column(String(64), index=True)
@@ -148,6 +150,10 @@ class Deployment(Base):
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     start: Mapped[datetime] = mapped_column("start_time")
     end: Mapped[datetime | None] = mapped_column("end_time")
+    # Fleet sync (revision 0003): in a central database, the trap database a row came from
+    # and its id there (edge_agent.sync); NULL on a trap.
+    origin: Mapped[str | None] = mapped_column(String(64))
+    origin_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class ModelVersion(Base):
@@ -168,7 +174,10 @@ class Event(Base):
     """A burst of activity; one per (deployment, start), so reprocessing replaces it."""
 
     __tablename__ = "events"
-    __table_args__ = (UniqueConstraint("deployment_id", "start_time"),)
+    __table_args__ = (
+        UniqueConstraint("deployment_id", "start_time"),
+        Index("uq_events_origin", "origin", "origin_id", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     deployment_id: Mapped[int] = mapped_column(
@@ -181,6 +190,10 @@ class Event(Base):
     end: Mapped[datetime] = mapped_column("end_time")
     frames: Mapped[int] = mapped_column(Integer)
     written_at: Mapped[datetime]
+    # Fleet sync (revision 0003): in a central database, the trap database a row came from
+    # and its id there (edge_agent.sync); NULL on a trap.
+    origin: Mapped[str | None] = mapped_column(String(64))
+    origin_id: Mapped[int | None] = mapped_column(Integer)
 
     observations: Mapped[list[Observation]] = relationship(
         back_populates="event", cascade="all, delete-orphan", order_by="Observation.label"
@@ -225,6 +238,7 @@ class Heartbeat(Base):
     """The service's periodic health record."""
 
     __tablename__ = "heartbeats"
+    __table_args__ = (Index("uq_heartbeats_origin", "origin", "origin_id", unique=True),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     time: Mapped[datetime] = mapped_column(index=True)  # index: revision 0002
@@ -242,10 +256,43 @@ class Heartbeat(Base):
     capturing: Mapped[bool | None] = mapped_column()
     uptime_s: Mapped[float | None] = mapped_column(Float)
     cpu_temp_c: Mapped[float | None] = mapped_column(Float)
+    # Fleet sync (revision 0003): in a central database, the trap database a row came from
+    # and its id there (edge_agent.sync); NULL on a trap.
+    origin: Mapped[str | None] = mapped_column(String(64))
+    origin_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class SyncState(Base):
+    """Fleet sync, trap side: per central database, how far the trap's changes went."""
+
+    __tablename__ = "sync_state"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    target: Mapped[str] = mapped_column(String(500), unique=True)  # the URL without password
+    origin: Mapped[str] = mapped_column(String(64))  # this database's name in the target
+    mark: Mapped[int] = mapped_column(BigInteger)  # sync_changes.seq pushed so far
+    pushed: Mapped[int] = mapped_column(BigInteger)  # units pushed, all syncs together
+    created: Mapped[datetime]
+    last_sync: Mapped[datetime | None]
+
+
+class SyncChange(Base):
+    """Fleet sync, trap side: what changed since the last sync, one row per unit (an event
+    with its observations, one interval's counts, a deployment, ...). SQLite triggers
+    (revision 0003) write it while a sync target exists; a new change of the same unit
+    replaces the row and so takes the next ``seq`` (AUTOINCREMENT: never reused)."""
+
+    __tablename__ = "sync_changes"
+    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012 (SQLAlchemy's API)
+
+    seq: Mapped[int] = mapped_column(primary_key=True)
+    unit: Mapped[str] = mapped_column(String(200), unique=True)
 
 
 HEARTBEAT_FIELDS = frozenset(
-    c.key for c in Heartbeat.__table__.columns if c.key not in {"id", "time", "deployment_id"}
+    c.key
+    for c in Heartbeat.__table__.columns
+    if c.key not in {"id", "time", "deployment_id", "origin", "origin_id"}
 )
 
 
@@ -908,3 +955,35 @@ def summarize_rows(rows: list[EventRow]) -> Mapping[str, dict[str, int]]:
         entry["count"] += row.max_n
         entry["max_n"] = max(entry["max_n"], row.max_n)
     return dict(sorted(summary.items()))
+
+
+# -- read-only helpers for reports and exports ----------------------------------------------
+
+
+def heartbeat_rows(
+    store: Store, *, since: datetime | None = None, until: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Heartbeats with ``since <= time < until``, oldest first, as plain dicts."""
+    query = select(Heartbeat).order_by(Heartbeat.time, Heartbeat.id)
+    query = _time_filter(query, Heartbeat.time, since, until)
+    with store.read() as session:
+        return [
+            {c.key: getattr(row, c.key) for c in Heartbeat.__table__.columns}
+            for row in session.scalars(query)
+        ]
+
+
+def event_written_times(
+    store: Store, *, since: datetime | None = None, until: datetime | None = None
+) -> dict[int, datetime]:
+    """{event id: when it was written} for events starting in [since, until): the time the
+    model's classification was recorded (Camtrap DP's classificationTimestamp)."""
+    query = _time_filter(select(Event.id, Event.written_at), Event.start, since, until)
+    with store.read() as session:
+        return {event_id: written for event_id, written in session.execute(query)}
+
+
+def has_table(store: Store, name: str) -> bool:
+    """Whether the database has table ``name`` (tables that later migrations add)."""
+    with store.engine.connect() as connection:
+        return inspect(connection).has_table(name)
