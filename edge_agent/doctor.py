@@ -49,7 +49,7 @@ def check_source(settings: Settings, timeout_s: float = 10.0) -> Check:
     """Open the source and wait up to ``timeout_s`` for one frame."""
     from edge_agent.sources import open_source, source_kind
 
-    kind = source_kind(settings.source)
+    kind = source_kind(settings.source, base_dir=settings.base_dir)
     stop = threading.Event()
     found: dict[str, object] = {}
 

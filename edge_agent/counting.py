@@ -1,0 +1,163 @@
+"""Tracks -> events -> MaxN per label. Pure logic: no I/O, no OpenCV.
+
+An **event** is a burst of activity. It opens when a track becomes *counted* (see
+``tracking``: long, lasting and travelled enough to be an animal) and closes once no
+counted track is live and none has been seen for ``event_gap_s``. Tracks that are never
+counted (a swaying branch, rain, a ghost) neither open an event nor keep one open.
+
+Per event and label, **MaxN** is the largest number of counted tracks of that label
+visible in one frame. This is how camera-trap ecologists count (AddaxAI, Agouti, Wildlife
+Insights): an animal that stays for a minute is one track, or several tracks that are
+never visible at the same time, so it is counted once; three deer walking through
+together are three tracks in the same frames, so MaxN is 3. Per-frame detections are
+never summed.
+
+Labels are taken when the event closes, from each track's vote over all its crops, so a
+track whose first crops were uncertain still gets its best label. A track that becomes
+counted after its event closed (rare: it took longer than ``event_gap_s`` to qualify)
+opens a new event.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from edge_agent.config import EventSettings
+
+if TYPE_CHECKING:  # counting needs tracks' attributes only, not the tracker
+    from edge_agent.tracking import Track
+
+
+@dataclass(frozen=True)
+class LabelObservation:
+    label: str  # classifier label, or "unknown"
+    max_n: int  # MaxN: most tracks of this label visible in one frame
+    frames: int  # frames in which a counted track of this label was visible
+    mean_confidence: float  # mean crop confidence of this label's counted tracks
+    tracks: int  # counted tracks with this label (>= max_n)
+
+
+@dataclass(frozen=True)
+class ClosedEvent:
+    start: datetime  # UTC: first frame of the first counted track
+    end: datetime  # UTC: last frame of the last counted track
+    frames: int  # frames between start and end that the pipeline processed
+    observations: tuple[LabelObservation, ...]  # one per label, sorted by label
+    model_sha256: str | None  # the model that classified it
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """{label: MaxN}."""
+        return {obs.label: obs.max_n for obs in self.observations}
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end - self.start).total_seconds()
+
+
+def observations(tracks: Iterable[Track]) -> tuple[LabelObservation, ...]:
+    """Per-label MaxN, frames, mean confidence and track count of a set of counted tracks."""
+    per_frame: dict[str, Counter[int]] = defaultdict(Counter)
+    confidences: dict[str, list[float]] = defaultdict(list)
+    for track in tracks:
+        label = track.label
+        per_frame[label].update(track.seen_frames)
+        confidences[label].append(track.confidence)
+    return tuple(
+        LabelObservation(
+            label=label,
+            max_n=max(per_frame[label].values()),
+            frames=len(per_frame[label]),
+            mean_confidence=round(sum(confidences[label]) / len(confidences[label]), 4),
+            tracks=len(confidences[label]),
+        )
+        for label in sorted(per_frame)
+    )
+
+
+class _Event:
+    def __init__(self) -> None:
+        self.tracks: dict[int, Track] = {}
+
+    def add(self, track: Track) -> None:
+        self.tracks[track.id] = track
+
+    def prune(self) -> None:
+        """Drop tracks the tracker has since rejected (they swung like vegetation)."""
+        self.tracks = {i: t for i, t in self.tracks.items() if t.counted}
+
+    @property
+    def last_seen(self) -> datetime:
+        return max(t.last_seen for t in self.tracks.values())
+
+    @property
+    def live(self) -> bool:
+        return any(not t.ended for t in self.tracks.values())
+
+
+class EventCounter:
+    """Groups counted tracks into events and emits a ``ClosedEvent`` when one ends."""
+
+    def __init__(self, settings: EventSettings, *, model_sha256: str | None = None) -> None:
+        self.settings = settings
+        self.model_sha256 = model_sha256
+        self._event: _Event | None = None
+        self.closed_events = 0
+
+    @property
+    def open_events(self) -> int:
+        return 0 if self._event is None else 1
+
+    def update(
+        self, timestamp: datetime, visible: Iterable[Track], ended: Iterable[Track] = ()
+    ) -> list[ClosedEvent]:
+        """Feed one frame: the tracks seen in it and the tracks that ended at it."""
+        for track in (*visible, *ended):
+            if track.counted:
+                if self._event is None:
+                    self._event = _Event()
+                self._event.add(track)
+        event = self._event
+        if event is None:
+            return []
+        event.prune()
+        if not event.tracks:
+            self._event = None  # everything in it turned out not to be an animal
+            return []
+        quiet = (timestamp - event.last_seen).total_seconds()
+        if not event.live and quiet >= self.settings.event_gap_s:
+            return self._close()
+        return []
+
+    def close(self, ended: Iterable[Track] = ()) -> list[ClosedEvent]:
+        """Close the open event now (end of input, shutdown), after adding ``ended`` tracks."""
+        for track in ended:
+            if track.counted:
+                if self._event is None:
+                    self._event = _Event()
+                self._event.add(track)
+        return self._close()
+
+    def _close(self) -> list[ClosedEvent]:
+        event, self._event = self._event, None
+        if event is None:
+            return []
+        event.prune()
+        tracks = list(event.tracks.values())
+        if not tracks:
+            return []
+        first = min(tracks, key=lambda t: (t.first_seen, t.first_frame))
+        last = max(tracks, key=lambda t: (t.last_seen, t.last_frame))
+        self.closed_events += 1
+        closed = ClosedEvent(
+            start=first.first_seen,
+            end=last.last_seen,
+            frames=max(t.last_frame for t in tracks) - min(t.first_frame for t in tracks) + 1,
+            observations=observations(tracks),
+            model_sha256=self.model_sha256,
+        )
+        return [closed]

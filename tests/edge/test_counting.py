@@ -1,0 +1,169 @@
+"""Events and MaxN from tracks: pure logic, no frames."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from edge_agent.config import EventSettings
+from edge_agent.counting import ClosedEvent, EventCounter, LabelObservation, observations
+from edge_agent.tracking import Track
+
+T0 = datetime(2024, 6, 1, 4, 0, tzinfo=UTC)
+FPS = 10
+
+
+def at(frame: int) -> datetime:
+    return T0 + timedelta(seconds=frame / FPS)
+
+
+def make_track(
+    track_id: int,
+    frames: range,
+    label: str = "deer",
+    confidence: float = 0.8,
+    counted: bool = True,
+) -> Track:
+    track = Track(
+        id=track_id,
+        box=(0, 0, 10, 10),
+        first_seen=at(frames[0]),
+        last_seen=at(frames[-1]),
+        first_frame=frames[0],
+        last_frame=frames[-1],
+        seen_frames=list(frames),
+        counted=counted,
+    )
+    track.add_vote(label, confidence)
+    return track
+
+
+def replay(counter: EventCounter, tracks: list[Track], until: int) -> list[ClosedEvent]:
+    """Feed the counter frame by frame as the pipeline would; tracks end 15 frames unseen."""
+    closed = []
+    for frame in range(until):
+        visible, ended = [], []
+        for track in tracks:
+            if frame in track.seen_frames:
+                visible.append(track)
+            if frame == track.last_frame + 15:
+                track.ended = True
+                ended.append(track)
+        closed += counter.update(at(frame), visible, ended)
+    return closed
+
+
+def test_closed_event_matches_the_documented_dataclasses() -> None:
+    assert [f.name for f in fields(LabelObservation)] == [
+        "label",
+        "max_n",
+        "frames",
+        "mean_confidence",
+        "tracks",
+    ]
+    assert [f.name for f in fields(ClosedEvent)] == [
+        "start",
+        "end",
+        "frames",
+        "observations",
+        "model_sha256",
+    ]
+    event = ClosedEvent(T0, T0, 1, (), None)
+    with pytest.raises(AttributeError):
+        event.frames = 2  # type: ignore[misc]
+
+
+def test_maxn_counts_simultaneous_tracks_not_detections() -> None:
+    # Three deer: two together from frame 0, a third overlapping them for frames 20-30.
+    tracks = [
+        make_track(1, range(0, 40), confidence=0.9),
+        make_track(2, range(5, 35), confidence=0.7),
+        make_track(3, range(20, 31), confidence=0.8),
+        make_track(4, range(10, 50), label="fox", confidence=0.6),
+    ]
+    counter = EventCounter(EventSettings(event_gap_s=5), model_sha256="abc")
+    closed = replay(counter, tracks, until=200)
+    assert len(closed) == 1
+    event = closed[0]
+    assert event.start == at(0) and event.end == at(49)
+    assert event.frames == 50
+    assert event.model_sha256 == "abc"
+    deer, fox = event.observations
+    assert deer == LabelObservation("deer", max_n=3, frames=40, mean_confidence=0.8, tracks=3)
+    assert fox == LabelObservation("fox", max_n=1, frames=40, mean_confidence=0.6, tracks=1)
+    assert event.counts == {"deer": 3, "fox": 1}
+
+
+def test_one_animal_split_into_successive_tracks_is_counted_once() -> None:
+    # A minute-long visit seen as three tracks that never overlap in time.
+    tracks = [
+        make_track(1, range(0, 200)),
+        make_track(2, range(210, 400)),
+        make_track(3, range(405, 600)),
+    ]
+    closed = replay(EventCounter(EventSettings(event_gap_s=60)), tracks, until=2000)
+    assert [e.counts for e in closed] == [{"deer": 1}]
+    assert closed[0].observations[0].tracks == 3
+
+
+def test_a_gap_longer_than_event_gap_s_makes_two_events() -> None:
+    tracks = [make_track(1, range(0, 30)), make_track(2, range(30 + 120, 180))]  # 12 s apart
+    short_gap = replay(EventCounter(EventSettings(event_gap_s=10)), tracks, until=400)
+    assert [e.counts for e in short_gap] == [{"deer": 1}, {"deer": 1}]
+    for track in tracks:
+        track.ended = False
+    long_gap = replay(EventCounter(EventSettings(event_gap_s=15)), tracks, until=400)
+    assert [e.counts for e in long_gap] == [{"deer": 1}]
+
+
+def test_an_event_closes_only_after_the_gap_with_no_live_counted_track() -> None:
+    counter = EventCounter(EventSettings(event_gap_s=3))
+    track = make_track(1, range(0, 10))
+    closed_at = None
+    for frame in range(100):
+        visible = [track] if frame < 10 else []
+        ended = []
+        if frame == 25:  # the tracker ends it late: 1.5 s unseen
+            track.ended = True
+            ended = [track]
+        if counter.update(at(frame), visible, ended):
+            closed_at = frame
+            break
+        assert counter.open_events == 1
+    assert closed_at == 39  # last seen at frame 9, + 3 s
+    assert counter.open_events == 0
+
+
+def test_uncounted_tracks_make_no_event() -> None:
+    branch = make_track(1, range(0, 300), counted=False)
+    counter = EventCounter(EventSettings(event_gap_s=1))
+    assert replay(counter, [branch], until=400) == []
+    assert counter.open_events == 0
+    assert counter.close([branch]) == []
+
+
+def test_a_track_rejected_after_it_qualified_is_dropped() -> None:
+    branch = make_track(1, range(0, 300))
+    counter = EventCounter(EventSettings(event_gap_s=1))
+    assert counter.update(at(0), [branch]) == []
+    assert counter.open_events == 1
+    branch.counted = False  # the tracker saw it swing back and forth
+    assert counter.update(at(1), [branch]) == []
+    assert counter.open_events == 0
+
+
+def test_close_emits_the_open_event_with_tracks_still_live() -> None:
+    counter = EventCounter(EventSettings(event_gap_s=60))
+    a, b = make_track(1, range(0, 20)), make_track(2, range(0, 20), label="unknown")
+    for frame in range(20):
+        assert counter.update(at(frame), [a, b]) == []
+    closed = counter.close([a, b])
+    assert [e.counts for e in closed] == [{"deer": 1, "unknown": 1}]
+    assert counter.close() == []
+
+
+def test_observations_sorted_by_label() -> None:
+    tracks = [make_track(1, range(0, 5), label="zebra"), make_track(2, range(0, 5), label="ant")]
+    assert [o.label for o in observations(tracks)] == ["ant", "zebra"]
