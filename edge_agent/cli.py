@@ -100,7 +100,8 @@ def cli() -> None:
 
     Frames -> motion gate -> int8 classifier -> tracker -> events with MaxN per label
     -> SQLite. `run` is the service, `process` runs the same pipeline over a recording,
-    `report` reads the counts back, `doctor` checks a trap.
+    `report` reads the counts back, `export` writes Camtrap DP or CSV, `sync` pushes to a
+    central PostgreSQL, `doctor` checks a trap.
     """
 
 
