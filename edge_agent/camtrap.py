@@ -13,7 +13,9 @@ One package holds ``datapackage.json`` and three CSV tables:
   mean confidence as ``classificationProbability`` and the model version as
   ``classifiedBy``. ``mediaID`` is empty: an event-level observation names no single file.
 - ``media.csv``: the kept frames and crops when the database has a ``media`` table
-  (``filePublic=false`` unless a file is explicitly clear of people), else just its header.
+  (revision 0004, ``edge_agent.media``; ``filePublic=false`` unless a file is explicitly
+  clear of people), else just its header. The package files are created 0600 in a 0700
+  folder.
 
 Times are ISO 8601 in the deployment's zone with the offset, to the second, as the
 standard's ``%Y-%m-%dT%H:%M:%S%z`` format requires: an event's start is rounded down and
@@ -30,6 +32,7 @@ from __future__ import annotations
 import csv
 import json
 import mimetypes
+import os
 import re
 import uuid
 from collections.abc import Sequence
@@ -380,8 +383,13 @@ def descriptor(
 # -- writing ------------------------------------------------------------------------------
 
 
+def _private(path: str, flags: int) -> int:
+    """``open`` opener: new files 0600 (exports are not world-readable)."""
+    return os.open(path, flags, 0o600)
+
+
 def _write_csv(path: Path, table: str, records: list[dict[str, str]]) -> None:
-    with path.open("w", encoding="utf-8", newline="") as handle:
+    with open(path, "w", encoding="utf-8", newline="", opener=_private) as handle:
         writer = csv.DictWriter(handle, columns(table), lineterminator="\n")
         writer.writeheader()
         writer.writerows(records)
@@ -413,7 +421,7 @@ def export_camtrap_dp(
     media = [record for store in stores for record in media_records(store, data, by_source)]
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(mode=0o700, parents=True, exist_ok=True)
     files = []
     for table, records in (
         ("deployments", deployments),
@@ -431,7 +439,8 @@ def export_camtrap_dp(
         created or datetime.now(UTC),
     )
     package_path = out / "datapackage.json"
-    package_path.write_text(json.dumps(package, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    with open(package_path, "w", encoding="utf-8", opener=_private) as handle:
+        handle.write(json.dumps(package, indent=2, ensure_ascii=False) + "\n")
     files.insert(0, package_path)
     return ExportResult(
         out=out,

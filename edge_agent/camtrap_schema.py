@@ -25,7 +25,7 @@ DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
 MISSING_VALUES = ["", "NA", "NaN", "nan"]
 FILE_PATH_PATTERN = r"^(?=^[^./~])(^((?!\.{2}).)*$).*$"
 
-_FEATURE_TYPES = [
+FEATURE_TYPES = [
     "roadPaved",
     "roadDirt",
     "trailHiking",
@@ -94,7 +94,7 @@ _DEPLOYMENTS = [
            minimum=0),
     _field("timestampIssues", "boolean", "Whether the media timestamps may be wrong."),
     _field("baitUse", "boolean", "Whether bait was used."),
-    _field("featureType", "string", "Feature the camera points at.", enum=_FEATURE_TYPES),
+    _field("featureType", "string", "Feature the camera points at.", enum=FEATURE_TYPES),
     _field("habitat", "string", "Short description of the habitat."),
     _field("deploymentGroups", "string", "Groups the deployment belongs to, `|`-separated."),
     _field("deploymentTags", "string", "Tags of the deployment, `key:value | key:value`."),

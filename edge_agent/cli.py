@@ -158,6 +158,13 @@ def run(config: Path) -> None:
     help="Time of a video's first frame, ISO 8601 (no offset = the trap's time zone) "
     "[default: the file's mtime minus its duration].",
 )
+@click.option(
+    "--media",
+    "media_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep crops for retraining in this folder (media.media_dir), checked for people "
+    "first (privacy.mode).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 @click.option("--verbose", "-v", is_flag=True, help="Log every event and source message.")
 @library_errors
@@ -168,6 +175,7 @@ def process(
     model: Path | None,
     event_gap: float | None,
     start: str | None,
+    media_dir: Path | None,
     quiet: bool,
     verbose: bool,
 ) -> None:
@@ -207,6 +215,7 @@ def process(
             start_time=start_time,
             stop_event=stop,
             progress=progress,
+            media_dir=media_dir.expanduser().resolve() if media_dir is not None else None,
         )
         rows = store.event_rows(event_ids=result.event_ids)
         where = store.where
@@ -227,6 +236,12 @@ def process(
     )
     summary = summarize_rows(rows)
     click.echo(summary_table(summary) if summary else "no events")
+    if result.media_dir is not None:
+        paused = ", media writes stopped: disk low" if result.media_paused else ""
+        click.echo(
+            f"media: {result.media_written} file(s) kept in {result.media_dir}, "
+            f"{result.media_private} not written (people){paused}"
+        )
     if result.interrupted:
         click.echo("interrupted: the events so far are written; rerun to complete", err=True)
         sys.exit(130)
@@ -373,6 +388,43 @@ def report(
         click.echo(render_csv(document, data.rows), nl=False)
     else:
         click.echo(render_table(document, by))
+
+
+@cli.group()
+def collect() -> None:
+    """Kept crops for retraining: export them as a dataset for trapcount-train."""
+
+
+@collect.command("export")
+@click.option(
+    "--db", required=True, help="SQLite file or database URL whose media table lists the crops."
+)
+@click.option(
+    "--out",
+    "-o",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the dataset (created 0700).",
+)
+@library_errors
+def collect_export(db: str, out: Path) -> None:
+    """Write the kept crops as an image-folder dataset for ``trapcount-train --data OUT``.
+
+    Each crop goes to OUT/<label>/, under its reviewed label if a reviewer set one, else
+    the predicted label; OUT/unreviewed.txt lists those still unreviewed. Crops of people
+    and of ``unknown`` are left out. Files are created 0600.
+    """
+    from edge_agent.media import export_dataset
+    from edge_agent.store import Store
+
+    with Store.open(db, create=False) as store:
+        result = export_dataset(store, out)
+    labels = ", ".join(f"{label} {n}" for label, n in sorted(result.per_label.items()))
+    click.echo(
+        f"wrote {result.out}: {result.images} image(s) ({labels or 'none'}), "
+        f"{result.unreviewed} unreviewed"
+        + (f", {result.missing} file(s) missing" if result.missing else "")
+    )
 
 
 @cli.group()

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from edge_agent.camtrap_schema import FEATURE_TYPES
+
 
 class ConfigError(ValueError):
     """A config file that cannot be used; the message is one line and names the key."""
@@ -179,6 +181,45 @@ class StorageSettings(_Section):
     )
 
 
+class PrivacySettings(_Section):
+    mode: Literal["drop", "blur", "off"] = Field(
+        "drop",
+        description="Images with a person or face: 'drop' (never written), 'blur' (written "
+        "with faces and people blurred) or 'off' (no checks: a warning at start).",
+    )
+    min_face_px: int = Field(
+        20, ge=8, le=512, description="Smallest face the Haar cascade looks for, in pixels."
+    )
+    max_checks_per_track: int = Field(
+        3, ge=1, le=100, description="Person checks per track (each on a larger box than the last)."
+    )
+
+
+class MediaSettings(_Section):
+    media_dir: str = Field(
+        "",
+        description="Folder for kept crops and frames (for retraining), relative to this file; "
+        "'' = keep none.",
+    )
+    keep_frames: bool = Field(False, description="Keep the full frame as well as the crop.")
+    quota_per_label_per_day: int = Field(
+        50, ge=0, le=100_000, description="Crops kept per label and UTC day (hardest first)."
+    )
+    crop_px: int = Field(224, ge=32, le=2048, description="Longest side of a kept crop, in pixels.")
+    retention_days: float = Field(
+        90.0, ge=0, le=36500, description="Kept media older than this is deleted; 0 = never."
+    )
+    min_free_mb: float = Field(
+        500.0,
+        ge=0,
+        le=10_000_000,
+        description="Media writes stop (oldest media deleted first) below this free space.",
+    )
+    retention_check_s: float = Field(
+        3600.0, ge=10, le=86400, description="Seconds between retention runs of the service."
+    )
+
+
 class ServiceSettings(_Section):
     heartbeat_s: float = Field(60.0, ge=5, le=3600, description="Seconds between heartbeats.")
     model_check_s: float = Field(30.0, ge=1, le=86400, description="Model-file check period.")
@@ -197,21 +238,8 @@ class ServiceSettings(_Section):
     )
 
 
-CAMTRAP_FEATURE_TYPES = (
-    "roadPaved",
-    "roadDirt",
-    "trailHiking",
-    "trailGame",
-    "roadUnderpass",
-    "roadOverpass",
-    "roadBridge",
-    "culvert",
-    "burrow",
-    "nestSite",
-    "carcass",
-    "waterSource",
-    "fruitingTree",
-)
+# The Camtrap DP 1.0.2 featureType vocabulary, from the table schema the export writes.
+CAMTRAP_FEATURE_TYPES = tuple(FEATURE_TYPES)
 
 
 class ExportSettings(_Section):
@@ -337,6 +365,8 @@ class Settings(_Section):
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
     events: EventSettings = Field(default_factory=EventSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    media: MediaSettings = Field(default_factory=MediaSettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)

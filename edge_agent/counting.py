@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -48,6 +48,8 @@ class ClosedEvent:
     frames: int  # frames between start and end that the pipeline processed
     observations: tuple[LabelObservation, ...]  # one per label, sorted by label
     model_sha256: str | None  # the model that classified it
+    # Its counted tracks (for the media keeper); not part of the event's value.
+    tracks: tuple[Track, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -159,5 +161,6 @@ class EventCounter:
             frames=max(t.last_frame for t in tracks) - min(t.first_frame for t in tracks) + 1,
             observations=observations(tracks),
             model_sha256=self.model_sha256,
+            tracks=tuple(sorted(tracks, key=lambda t: t.id)),
         )
         return [closed]

@@ -131,6 +131,28 @@ def check_disk(path: Path, min_free_mb: int) -> Check:
     return Check("disk", OK, detail)
 
 
+def check_media(settings: Settings) -> Check:
+    """The media folder: private, and enough room that media writes go on."""
+    folder = settings.resolve(settings.media.media_dir)
+    threshold = settings.media.min_free_mb
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free_mb = shutil.disk_usage(probe).free / 1e6
+    detail = f"{folder}: {free_mb:,.0f} MB free"
+    if folder.exists() and folder.stat().st_mode & 0o077:
+        mode = oct(folder.stat().st_mode & 0o777)
+        return Check("media", WARN, f"{detail}; readable by others ({mode}); chmod 700")
+    if free_mb < threshold:
+        return Check(
+            "media",
+            WARN,
+            f"{detail}: media writes stopped, oldest media deleted first "
+            f"(media.min_free_mb = {threshold:g}); counting goes on",
+        )
+    return Check("media", OK, detail)
+
+
 def _ntp_synchronized() -> bool | None:
     if shutil.which("timedatectl") is None:
         return None
@@ -185,6 +207,8 @@ def run_checks(
     checks.append(_guard("database", database))
     db_path = Path(db) if "://" not in str(db) else Path.cwd()
     checks.append(_guard("disk", lambda: check_disk(db_path, settings.storage.min_free_mb)))
+    if settings.media.media_dir:
+        checks.append(_guard("media", lambda: check_media(settings)))
     checks.append(_guard("clock", lambda: check_clock(latest[0])))
     return checks
 

@@ -17,6 +17,12 @@ is pure computation on what it is given.
 - **Motion-only mode.** ``Pipeline(settings, classifier=None, label="animal")`` labels
   every crop ``label`` with confidence 1.0: counts per event of "animal", what the motion
   gate and the tracker alone can say (tests; a trap running without a model).
+- **People.** With a ``privacy`` guard (``edge_agent.privacy``), each counted track's box
+  is checked for a face or a person, at most ``privacy.max_checks_per_track`` times and
+  each time only when its box grew by a quarter since the last check: a cost per track, not
+  per frame. A person track is labelled ``person`` (counted, never an animal).
+- **Media.** With a ``media`` keeper (``edge_agent.media``), each counted track's best
+  (largest) crop is remembered for the keeper to write when its event closes.
 - **Hot reload.** ``set_classifier()`` between frames; tracks keep the votes they have.
 - **Pauses.** After more than ``PAUSE_S`` without frames (interval capture with a long
   interval) the old background is stale: it is relearned, the first frame after the pause
@@ -45,6 +51,7 @@ import numpy as np
 from edge_agent.config import Settings
 from edge_agent.counting import ClosedEvent, EventCounter
 from edge_agent.motion import Box, MotionGate
+from edge_agent.privacy import PrivacyGuard
 from edge_agent.sources import SourceError, source_kind
 from edge_agent.tracking import Track, Tracker
 
@@ -55,6 +62,12 @@ MOTION_ONLY_LABEL = "animal"
 PAUSE_S = 60.0
 # Still photos: at most this many in one burst (a time-lapse folder is cut into chunks).
 MAX_BURST = 60
+
+
+class MediaObserver(Protocol):
+    """What the pipeline needs of ``media.MediaKeeper``."""
+
+    def observe(self, timestamp: datetime, frame: np.ndarray, tracks: list[Track]) -> None: ...
 
 
 class CropClassifier(Protocol):
@@ -84,8 +97,13 @@ class Pipeline:
         *,
         label: str = MOTION_ONLY_LABEL,
         stills: bool | None = None,
+        privacy: PrivacyGuard | None = None,
+        media: MediaObserver | None = None,
     ) -> None:
         self.settings = settings
+        self.privacy = privacy
+        self.media = media
+        self.person_checks = 0
         self.label = label
         self.stills = is_still_source(settings) if stills is None else stills
         motion = settings.motion
@@ -172,6 +190,10 @@ class Pipeline:
         update = self.tracker.update(timestamp, boxes, (frame.shape[1], frame.shape[0]))
         self._judge_still_tracks(timestamp, update.visible)
         self._classify(frame, update.visible, update.frame)
+        if self.privacy is not None:
+            self._check_people(frame, update.visible)
+        if self.media is not None:
+            self.media.observe(timestamp, frame, [t for t in update.visible if t.counted])
         closed = self.counter.update(timestamp, update.visible, update.ended)
         self.events_closed += len(closed)
         return closed
@@ -223,6 +245,22 @@ class Pipeline:
             if (track.counted or (track.still_run > 0 and track.still_verdict is None))
             and (timestamp - track.first_seen).total_seconds() < hold_s
         ]
+
+    def _check_people(self, frame: np.ndarray, visible: list[Track]) -> None:
+        assert self.privacy is not None
+        limit = self.settings.privacy.max_checks_per_track
+        for track in visible:
+            if not track.counted or track.person or track.person_checks >= limit:
+                continue
+            area = track.box[2] * track.box[3]
+            if track.person_checks and area < 1.25 * track.person_area:
+                continue
+            track.person_checks += 1
+            track.person_area = area
+            self.person_checks += 1
+            if self.privacy.is_person(frame, track.box):
+                track.person = True
+                log.debug("track %d is a person", track.id)
 
     def _classify(self, frame: np.ndarray, visible: list[Track], frame_index: int) -> None:
         s = self.tracker.settings

@@ -47,7 +47,9 @@ from edge_agent.store import Store, StoreError, utc_now
 
 if TYPE_CHECKING:
     from edge_agent.counting import ClosedEvent
+    from edge_agent.media import MediaKeeper
     from edge_agent.pipeline import Pipeline
+    from edge_agent.privacy import PrivacyGuard
 
 log = logging.getLogger("trapcount.service")
 
@@ -176,9 +178,15 @@ class EventSink:
     """Writes closed events one transaction each; keeps the ones a failing database
     refused and retries them before the next; remembers the time range to roll up."""
 
-    def __init__(self, store: Store, deployment_id: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        deployment_id: int,
+        on_written: Callable[[ClosedEvent, int], None] | None = None,
+    ) -> None:
         self.store = store
         self.deployment_id = deployment_id
+        self.on_written = on_written
         self.written = 0
         self.event_ids: list[int] = []
         self._pending: list[ClosedEvent] = []
@@ -206,6 +214,11 @@ class EventSink:
                 self._mark_dirty(event.start)
                 written += 1
                 log.info("event %d: %s", event_id, describe_event(event))
+                if self.on_written is not None:
+                    try:
+                        self.on_written(event, event_id)
+                    except Exception as exc:  # media must never stop the counting
+                        log.error("media of event %d not kept: %s", event_id, exc)
             self.written += written
             return written
 
@@ -241,6 +254,43 @@ class EventSink:
             raise
 
 
+def privacy_guard(settings: Settings) -> PrivacyGuard | None:
+    """The person/face checks of ``privacy.mode``; None (with a warning) when it is off."""
+    from edge_agent.privacy import PrivacyGuard
+
+    if settings.privacy.mode == "off":
+        log.warning("privacy.mode = off: people are not detected, images are not checked")
+        return None
+    return PrivacyGuard(settings.privacy)
+
+
+def media_keeper(
+    settings: Settings,
+    store: Store,
+    deployment_id: int,
+    guard: PrivacyGuard | None,
+    media_dir: Path | None = None,
+) -> MediaKeeper | None:
+    """The media keeper for ``media_dir`` (else ``media.media_dir``); None when neither."""
+    from edge_agent.media import MediaKeeper
+
+    if media_dir is None and settings.media.media_dir:
+        media_dir = settings.resolve(settings.media.media_dir)
+    if media_dir is None:
+        return None
+    return MediaKeeper(settings.media, Path(media_dir), store, deployment_id, guard)
+
+
+def keeper_callback(keeper: MediaKeeper | None) -> Callable[[ClosedEvent, int], None] | None:
+    if keeper is None:
+        return None
+
+    def keep(event: ClosedEvent, event_id: int) -> None:
+        keeper.keep(event_id, event.tracks)
+
+    return keep
+
+
 # -- the batch run: trapcount process ----------------------------------------------------
 
 
@@ -254,6 +304,11 @@ class ProcessResult:
     interrupted: bool = False
     replaced: int = 0  # events of an earlier run over the same footage that were dropped
     event_ids: list[int] = field(default_factory=list)
+    media_dir: Path | None = None  # where crops were kept (None: none were)
+    media_written: int = 0
+    media_private: int = 0  # images not written because they showed people
+    media_paused: bool = False  # the disk guard stopped media writes
+    person_checks: int = 0
 
 
 ProgressCallback = Callable[[int, int | None, int], None]
@@ -268,21 +323,26 @@ def process_source(
     stop_event: threading.Event | None = None,
     progress: ProgressCallback | None = None,
     progress_every_s: float = 1.0,
+    media_dir: Path | None = None,
 ) -> ProcessResult:
     """Run the pipeline over a finite source (video file, image folder) to its end.
 
     Events are written as they close (so an interrupted run keeps them), the rest are
     closed at the end, and the counts of the covered intervals are rolled up. Processing
-    footage again replaces what an earlier run found in the same time span.
+    footage again replaces what an earlier run found in the same time span. With
+    ``media_dir`` (else ``media.media_dir``), crops are kept for retraining
+    (``edge_agent.media``).
     """
     from edge_agent.pipeline import Pipeline
     from edge_agent.sources import open_source
 
     deployment_id = store.ensure_deployment(settings.trap)
     store.register_model(classifier.manifest)
-    sink = EventSink(store, deployment_id)
+    guard = privacy_guard(settings)
+    keeper = media_keeper(settings, store, deployment_id, guard, media_dir)
+    sink = EventSink(store, deployment_id, keeper_callback(keeper))
     result = ProcessResult()
-    pipeline = Pipeline(settings, classifier)
+    pipeline = Pipeline(settings, classifier, privacy=guard, media=keeper)
     last_report = time.monotonic()
     try:
         with open_source(
@@ -314,6 +374,12 @@ def process_source(
         # Whatever happened, the events still open are closed and written.
         sink.write(pipeline.close(result.last))
         result.motion_frames = int(getattr(pipeline, "motion_frames", 0))
+        result.person_checks = pipeline.person_checks
+        if keeper is not None:
+            result.media_dir = keeper.media_dir
+            result.media_written = keeper.written
+            result.media_private = keeper.dropped_private
+            result.media_paused = keeper.paused
     if result.first is not None and result.last is not None and not sink.pending:
         # Rerunning over the same footage: an event found before but not now (different
         # settings or model) would otherwise still be counted. Events keep their ids when
@@ -358,7 +424,9 @@ class Service:
         )
         self.deployment_id = store.ensure_deployment(settings.trap)
         store.register_model(classifier.manifest)
-        self.sink = EventSink(store, self.deployment_id)
+        self.privacy = privacy_guard(settings)
+        self.keeper = media_keeper(settings, store, self.deployment_id, self.privacy)
+        self.sink = EventSink(store, self.deployment_id, keeper_callback(self.keeper))
 
         self._pipeline: Pipeline | None = None
         self._pipeline_lock = threading.Lock()  # pipeline.process vs. model swap vs. close
@@ -471,6 +539,14 @@ class Service:
             seconds=self.settings.service.model_check_s,
             id="model_check",
         )
+        if self.keeper is not None:
+            scheduler.add_job(
+                self._retention_job,
+                "interval",
+                seconds=self.settings.media.retention_check_s,
+                id="retention",
+                next_run_time=now,
+            )
         self._add_sync_job(scheduler, now)
         watchdog_s = notify.watchdog_interval_s()
         if watchdog_s is not None:
@@ -628,7 +704,9 @@ class Service:
 
         with self._pipeline_lock:
             if self._pipeline is None:
-                self._pipeline = Pipeline(self.settings, self.classifier)
+                self._pipeline = Pipeline(
+                    self.settings, self.classifier, privacy=self.privacy, media=self.keeper
+                )
             closed = self._pipeline.process(timestamp, frame)
             self._last_timestamp = timestamp
         if closed:
@@ -662,6 +740,18 @@ class Service:
             return
         if rows:
             log.info("roll-up: %d count row(s) updated", rows)
+
+    def _retention_job(self) -> None:
+        """Delete kept media older than ``media.retention_days`` (counts stay)."""
+        from edge_agent.media import apply_retention
+
+        try:
+            deleted = apply_retention(self.store, self.settings.media, utc_now())
+        except StoreError as exc:
+            log.error("retention failed: %s", exc)
+            return
+        if deleted:
+            log.info("retention: %d media file(s) deleted", deleted)
 
     def _heartbeat_job(self) -> None:
         try:
@@ -762,16 +852,23 @@ class Service:
             capturing=self.capturing,
             uptime_s=round(now - self._started, 1),
             cpu_temp_c=cpu_temperature_c(),
+            media_paused=None if self.keeper is None else self.keeper.paused,
         )
         free_mb = None if free is None else free / 1e6
+        media = ""
+        if self.keeper is not None:
+            media = f", media {self.keeper.written} kept"
+            if self.keeper.paused:
+                media += " (writes stopped: disk low)"
         log.info(
-            "heartbeat: %d frames (%.1f fps), %d open events, %d written, model %s%s",
+            "heartbeat: %d frames (%.1f fps), %d open events, %d written, model %s%s%s",
             frames,
             fps,
             self.open_events,
             self.sink.written,
             self.classifier.manifest.version,
             "" if free_mb is None else f", {free_mb:.0f} MB free",
+            media,
         )
         if free_mb is not None and free_mb < self.settings.storage.min_free_mb:
             log.warning(

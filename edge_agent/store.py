@@ -256,10 +256,50 @@ class Heartbeat(Base):
     capturing: Mapped[bool | None] = mapped_column()
     uptime_s: Mapped[float | None] = mapped_column(Float)
     cpu_temp_c: Mapped[float | None] = mapped_column(Float)
+    # Added by revision 0004: the disk guard had stopped media writes (None: no media kept).
+    media_paused: Mapped[bool | None] = mapped_column()
     # Fleet sync (revision 0003): in a central database, the trap database a row came from
     # and its id there (edge_agent.sync); NULL on a trap.
     origin: Mapped[str | None] = mapped_column(String(64))
     origin_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class Media(Base):
+    """A kept crop or frame (revision 0004): for retraining and review (``edge_agent.media``)."""
+
+    __tablename__ = "media"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id", ondelete="SET NULL"))
+    time: Mapped[datetime] = mapped_column(index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # crop or frame
+    path: Mapped[str] = mapped_column(String(1000), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    label: Mapped[str] = mapped_column(String(64), index=True)
+    confidence: Mapped[float] = mapped_column(Float)
+    disagreed: Mapped[bool] = mapped_column()
+    privacy_status: Mapped[str] = mapped_column(String(16))  # clear, blurred, unchecked
+    reviewed_label: Mapped[str | None] = mapped_column(String(64))
+    created: Mapped[datetime]
+
+
+class MediaDeletion(Base):
+    """A kept file that was deleted, and why: retention, disk or quota (revision 0004)."""
+
+    __tablename__ = "media_deletions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    media_id: Mapped[int | None] = mapped_column(Integer)
+    deployment_id: Mapped[int | None] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(String(1000))
+    sha256: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    label: Mapped[str] = mapped_column(String(64))
+    time: Mapped[datetime]
+    deleted_at: Mapped[datetime] = mapped_column(index=True)
+    reason: Mapped[str] = mapped_column(String(16))
 
 
 class SyncState(Base):
@@ -897,6 +937,77 @@ class Store:
                 }
                 for m in rows
             ]
+
+    # -- media (revision 0004) ------------------------------------------------------------
+
+    def add_media(self, **fields: Any) -> int:
+        """Record one kept file; return its id."""
+        fields["time"] = as_utc(fields["time"])
+        fields.setdefault("created", utc_now())
+        with self.write() as session:
+            row = Media(**fields)
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def media(
+        self,
+        *,
+        deployment_id: int | None = None,
+        label: str | None = None,
+        kind: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[Media]:
+        """Kept media, oldest first (detached rows)."""
+        query = select(Media).order_by(Media.time, Media.id)
+        if deployment_id is not None:
+            query = query.where(Media.deployment_id == deployment_id)
+        if label is not None:
+            query = query.where(Media.label == label)
+        if kind is not None:
+            query = query.where(Media.kind == kind)
+        query = _time_filter(query, Media.time, since, until)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.read() as session:
+            return list(session.scalars(query).all())
+
+    def set_reviewed_label(self, media_id: int, label: str | None) -> None:
+        with self.write() as session:
+            row = session.get(Media, media_id)
+            if row is None:
+                raise StoreError(f"no media with id {media_id}")
+            row.reviewed_label = label
+
+    def delete_media(self, rows: Iterable[Media], reason: str, now: datetime | None = None) -> int:
+        """Delete the rows of media whose files are gone, each recorded in
+        ``media_deletions`` with ``reason``; return how many."""
+        rows = list(rows)
+        when = as_utc(now or utc_now())
+        with self.write() as session:
+            for row in rows:
+                session.add(
+                    MediaDeletion(
+                        media_id=row.id,
+                        deployment_id=row.deployment_id,
+                        path=row.path,
+                        sha256=row.sha256,
+                        bytes=row.bytes,
+                        label=row.label,
+                        time=as_utc(row.time),
+                        deleted_at=when,
+                        reason=reason,
+                    )
+                )
+                session.execute(delete(Media).where(Media.id == row.id))
+        return len(rows)
+
+    def media_deletions(self) -> list[MediaDeletion]:
+        with self.read() as session:
+            query = select(MediaDeletion).order_by(MediaDeletion.id)
+            return list(session.scalars(query).all())
 
     def latest_timestamp(self) -> datetime | None:
         """The newest time recorded anywhere (a clock that reads earlier went backwards)."""

@@ -146,6 +146,13 @@ class Track:
     # Per axis (x, y): [extreme position, direction (-1, 0, 1), time of the last turn].
     _swing: list[list] = field(default_factory=list)
     quick_reversals: int = 0
+    # Privacy (``edge_agent.privacy``): a face or a person was found in its box; checks so far
+    # and the box area of the last check (each check looks at a larger box).
+    person: bool = False
+    person_checks: int = 0
+    person_area: int = 0
+    # The media keeper's best image of the track so far (``edge_agent.media``).
+    media: object | None = field(default=None, repr=False, compare=False)
 
     # -- classification ----------------------------------------------------------------
 
@@ -163,7 +170,10 @@ class Track:
 
     @property
     def label(self) -> str:
-        """Confidence-weighted vote of the crops; ``unknown`` before any crop was classified."""
+        """Confidence-weighted vote of the crops; ``unknown`` before any crop was classified;
+        ``person`` when the privacy guard found a person, whatever the crops said."""
+        if self.person:
+            return "person"
         if not self.votes:
             return UNKNOWN
         # Ties: more votes, then alphabetical, so the result never depends on dict order.
@@ -171,7 +181,10 @@ class Track:
 
     @property
     def confidence(self) -> float:
-        """Mean confidence of the crops that voted for the winning label."""
+        """Mean confidence of the crops that voted for the winning label (1.0 for a person:
+        the detector, not the classifier, said so)."""
+        if self.person:
+            return 1.0
         label = self.label
         if label not in self.vote_counts:
             return 0.0

@@ -69,6 +69,7 @@ def test_closed_event_matches_the_documented_dataclasses() -> None:
         "frames",
         "observations",
         "model_sha256",
+        "tracks",
     ]
     event = ClosedEvent(T0, T0, 1, (), None)
     with pytest.raises(AttributeError):

@@ -75,7 +75,7 @@ def test_a_database_made_by_the_first_schema_upgrades_with_its_data(tmp_path):
     assert "motion_frames" not in columns
 
     with Store.open(path) as store:  # opening upgrades to the head
-        assert store.schema_revision() == "0003"
+        assert store.schema_revision() == "0004"
         assert store.integrity_check() == "ok"
         (dep,) = store.deployments()
         assert (dep.trap_id, dep.location_name, dep.timezone) == (

@@ -312,3 +312,37 @@ def test_stream_passwords_stay_out_of_the_log():
         "rtsp://admin:***@10.0.0.5:554/stream1"
     )
     assert redact("/data/clip.mp4") == "/data/clip.mp4"
+
+
+def test_the_service_runs_retention_and_reports_the_disk_guard(tmp_path, model, short_clip):
+    service = make_service(
+        tmp_path, model, short_clip.path, media={"media_dir": "media", "retention_days": 30}
+    )
+    try:
+        store, keeper = service.store, service.keeper
+        assert keeper is not None and keeper.media_dir == tmp_path / "media"
+        assert service.privacy is not None  # privacy.mode defaults to drop
+        old = tmp_path / "media" / "old.jpg"
+        old.write_bytes(b"old")
+        store.add_media(
+            deployment_id=service.deployment_id,
+            time=datetime.now(UTC) - timedelta(days=31),
+            kind="crop",
+            path=str(old),
+            sha256="0" * 64,
+            bytes=3,
+            label="fox",
+            confidence=0.5,
+            disagreed=False,
+            privacy_status="clear",
+        )
+        service._retention_job()
+        assert not old.exists() and store.media() == []
+        assert [d.reason for d in store.media_deletions()] == ["retention"]
+        service._write_heartbeat()
+        keeper.paused = True
+        service._write_heartbeat()
+        assert [b["media_paused"] for b in store.heartbeats()] == [True, False]
+    finally:
+        service.store.close()
+        service.classifier.close()
