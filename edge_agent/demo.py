@@ -17,9 +17,21 @@ import sys
 from pathlib import Path
 
 from edge_agent import cli, scenes
+from edge_agent.service import default_model_dir
 
 SPRITES = Path(__file__).resolve().parent / "samples" / "sprites"
 EVENT_GAP_S = 10.0
+# The shipped model keeps 85% of CIFAR-10 validation crops at the default threshold of 0.5
+# (92% of them right). Upscaled, re-compressed photos walking over grass are further from
+# its training data and score lower, so the demo trusts it down to 0.3 (97.8% of the
+# validation crops, 86.8% right); docs/benchmarks.md has the full table.
+DEMO_CONFIG = f"""\
+[classifier]
+confidence_threshold = 0.3
+
+[events]
+event_gap_s = {EVENT_GAP_S}
+"""
 
 
 def make_sample_video(out_dir: Path) -> tuple[Path, scenes.SceneTruth]:
@@ -47,9 +59,11 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"making a sample camera-trap video in {args.out} ...", file=sys.stderr)
     video, truth = make_sample_video(args.out)
-    command = ["process", str(video), "--db", str(db), "--event-gap", str(EVENT_GAP_S)]
-    if args.model is not None:
-        command += ["--model", str(args.model)]
+    config = args.out / "demo.toml"
+    config.write_text(DEMO_CONFIG, encoding="utf-8")
+    model = args.model or default_model_dir()
+    command = ["process", str(video), "--config", str(config), "--db", str(db)]
+    command += ["--model", str(model)]
     print(f"$ trapcount {' '.join(command)}", file=sys.stderr)
     try:
         cli.main(command)

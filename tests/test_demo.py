@@ -1,0 +1,35 @@
+"""`make demo`: the shipped model counts the sample video it makes like the truth."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edge_agent import demo
+from edge_agent.cli import main as trapcount
+from edge_agent.classifier import Classifier
+from edge_agent.service import default_model_dir
+
+
+def test_the_shipped_model_matches_its_manifest() -> None:
+    with Classifier(default_model_dir()) as classifier:
+        assert len(classifier.labels) == 10
+        assert classifier.manifest.accuracy["int8"] >= 0.80
+
+
+def test_the_demo_counts_the_sample_video_like_the_truth(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert demo.main(["--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "what the scene generator put in the video" in printed
+
+    with pytest.raises(SystemExit) as done:
+        trapcount(["report", "--db", str(tmp_path / "demo.sqlite"), "--format", "json"])
+    assert done.value.code in (None, 0)
+    report = json.loads(capsys.readouterr().out)
+    _, truth = demo.make_sample_video(tmp_path / "again")
+    assert len({event["id"] for event in report["events"]}) == len(truth.events)
+    assert report["totals"] == truth.totals
