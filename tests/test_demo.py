@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from edge_agent import demo
-from edge_agent.cli import main as trapcount
 from edge_agent.classifier import Classifier
+from edge_agent.cli import main as trapcount
 from edge_agent.service import default_model_dir
 
 
