@@ -211,12 +211,7 @@ class MotionGate:
         self.last_foreground = foreground
         if self.frames <= self.settings.warmup_frames:
             return []
-        found = self._blobs(foreground)
-        if self.settings.method == "whole_frame":
-            if found or self.settings.whole_frame_always:
-                return [(0, 0, frame.shape[1], frame.shape[0])]
-            return []
-        return found
+        return self._as_reported(self._blobs(foreground), frame)
 
     # -- what is inside a box ----------------------------------------------------------
 
@@ -316,7 +311,10 @@ class MotionGate:
         foreground = np.where(diff > self.settings.threshold, 255, 0).astype(np.uint8)
         foreground &= self._valid
         self.last_foreground = foreground
-        found = self._blobs(foreground)
+        return self._as_reported(self._blobs(foreground), frame)
+
+    def _as_reported(self, found: list[Box], frame: np.ndarray) -> list[Box]:
+        """The blobs, or in whole-frame mode the whole frame when anything moved."""
         if self.settings.method == "whole_frame":
             if found or self.settings.whole_frame_always:
                 return [(0, 0, frame.shape[1], frame.shape[0])]
