@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-EXTRAS ?= train,edge,reports,fleet,dev
+EXTRAS ?= train,edge,reports,review,fleet,dev
 
 .PHONY: demo test lint venv clean
 

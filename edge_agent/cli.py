@@ -411,8 +411,8 @@ def collect_export(db: str, out: Path) -> None:
     """Write the kept crops as an image-folder dataset for ``trapcount-train --data OUT``.
 
     Each crop goes to OUT/<label>/, under its reviewed label if a reviewer set one, else
-    the predicted label; OUT/unreviewed.txt lists those still unreviewed. Crops of people
-    and of ``unknown`` are left out. Files are created 0600.
+    the predicted label; OUT/unreviewed.txt lists those still unreviewed. Crops of people,
+    of ``unknown`` and those a reviewer marked ``empty`` are left out. Files are created 0600.
     """
     from edge_agent.media import export_dataset
     from edge_agent.store import Store
@@ -425,6 +425,60 @@ def collect_export(db: str, out: Path) -> None:
         f"{result.unreviewed} unreviewed"
         + (f", {result.missing} file(s) missing" if result.missing else "")
     )
+
+
+@cli.command()
+@click.option(
+    "--db", required=True, help="SQLite file or database URL whose media table lists the crops."
+)
+@click.option(
+    "--media",
+    "media_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The kept media folder (the config's media.media_dir, or a copy of it).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port."
+)
+@click.option(
+    "--token",
+    envvar="TRAPCOUNT_REVIEW_TOKEN",
+    help="Secret every request must carry (?token= once); required off localhost "
+    "[env TRAPCOUNT_REVIEW_TOKEN].",
+)
+@library_errors
+def review(db: str, media_dir: Path, host: str, port: int, token: str | None) -> None:
+    """Review the kept crops in a browser: confirm, relabel or mark empty, one at a time
+    with the keyboard or in bulk. Decisions go to the database at once; ``collect export``
+    then writes the reviewed dataset. Needs Flask (the ``review`` extra)."""
+    from edge_agent.review import ReviewError, check_bind
+
+    try:
+        check_bind(host, token)
+    except ReviewError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        import flask  # noqa: F401
+    except ImportError:
+        raise click.ClickException(
+            "the review page needs Flask: pip install 'trapcount[review]'"
+        ) from None
+    from edge_agent.review import serve
+
+    shown = f"[{host}]" if ":" in host else host
+
+    def announce() -> None:
+        click.echo(
+            f"reviewing {db} at http://{shown}:{port}/" + ("?token=..." if token else ""),
+            err=True,
+        )
+
+    try:
+        serve(db, media_dir, host=host, port=port, token=token, announce=announce)
+    except ReviewError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @cli.group()

@@ -295,7 +295,8 @@ def _crop(frame: np.ndarray, square: tuple[int, int, int, int], longest: int) ->
 
 UNREVIEWED_FILE = "unreviewed.txt"
 # Not classes to train an animal classifier on: people (privacy) and the unsure.
-NOT_TRAINED = frozenset({"person", "unknown"})
+# "empty": a reviewer said the crop shows no animal (``trapcount review``).
+NOT_TRAINED = frozenset({"person", "unknown", "empty"})
 
 
 @dataclass
@@ -311,7 +312,8 @@ def export_dataset(store: Store, out: Path) -> DatasetExport:
     """Write the kept crops as an image-folder dataset ``out/<label>/<file>`` (the reviewed
     label if set, else the predicted one) that ``trapcount-train --data`` reads, plus
     ``out/unreviewed.txt`` listing those still unreviewed (relative paths, one a line).
-    People and ``unknown`` crops are not exported; folders are 0700, files 0600."""
+    People, ``unknown`` and crops a reviewer marked ``empty`` are not exported; folders are
+    0700, files 0600."""
     out = Path(out)
     make_private_dir(out)
     per_label: dict[str, int] = {}

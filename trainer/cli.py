@@ -361,6 +361,61 @@ def evaluate(model_dir, data, split, out, threads, no_cache, quiet) -> None:
     _run(action)
 
 
+class WorseModelError(click.ClickException):
+    exit_code = 1
+
+
+@main.command()
+@click.argument("old", type=click.Path(path_type=Path))
+@click.argument("new", type=click.Path(path_type=Path))
+@data_option
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Points of shared-label accuracy NEW may lose before it counts as worse.",
+)
+@click.option("--force", is_flag=True, help="Exit 0 even when NEW is worse.")
+@click.option("--threads", type=click.IntRange(min=1), help="Interpreter threads.")
+@cache_option
+@quiet_option
+def compare(old, new, data, tolerance, force, threads, no_cache, quiet) -> None:
+    """Per-class int8 accuracy of model folders OLD and NEW on every image of --data (a
+    held-out validation set); exit 1 when NEW is worse on the labels both know, unless
+    --force."""
+    _setup_logging(quiet)
+    if not data:
+        raise TrainerCliError("give at least one --data to compare on")
+
+    def action():
+        from trainer.compare import compare_models
+
+        return compare_models(
+            old,
+            new,
+            list(data),
+            tolerance=tolerance,
+            use_cache=not no_cache,
+            num_threads=threads,
+        )
+
+    result = _run(action)
+    click.echo(f"old  {old}")
+    click.echo(f"new  {new}")
+    click.echo(result.table())
+    if result.worse:
+        message = (
+            f"NEW is worse on the shared labels ({100 * result.new_shared:.1f}% < "
+            f"{100 * result.old_shared:.1f}%)"
+        )
+        if not force:
+            raise WorseModelError(message + "; --force to accept it anyway")
+        click.echo(f"{message}; accepted with --force")
+    else:
+        click.echo("NEW is not worse on the shared labels")
+
+
 def _print_summary(out: Path, metrics: dict) -> None:
     click.echo(f"exported  {out}")
     click.echo(f"float     {100 * metrics['float_accuracy']:.2f}% on {metrics['n_val']} val images")

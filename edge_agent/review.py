@@ -1,0 +1,373 @@
+"""``trapcount review``: a small local web page where a person checks the kept crops.
+
+The page lists the kept crops (``media`` rows of kind ``crop``) grouped by predicted label,
+the hard cases first within each group (crops whose classifications disagreed, then the
+lowest confidence), each with its full frame where one was kept. A reviewer
+
+- **confirms** the predicted label (``reviewed_label`` = ``label``),
+- **relabels** it, to an existing label or a new one such as a local species, or
+- marks it **empty** (not an animal: a shadow, a branch): ``reviewed_label`` = ``empty``,
+  which ``trapcount collect export`` leaves out of the dataset, like people and ``unknown``,
+
+one crop at a time with the keyboard (``j``/``k`` move, ``c`` confirm, ``e`` empty, ``r``
+relabel, ``1``-``9`` the n-th label) or several at once with the check boxes. Every
+decision is written to the database at once; the page shows how many crops remain.
+
+Security: the server listens on 127.0.0.1 by default; bound to any other address it refuses
+to start without a token, which every request must then carry (``?token=`` once, kept in an
+HttpOnly SameSite=Strict cookie, or an ``X-Review-Token`` header). On loopback it answers
+only requests whose Host is a loopback name (no DNS rebinding). Forms carry a per-start
+secret (no cross-site POSTs). Images are addressed by media id only, served only from inside
+``--media`` (symbolic links resolved), and media of people (``person``, as predicted or as
+reviewed) is never listed or served. Flask is imported only when the app is built
+(the ``review`` extra), so the agent itself does not need it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import re
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge_agent.store import Media, Store
+
+EMPTY = "empty"
+PERSON = "person"
+TOKEN_COOKIE = "trapcount_review"
+TOKEN_HEADER = "X-Review-Token"
+LABEL_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
+
+
+class ReviewError(ValueError):
+    """The review server cannot start as asked."""
+
+
+def is_loopback(host: str) -> bool:
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse to listen off loopback without a token."""
+    if not is_loopback(host) and not token:
+        raise ReviewError(
+            f"--host {host} is not a loopback address: give --token (every request must "
+            "carry it), or review on 127.0.0.1 through an SSH tunnel"
+        )
+
+
+def host_name(host: str) -> str:
+    """The name part of a Host header, lower case (``[::1]:8080`` -> ``[::1]``)."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host.split("]", 1)[0] + "]"
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def normalise_label(text: str) -> str:
+    """A reviewer's label as a safe folder name: lower case, spaces to ``_``."""
+    label = "_".join(text.strip().lower().split())
+    if not LABEL_RE.match(label):
+        raise ReviewError(
+            f"bad label {text!r}: use letters, digits, '_' and '-' (at most 64, not starting "
+            "with '_' or '-')"
+        )
+    return label
+
+
+def is_person(row: Media) -> bool:
+    return row.label == PERSON or row.reviewed_label == PERSON
+
+
+def hard_first(row: Media) -> tuple[int, float, int]:
+    return (0 if row.disagreed else 1, float(row.confidence), row.id)
+
+
+@dataclass
+class Item:
+    crop: Media
+    frame: Media | None
+
+
+def review_items(store: Store) -> list[Item]:
+    """Kept crops to review (no people, no blurred crops: neither is exported), grouped by
+    predicted label, hard cases first, each with its frame where one was kept."""
+    frames = {(m.event_id, m.time, m.label): m for m in store.media(kind="frame")}
+    crops = [m for m in store.media(kind="crop") if not is_person(m)]
+    crops = [m for m in crops if m.privacy_status != "blurred"]
+    crops.sort(key=lambda m: (m.label, *hard_first(m)))
+    items = []
+    for crop in crops:
+        frame = frames.get((crop.event_id, crop.time, crop.label))
+        items.append(Item(crop, frame if frame is not None and not is_person(frame) else None))
+    return items
+
+
+def resolve_media_file(root: Path, row: Media) -> Path | None:
+    """The file of ``row`` inside ``root`` (the ``--media`` folder), or None. A copied media
+    folder works too: ``root/<day>/<name>`` is tried before the recorded path. Anything that
+    resolves outside ``root`` is refused."""
+    root = root.resolve()
+    recorded = Path(row.path)
+    candidates = [root / recorded.parent.name / recorded.name, recorded]
+    if not recorded.is_absolute():
+        candidates.append(root / recorded)
+    for candidate in candidates:
+        try:
+            resolved = candidate.resolve()
+        except (OSError, RuntimeError):
+            continue
+        if resolved.is_relative_to(root) and resolved.is_file():
+            return resolved
+    return None
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>trapcount review</title>
+<style>
+body{font-family:sans-serif;margin:1em;background:#fafafa}
+.item{display:inline-block;vertical-align:top;margin:4px;padding:6px;border:3px solid #ddd;
+background:#fff;width:260px}
+.item.current{border-color:#e67e00}
+.item.done{opacity:.55}
+.item img.crop{width:128px;height:128px;object-fit:contain;image-rendering:pixelated}
+.item img.frame{width:120px;height:auto}
+.meta{font-size:12px;color:#333}
+.hard{color:#b00}
+form.inline{display:inline}
+#progress{font-weight:bold}
+.msg{color:#b00}
+</style></head><body>
+<h1>trapcount review</h1>
+<p id="progress">{{ remaining }} of {{ total }} crops remain to be reviewed
+({{ total - remaining }} reviewed).</p>
+{% if message %}<p class="msg" id="message">{{ message }}</p>{% endif %}
+<p class="meta">Keys: <b>j</b>/<b>k</b> next/previous, <b>c</b> confirm, <b>e</b> empty
+(not an animal), <b>r</b> relabel, {% for label in labels[:9] %}<b>{{ loop.index }}</b> {{ label }}
+{% endfor %}</p>
+<form id="bulk" method="post" action="{{ url_for('decide') }}">
+<input type="hidden" name="csrf" value="{{ csrf }}">
+Selected: <button name="action" value="confirm" id="bulk-confirm">confirm</button>
+<button name="action" value="empty" id="bulk-empty">empty</button>
+<input name="label" list="labels" placeholder="label" size="12" id="bulk-label">
+<button name="action" value="relabel" id="bulk-relabel">relabel</button>
+</form>
+<datalist id="labels">{% for label in labels %}<option value="{{ label }}">{% endfor %}</datalist>
+{% for group, items in groups %}
+<h2>{{ group }} <small>({{ items|length }})</small></h2>
+{% for item in items %}{% set m = item.crop %}
+<div class="item{% if m.reviewed_label %} done{% endif %}" id="m{{ m.id }}" data-id="{{ m.id }}"
+ data-reviewed="{{ m.reviewed_label or '' }}">
+<input type="checkbox" name="ids" value="{{ m.id }}" form="bulk" class="pick">
+<img class="crop" src="{{ url_for('media', media_id=m.id) }}" alt="crop {{ m.id }}">
+{% if item.frame %}<img class="frame" src="{{ url_for('media', media_id=item.frame.id) }}"
+ alt="frame of {{ m.id }}">{% endif %}
+<div class="meta">#{{ m.id }} {{ m.time.strftime('%Y-%m-%d %H:%M:%S') }}<br>
+predicted <b>{{ m.label }}</b> {{ '%.2f'|format(m.confidence) }}
+{% if m.disagreed %}<span class="hard">disagreed</span>{% endif %}<br>
+reviewed: <b class="reviewed">{{ m.reviewed_label or '-' }}</b></div>
+<form class="inline decide" method="post" action="{{ url_for('decide') }}">
+<input type="hidden" name="csrf" value="{{ csrf }}">
+<input type="hidden" name="ids" value="{{ m.id }}">
+<button name="action" value="confirm" class="confirm">confirm</button>
+<button name="action" value="empty" class="empty">empty</button><br>
+<input name="label" list="labels" placeholder="new label" size="10" class="label">
+<button name="action" value="relabel" class="relabel">relabel</button>
+</form></div>
+{% endfor %}{% endfor %}
+{% if not groups %}<p>No kept crops to review.</p>{% endif %}
+<script>
+const items = Array.from(document.querySelectorAll('.item'));
+const labels = {{ labels|tojson }};
+let at = items.findIndex(el => !el.dataset.reviewed);
+const start = new URLSearchParams(location.search).get('at');
+if (start) { const i = items.findIndex(el => el.dataset.id === start); if (i >= 0) at = i; }
+if (at < 0) at = 0;
+function show() {
+  items.forEach((el, i) => el.classList.toggle('current', i === at));
+  if (items[at]) items[at].scrollIntoView({block: 'nearest'});
+}
+function decide(action, label) {
+  const form = items[at].querySelector('form.decide');
+  if (label !== undefined) form.querySelector('.label').value = label;
+  form.querySelector('button.' + action).click();
+}
+document.querySelectorAll('input.label').forEach(input => {
+  input.addEventListener('keydown', ev => {
+    if (ev.key === 'Enter') {
+      ev.preventDefault();
+      input.form.querySelector('button.relabel').click();
+    }
+  });
+});
+document.getElementById('bulk-label').addEventListener('keydown', ev => {
+  if (ev.key === 'Enter') { ev.preventDefault(); document.getElementById('bulk-relabel').click(); }
+});
+document.addEventListener('keydown', ev => {
+  if (ev.target.tagName === 'INPUT' || !items.length || ev.ctrlKey || ev.metaKey || ev.altKey) {
+    return;
+  }
+  if (ev.key === 'j') { at = Math.min(at + 1, items.length - 1); show(); }
+  else if (ev.key === 'k') { at = Math.max(at - 1, 0); show(); }
+  else if (ev.key === 'c') decide('confirm');
+  else if (ev.key === 'e') decide('empty');
+  else if (ev.key === 'r') { ev.preventDefault(); items[at].querySelector('.label').focus(); }
+  else if (/^[1-9]$/.test(ev.key) && labels[Number(ev.key) - 1]) {
+    decide('relabel', labels[Number(ev.key) - 1]);
+  }
+});
+show();
+</script>
+</body></html>
+"""
+
+
+def create_app(
+    db: str, media_dir: Path | str, *, host: str = "127.0.0.1", token: str | None = None
+) -> Any:
+    """The Flask app (imported here: Flask is the ``review`` extra)."""
+    from flask import Flask, abort, redirect, render_template_string, request, send_file, url_for
+
+    check_bind(host, token)
+    root = Path(media_dir).expanduser()
+    if not root.is_dir():
+        raise ReviewError(f"media folder not found: {root}")
+    store = Store.open(db, create=False)
+    loopback = is_loopback(host)
+    csrf = secrets.token_urlsafe(24)
+    app = Flask(__name__, static_folder=None)
+    app.config["TRAPCOUNT_STORE"] = store
+
+    @app.before_request
+    def guard() -> Any:
+        if loopback and host_name(request.host or "") not in LOOPBACK_NAMES:
+            abort(403)
+        if token:
+            given = (
+                request.args.get("token")
+                or request.headers.get(TOKEN_HEADER)
+                or request.cookies.get(TOKEN_COOKIE)
+                or ""
+            )
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                abort(403)
+            if request.args.get("token") and request.method == "GET":
+                args = {k: v for k, v in request.args.items() if k != "token"}
+                endpoint = request.endpoint or "index"
+                response = redirect(url_for(endpoint, **(request.view_args or {}), **args))
+                response.set_cookie(
+                    TOKEN_COOKIE, token, httponly=True, samesite="Strict", secure=request.is_secure
+                )
+                return response
+        return None
+
+    @app.after_request
+    def headers(response: Any) -> Any:
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def known_labels(items: list[Item]) -> list[str]:
+        labels = {i.crop.label for i in items} | {
+            i.crop.reviewed_label for i in items if i.crop.reviewed_label
+        }
+        return sorted(labels - {EMPTY, PERSON, "unknown"})
+
+    @app.get("/")
+    def index() -> Any:
+        items = review_items(store)
+        groups: dict[str, list[Item]] = {}
+        for item in items:
+            groups.setdefault(item.crop.label, []).append(item)
+        remaining = sum(1 for i in items if not i.crop.reviewed_label)
+        return render_template_string(
+            PAGE,
+            groups=list(groups.items()),
+            total=len(items),
+            remaining=remaining,
+            labels=known_labels(items),
+            csrf=csrf,
+            message=request.args.get("message", ""),
+        )
+
+    @app.get("/api/progress")
+    def progress() -> Any:
+        items = review_items(store)
+        remaining = sum(1 for i in items if not i.crop.reviewed_label)
+        return {"total": len(items), "remaining": remaining}
+
+    @app.post("/decide")
+    def decide() -> Any:
+        if not hmac.compare_digest(request.form.get("csrf", "").encode(), csrf.encode()):
+            abort(403)
+        action = request.form.get("action", "")
+        try:
+            ids = [int(v) for v in request.form.getlist("ids")]
+        except ValueError:
+            abort(400)
+        if not ids:
+            return redirect(url_for("index", message="nothing selected"))
+        rows = {m.id: m for m in store.media(kind="crop")}
+        chosen = [rows.get(i) for i in ids]
+        if any(m is None or is_person(m) for m in chosen):
+            abort(404)
+        if action == "relabel":
+            try:
+                label = normalise_label(request.form.get("label", ""))
+            except ReviewError as exc:
+                return redirect(url_for("index", message=str(exc), at=ids[0]))
+        elif action not in ("confirm", "empty"):
+            abort(400)
+        for row in chosen:
+            assert row is not None
+            new = row.label if action == "confirm" else EMPTY if action == "empty" else label
+            store.set_reviewed_label(row.id, new)
+        # Go on at the next crop still to be reviewed.
+        order = [(i.crop.id, bool(i.crop.reviewed_label)) for i in review_items(store)]
+        ids_in_order = [i for i, _ in order]
+        cut = ids_in_order.index(ids[-1]) + 1 if ids[-1] in ids_in_order else 0
+        nxt = next((i for i, done in order[cut:] + order[:cut] if not done), None)
+        return redirect(url_for("index", at=nxt) if nxt else url_for("index"))
+
+    @app.get("/media/<int:media_id>")
+    def media(media_id: int) -> Any:
+        with store.read() as session:
+            row = session.get(Media, media_id)
+        if row is None or is_person(row):
+            abort(404)
+        path = resolve_media_file(root, row)
+        if path is None:
+            abort(404)
+        return send_file(path, mimetype="image/jpeg", max_age=0)
+
+    return app
+
+
+def serve(
+    db: str,
+    media_dir: Path | str,
+    *,
+    host: str,
+    port: int,
+    token: str | None,
+    announce: Any = None,
+) -> None:  # pragma: no cover - blocking server
+    """Build the app and serve it (single-threaded: one reviewer) until interrupted."""
+    app = create_app(db, media_dir, host=host, token=token)
+    from werkzeug.serving import run_simple
+
+    if announce is not None:
+        announce()
+    run_simple(host, port, app, threaded=False, use_reloader=False, use_debugger=False)

@@ -1,0 +1,202 @@
+"""``trapcount review``: the review page through Flask's test client. Security first: path
+traversal, the token off localhost, people's media; then the decisions and the export."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from edge_agent.cli import cli
+from edge_agent.config import TrapSettings
+from edge_agent.review import ReviewError, check_bind, create_app, normalise_label
+from edge_agent.store import Store
+
+pytest.importorskip("flask", reason="the review page needs Flask (the review extra)")
+
+START = datetime(2026, 5, 1, 6, 0, tzinfo=UTC)
+JPEG = b"\xff\xd8\xff\xe0fake-jpeg\xff\xd9"
+
+
+@pytest.fixture
+def trap(tmp_path: Path) -> tuple[str, Path, dict[str, int]]:
+    """A database with kept media: two deer crops (one hard), a fox crop with its frame, a
+    person crop, and a row whose recorded path points outside the media folder."""
+    media = tmp_path / "media"
+    day = media / "2026-05-01"
+    day.mkdir(parents=True)
+    secret = tmp_path / "secret.jpg"
+    secret.write_bytes(b"outside the media folder")
+    db = str(tmp_path / "trap.sqlite")
+    ids: dict[str, int] = {}
+    with Store.open(db) as store:
+        deployment = store.ensure_deployment(TrapSettings())
+
+        def add(name: str, label: str, kind: str = "crop", **extra) -> int:
+            path = extra.pop("path", day / f"{name}-{kind}.jpg")
+            if path.parent == day:
+                path.write_bytes(JPEG + name.encode())
+            fields = {
+                "confidence": 0.9,
+                "disagreed": False,
+                "privacy_status": "clear",
+                **extra,
+            }
+            return store.add_media(
+                deployment_id=deployment,
+                event_id=None,
+                time=START + timedelta(seconds=len(ids)),
+                kind=kind,
+                path=str(path),
+                sha256="0" * 64,
+                bytes=10,
+                label=label,
+                **fields,
+            )
+
+        ids["deer_easy"] = add("deer1", "deer", confidence=0.95)
+        ids["deer_hard"] = add("deer2", "deer", confidence=0.4, disagreed=True)
+        ids["fox"] = add("fox1", "fox", confidence=0.7)
+        ids["person"] = add("person1", "person")
+        ids["outside"] = add("outside", "deer", path=secret)
+    return db, media, ids
+
+
+def client(trap, **kwargs):
+    db, media, _ = trap
+    app = create_app(db, media, **kwargs)
+    app.testing = True
+    return app.test_client()
+
+
+def csrf_of(page: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert match
+    return match.group(1)
+
+
+def test_path_traversal_in_media_urls_is_refused(trap):
+    c = client(trap)
+    _, _, ids = trap
+    assert c.get(f"/media/{ids['deer_easy']}").data.startswith(JPEG)
+    for url in (
+        "/media/../../secret.jpg",
+        "/media/..%2F..%2Fsecret.jpg",
+        "/media/%2e%2e/%2e%2e/etc/passwd",
+        "/media/-1",
+        "/static/../../secret.jpg",
+        f"/media/{ids['deer_easy']}/../../secret.jpg",
+    ):
+        response = c.get(url)
+        assert response.status_code in (403, 404), url
+        assert b"outside the media folder" not in response.data
+    # a database row whose path leads outside --media is not served either
+    assert c.get(f"/media/{ids['outside']}").status_code == 404
+
+
+def test_person_media_is_never_listed_or_served(trap):
+    c = client(trap)
+    _, _, ids = trap
+    page = c.get("/").get_data(as_text=True)
+    assert f"/media/{ids['person']}" not in page and "person1" not in page
+    assert c.get(f"/media/{ids['person']}").status_code == 404
+    # nor after a reviewer calls a crop a person
+    c.post(
+        "/decide",
+        data={"csrf": csrf_of(page), "ids": ids["fox"], "action": "relabel", "label": "person"},
+    )
+    assert c.get(f"/media/{ids['fox']}").status_code == 404
+    # and a person crop cannot be relabelled into the dataset
+    response = c.post(
+        "/decide",
+        data={"csrf": csrf_of(page), "ids": ids["person"], "action": "relabel", "label": "deer"},
+    )
+    assert response.status_code == 404
+
+
+def test_off_localhost_a_token_is_required(trap):
+    with pytest.raises(ReviewError, match="--token"):
+        check_bind("0.0.0.0", None)
+    with pytest.raises(ReviewError):
+        client(trap, host="192.168.1.20")
+    check_bind("127.0.0.1", None)
+    check_bind("::1", None)
+    check_bind("192.168.1.20", "s3cret")
+    db, media, _ = trap
+    result = CliRunner().invoke(
+        cli, ["review", "--db", db, "--media", str(media), "--host", "0.0.0.0"]
+    )
+    assert result.exit_code == 2 and "--token" in result.output
+
+    c = client(trap, host="0.0.0.0", token="s3cret")
+    _, _, ids = trap
+    assert c.get("/", base_url="http://trap.local").status_code == 403
+    assert c.get(f"/media/{ids['fox']}", base_url="http://trap.local").status_code == 403
+    assert c.get("/?token=wrong", base_url="http://trap.local").status_code == 403
+    assert c.post("/decide", base_url="http://trap.local").status_code == 403
+    assert c.get("/", headers={"X-Review-Token": "s3cret"}).status_code == 200
+    # ?token= once sets an HttpOnly cookie and drops the token from the URL
+    response = c.get("/?token=s3cret", base_url="http://trap.local")
+    assert response.status_code == 302 and "token" not in response.headers["Location"]
+    assert "HttpOnly" in response.headers["Set-Cookie"]
+    assert c.get("/", base_url="http://trap.local").status_code == 200
+
+
+def test_on_localhost_other_host_names_and_cross_site_posts_are_refused(trap):
+    c = client(trap)
+    _, _, ids = trap
+    assert c.get("/", base_url="http://evil.example").status_code == 403  # DNS rebinding
+    response = c.post("/decide", data={"ids": ids["fox"], "action": "confirm"})
+    assert response.status_code == 403  # no per-start form secret
+
+
+def test_decisions_are_written_at_once_and_the_export_follows(trap, tmp_path):
+    db, _, ids = trap
+    c = client(trap)
+    page = c.get("/").get_data(as_text=True)
+    assert "4 of 4 crops remain" in page
+    # deer group first, the hard (disagreeing, low-confidence) crop before the easy one
+    assert page.index(f'id="m{ids["deer_hard"]}"') < page.index(f'id="m{ids["deer_easy"]}"')
+    assert page.index(f'id="m{ids["deer_easy"]}"') < page.index(f'id="m{ids["fox"]}"')
+    token = csrf_of(page)
+    c.post("/decide", data={"csrf": token, "ids": ids["deer_easy"], "action": "confirm"})
+    r = c.post(
+        "/decide",
+        data={"csrf": token, "ids": ids["deer_hard"], "action": "relabel", "label": "Red Fox"},
+    )
+    assert r.status_code == 302
+    c.post("/decide", data={"csrf": token, "ids": ids["fox"], "action": "empty"})
+    bad = c.post(
+        "/decide",
+        data={"csrf": token, "ids": ids["outside"], "action": "relabel", "label": "../etc"},
+    )
+    assert "message=" in bad.headers["Location"]
+    assert c.get("/api/progress").get_json() == {"total": 4, "remaining": 1}
+    with Store.open(db, create=False) as store:
+        reviewed = {m.id: m.reviewed_label for m in store.media()}
+    assert reviewed[ids["deer_easy"]] == "deer"
+    assert reviewed[ids["deer_hard"]] == "red_fox"
+    assert reviewed[ids["fox"]] == "empty"
+    assert reviewed[ids["outside"]] is None
+    # bulk: several at once
+    c.post(
+        "/decide",
+        data={"csrf": token, "ids": [ids["deer_easy"], ids["outside"]], "action": "confirm"},
+    )
+    assert c.get("/api/progress").get_json()["remaining"] == 0
+
+    out = tmp_path / "dataset"
+    result = CliRunner().invoke(cli, ["collect", "export", "--db", db, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    # the crop marked empty is left out, the relabelled one has its new class
+    assert sorted(p.parent.name for p in out.rglob("*.jpg")) == ["deer", "deer", "red_fox"]
+
+
+def test_labels_become_safe_folder_names():
+    assert normalise_label("  Red Fox ") == "red_fox"
+    for bad in ("", "../x", "a/b", ".hidden", "-x", "x" * 65, "é"):
+        with pytest.raises(ReviewError):
+            normalise_label(bad)
