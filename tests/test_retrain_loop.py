@@ -226,15 +226,6 @@ def test_review_export_finetune_compare_and_reload(tmp_path, base_model):
         classifier=load_classifier(live, settings.classifier),
         model_dir=live,
     )
-    try:
-        assert "hare" not in service.classifier.labels
-        for name in ("model.tflite", "model.json"):
-            shutil.copy(new / name, live / name)
-        assert service.reload_model() is True
-        assert "hare" in service.classifier.labels
-    finally:
-        service.store.close()
-        service.classifier.close()
     hares = tmp_path / "hares.avi"
     write_video(
         Scene(
@@ -249,6 +240,28 @@ def test_review_export_finetune_compare_and_reload(tmp_path, base_model):
         event_gap_s=60,
         start_time=START,
     )
+    try:
+        assert "hare" not in service.classifier.labels
+        for name in ("model.tflite", "model.json"):
+            shutil.copy(new / name, live / name)
+        assert service.reload_model() is True
+        assert "hare" in service.classifier.labels
+        # The running service, now on the new model, counts the hare: its own frame path
+        # (the capture job calls _process per frame; shutdown closes the open events).
+        from edge_agent.sources import open_source
+
+        with open_source(settings.source.model_copy(update={"uri": str(hares)})) as source:
+            for timestamp, frame in source:
+                service._process(timestamp, frame)
+        service._close_pipeline()
+    finally:
+        service.store.close()
+        service.classifier.close()
+    labels = [
+        label for (label,) in rows(tmp_path / "service.sqlite", "SELECT label FROM observations")
+    ]
+    assert "hare" in labels, labels
+    # And `trapcount process` with the reloaded model folder counts it the same way.
     counted = tmp_path / "counted.sqlite"
     process(hares, counted, live, config)
     labels = [label for (label,) in rows(counted, "SELECT label FROM observations")]
