@@ -11,7 +11,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from datetime import UTC, datetime
@@ -22,26 +21,15 @@ from click.testing import CliRunner
 
 from edge_agent.cli import cli
 from edge_agent.scenes import ProceduralSprites, Scene, crossing, write_sprite_dataset, write_video
+from tests.helpers import browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 START = datetime(2026, 6, 1, 5, 0, tzinfo=UTC)
 BASE = ("boar", "deer", "fox")  # the traps' model does not know hare yet
 
 pytest.importorskip("tensorflow", reason="fine-tuning needs TensorFlow")
 pytest.importorskip("flask", reason="the review page needs Flask (the review extra)")
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright (dev extra)")
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason=f"{CHROMIUM} not installed (apt-get install chromium)"
-)
+pytestmark = browser.needs_chromium
 
 
 def rows(db: Path, sql: str) -> list[tuple]:
@@ -125,12 +113,7 @@ def test_review_export_finetune_compare_and_reload(tmp_path, base_model):
                 assert server.poll() is None, server.stdout.read().decode()  # type: ignore[union-attr]
                 time.sleep(0.1)
         with playwright.sync_playwright() as driver:
-            context = driver.chromium.launch_persistent_context(
-                tempfile.mkdtemp(dir=tmp_path, prefix="chromium-profile-"),
-                executable_path=str(CHROMIUM),
-                headless=True,
-                args=CHROMIUM_FLAGS,
-            )
+            context = browser.launch(driver, tmp_path)
             try:
                 page = context.new_page()
                 page.goto(url, wait_until="load")

@@ -6,26 +6,14 @@ from __future__ import annotations
 
 import re
 import sqlite3
-import tempfile
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from edge_agent.cli import cli
+from tests.helpers import browser
 from tests.helpers.trap_databases import TRUTH, build_two_traps
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 pytest.importorskip("matplotlib", reason="--html needs matplotlib (the reports extra)")
 
@@ -80,21 +68,12 @@ def test_an_empty_range_still_makes_a_page(traps, tmp_path):
     assert "No events in this period." in html and "<img" not in html
 
 
-@pytest.mark.skipif(
-    not CHROMIUM.exists(), reason=f"{CHROMIUM} not installed (apt-get install chromium)"
-)
+@browser.needs_chromium
 def test_the_page_in_headless_chromium(page, traps, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api", reason="playwright (dev extra)")
     requested: list[str] = []
     with playwright.sync_playwright() as driver:
-        # A fresh profile per run; launch_persistent_context passes it as --user-data-dir.
-        context = driver.chromium.launch_persistent_context(
-            tempfile.mkdtemp(dir=tmp_path, prefix="chromium-profile-"),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_FLAGS,
-            viewport={"width": 1280, "height": 900},
-        )
+        context = browser.launch(driver, tmp_path, viewport={"width": 1280, "height": 900})
         try:
             browser_page = context.new_page()
             browser_page.on("request", lambda request: requested.append(request.url))
