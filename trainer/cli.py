@@ -18,7 +18,7 @@ import click
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 EXIT_BAD_INPUT = 2
-ARCH_CHOICES = ("seed", "resnet", "tiny")
+ARCH_CHOICES = ("seed", "resnet", "airbench", "tiny")
 
 
 class TrainerCliError(click.ClickException):
@@ -121,8 +121,8 @@ def main() -> None:
     type=click.Choice(ARCH_CHOICES),
     default="resnet",
     show_default=True,
-    help="seed: the original Keras CIFAR-10 recipe; resnet: BatchNorm ResNet-9 (stronger); "
-    "tiny: seconds to train, for tests.",
+    help="seed: the original Keras CIFAR-10 recipe; resnet: BatchNorm ResNet-9; airbench: "
+    "airbench94's whitened net and recipe (the shipped model); tiny: seconds, for tests.",
 )
 @click.option(
     "--out",
@@ -134,7 +134,11 @@ def main() -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), help="Batch size (per-arch default).")
 @click.option("--lr", type=float, help="Peak learning rate (per-arch default).")
 @click.option("--label-smoothing", type=float, help="Label smoothing (per-arch default).")
-@click.option("--width", type=click.IntRange(min=1), help="resnet: first-layer channels.")
+@click.option(
+    "--width",
+    type=click.IntRange(min=1),
+    help="resnet: first-layer channels; airbench: first-group channels.",
+)
 @click.option("--augment/--no-augment", default=None, help="Pad+crop+flip (per-arch default).")
 @click.option("--seed", type=int, help="Random seed for weights, shuffling, augmentation.")
 @click.option("--val-split", type=float, help="Stratified validation fraction [default: 0.2].")

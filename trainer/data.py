@@ -7,7 +7,9 @@ Sources (``--data``, repeatable; the label set is the sorted union of all class 
   extracted) such as ``cifar10-train-jpeg.tar.gz`` (``train/<class>/NNNN.jpg``);
 - the official CIFAR-10 python batches: ``cifar-10-python.tar.gz`` or its extracted folder
   ``cifar-10-batches-py`` (the five ``data_batch_*`` files; ``test_batch`` stays held out);
-- ``cifar10``: ``keras.datasets.cifar10`` (training part; downloads once, needs network).
+- ``cifar10``: ``keras.datasets.cifar10`` (training part; downloads once, needs network);
+- the CIFAR-10 test set, for ``trapcount-train evaluate --split all`` only: a path to the
+  ``test_batch`` file of ``cifar-10-batches-py``, or ``cifar10-test`` (keras.datasets).
 
 The class of an image is the name of the folder that holds it. Images of any size, PNG or
 JPEG, grey or colour, become RGB uint8 at the model input size; corrupt or unreadable files
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import pickle
 import tarfile
@@ -40,6 +43,8 @@ log = logging.getLogger("trapcount.trainer")
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CIFAR10_KEYWORD = "cifar10"
+CIFAR10_TEST_KEYWORD = "cifar10-test"
+KEYWORDS = (CIFAR10_KEYWORD, CIFAR10_TEST_KEYWORD)
 _CACHE_FORMAT = 1  # bump when decoding changes, so old caches are ignored
 
 
@@ -296,12 +301,22 @@ def read_cifar_tar(path: Path, size: tuple[int, int]) -> tuple[np.ndarray, list[
     return _cifar_from_blobs(meta, batches, str(path), size)
 
 
-def read_keras_cifar10(size: tuple[int, int]) -> tuple[np.ndarray, list[str], int]:
-    """``keras.datasets.cifar10`` training images (downloaded once into ~/.keras)."""
+def read_cifar_test_batch(path: Path, size: tuple[int, int]) -> tuple[np.ndarray, list[str], int]:
+    """The official ``test_batch`` file, labelled by the ``batches.meta`` beside it."""
+    meta_path = path.parent / "batches.meta"
+    meta = meta_path.read_bytes() if meta_path.is_file() else None
+    return _cifar_from_blobs(meta, {path.name: path.read_bytes()}, str(path.parent), size)
+
+
+def read_keras_cifar10(
+    size: tuple[int, int], *, test: bool = False
+) -> tuple[np.ndarray, list[str], int]:
+    """``keras.datasets.cifar10`` training (or test) images (downloaded once into ~/.keras)."""
     from keras.datasets import cifar10  # heavy: only for this source
 
     try:
-        (x_train, y_train), _ = cifar10.load_data()
+        train_part, test_part = cifar10.load_data()
+        x_train, y_train = test_part if test else train_part
     except Exception as exc:  # urllib, ssl, socket, tarfile all raise different types
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(
@@ -313,7 +328,8 @@ def read_keras_cifar10(size: tuple[int, int]) -> tuple[np.ndarray, list[str], in
         "dog", "frog", "horse", "ship", "truck",
     ]  # fmt: skip
     images = x_train if size == (32, 32) else np.stack([resize_rgb(i, size) for i in x_train])
-    log.info("keras.datasets.cifar10: %d images in 10 classes", len(images))
+    part = "test" if test else "training"
+    log.info("keras.datasets.cifar10 %s set: %d images in 10 classes", part, len(images))
     return images, [names[int(v)] for v in y_train.reshape(-1)], 0
 
 
@@ -376,11 +392,13 @@ def read_source(
     spec: str | Path, size: tuple[int, int], use_cache: bool = True
 ) -> tuple[np.ndarray, list[str], int]:
     """One ``--data`` value -> (images, class name per image, skipped count)."""
-    if str(spec) == CIFAR10_KEYWORD:
-        return read_keras_cifar10(size)
+    if str(spec) in KEYWORDS:
+        return read_keras_cifar10(size, test=str(spec) == CIFAR10_TEST_KEYWORD)
     path = Path(spec).expanduser()
     if not path.exists():
         raise DataError(f"data not found: {path}")
+    if path.is_file() and path.name == "test_batch":
+        return read_cifar_test_batch(path, size)
     if path.is_dir():
         if _is_cifar_dir(path) or _is_cifar_dir(path / "cifar-10-batches-py"):
             return read_cifar_dir(path, size)
@@ -406,7 +424,7 @@ def load_datasets(
         raise DataError("no --data given")
     unique: dict[str, str] = {}
     for spec in specs:
-        key = str(spec) if str(spec) == CIFAR10_KEYWORD else str(Path(spec).expanduser().resolve())
+        key = str(spec) if str(spec) in KEYWORDS else str(Path(spec).expanduser().resolve())
         if key in unique:
             log.warning("--data %s given twice; reading it once", spec)
         else:
@@ -488,6 +506,13 @@ def class_counts(names: list[str]) -> dict[str, int]:
 # -- tf.data ------------------------------------------------------------------------------
 
 
+def training_steps(n_images: int, batch_size: int, training: bool = True) -> int:
+    """Batches per epoch: whole batches only when training (if there is at least one)."""
+    if training and n_images >= batch_size:
+        return n_images // batch_size
+    return math.ceil(n_images / batch_size)
+
+
 def make_tf_dataset(
     images: np.ndarray,
     labels: np.ndarray,
@@ -497,24 +522,31 @@ def make_tf_dataset(
     training: bool,
     augment: bool,
     seed: int,
+    translate: int | None = None,
 ):
     """A batched tf.data pipeline of (float32 raw pixels 0-255, one-hot labels).
 
     Only indices are shuffled (a 40,000-image shuffle buffer would copy every image each
     epoch); each batch is gathered from the in-memory array at once. Augmentation
-    (reflect-pad by 1/8 of the side, a random crop per image, horizontal flip) happens here,
+    (reflect-pad by ``translate`` pixels, default 1/8 of the side, a random crop per image,
+    horizontal flip) happens here,
     vectorized over the batch, so the exported model has none of it.
     """
     import tensorflow as tf
 
     height, width = images.shape[1:3]
-    pad_h, pad_w = max(height // 8, 1), max(width // 8, 1)
+    if translate is None:
+        pad_h, pad_w = max(height // 8, 1), max(width // 8, 1)
+    else:
+        pad_h = pad_w = int(translate)
     all_images = tf.constant(images)
     all_labels = tf.constant(labels.astype(np.int32))
     ds = tf.data.Dataset.range(len(images))
     if training:
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
+    # Training drops the last, short batch: at a high learning rate one step on a few dozen
+    # images (and BatchNorm statistics taken from them) knocked a checkpoint 20 points back.
+    ds = ds.batch(batch_size, drop_remainder=training and len(images) >= batch_size)
 
     def random_crop_flip(batch):
         n = tf.shape(batch)[0]

@@ -73,6 +73,22 @@ def test_cifar_python_batches_folder_and_tar(cifar_batches: Path, tmp_path: Path
     assert len(load_datasets([cifar_batches.parent / "cifar-10-batches-py"])) == 180
 
 
+def test_cifar_test_batch_is_read_only_when_named(cifar_batches: Path, tmp_path: Path):
+    """``test_batch`` stays out of the training data, and is read when given by path
+    (``trapcount-train evaluate --split all`` on the held-out test set)."""
+    import shutil
+
+    folder = tmp_path / "cifar-10-batches-py"
+    shutil.copytree(cifar_batches, folder)
+    shutil.copy(cifar_batches / "data_batch_1", folder / "test_batch")
+    assert len(load_datasets([folder])) == 180  # the five data batches only (here one)
+    test = load_datasets([folder / "test_batch"])
+    assert test.classes == list(CLASSES) and len(test) == 180
+    (folder / "batches.meta").unlink()
+    with pytest.raises(DataError, match=r"batches\.meta not found"):
+        load_datasets([folder / "test_batch"])
+
+
 def test_cifar_rows_are_planar_rgb(cifar_batches: Path):
     """Rows hold the R plane, then G, then B: a fox (red disc) must come out red."""
     data = load_datasets([cifar_batches])

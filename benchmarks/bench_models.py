@@ -1,0 +1,141 @@
+"""One table for several trained models: accuracy, size, cost and speed, float and int8.
+
+For each model folder (as ``trapcount-train`` writes it: model.keras, model.tflite,
+model.json, metrics.json) this prints two rows, the Keras float model and the int8 TFLite
+model, with:
+
+- validation accuracy: from the folder's metrics.json (measured by the export on the
+  run's validation split, int8 through ``edge_agent.classifier``), or recomputed on the
+  same split with ``--data ARCHIVE`` (slower: decodes and predicts 10,000 images);
+- parameters and multiply-adds per image (``trainer.models.count_macs``);
+- file size: model.keras (float, no optimizer state once re-saved) and model.tflite;
+- latency per crop, one thread, batch 1, on the same crops: Keras ``model.predict`` for
+  float (what a script calling Keras would do), ``Classifier.predict_proba`` for int8
+  (quantize, invoke, dequantize: the trap's path), median of the repeats;
+- speed ratio: float predict time over the int8 time, measured in this one run;
+- the Raspberry Pi 4 estimate: int8 multiply-adds over 3 G MAC/s, an assumed rate for
+  XNNPACK's int8 convolutions on one Cortex-A72 core at 1.5 GHz (128-bit NEON without
+  dot-product instructions: about 2 MACs per cycle), plus 0.1 ms per call; an estimate from
+  the operation count, not a measurement.
+
+    .venv/bin/python benchmarks/bench_models.py runs/seed models/default
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ["OMP_NUM_THREADS"] = "1"
+os.environ["TF_NUM_INTRAOP_THREADS"] = "1"
+os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_inference import load_images, time_per_image  # noqa: E402
+
+from edge_agent.classifier import Classifier  # noqa: E402
+
+PI4_INT8_MACS_PER_S = 3.0e9
+PI4_CALL_OVERHEAD_S = 1e-4
+
+
+def pi4_estimate_ms(macs: int) -> float:
+    return 1000 * (macs / PI4_INT8_MACS_PER_S + PI4_CALL_OVERHEAD_S)
+
+
+def accuracies(model_dir: Path, data: str | None) -> tuple[float, float, str]:
+    if data:
+        from trainer.evaluate import evaluate_run
+
+        result = evaluate_run(model_dir, [data])
+        return result["float_accuracy"], result["int8_accuracy"], "recomputed"
+    metrics = json.loads((model_dir / "metrics.json").read_text(encoding="utf-8"))
+    return metrics["float_accuracy"], metrics["int8_accuracy"], "metrics.json"
+
+
+def measure(model_dir: Path, images_count: int, repeats: int, data: str | None) -> list[dict]:
+    import keras
+
+    from trainer.models import count_macs
+
+    classifier = Classifier(model_dir, num_threads=1, max_batch=1)
+    model = keras.models.load_model(model_dir / "model.keras", compile=False)
+    images, what = load_images(images_count, classifier.input_size)
+    float_acc, int8_acc, source = accuracies(model_dir, data)
+    params, macs = int(model.count_params()), count_macs(model)
+
+    def float_predict(x):
+        return model.predict(x.astype(np.float32), verbose=0)
+
+    float_s = time_per_image(float_predict, images, 1, repeats)
+    int8_s = time_per_image(classifier.predict_proba, images, 1, repeats)
+    name = model_dir.name if model_dir.name != "default" else "models/default"
+    common = dict(model=name, arch=classifier.manifest.arch, params=params, macs=macs)
+    rows = [
+        dict(
+            common,
+            runtime="keras float",
+            accuracy=float_acc,
+            bytes=(model_dir / "model.keras").stat().st_size,
+            ms=1000 * float_s,
+            ratio=1.0,
+            pi4="",
+        ),
+        dict(
+            common,
+            runtime="tflite int8",
+            accuracy=int8_acc,
+            bytes=(model_dir / "model.tflite").stat().st_size,
+            ms=1000 * int8_s,
+            ratio=float_s / int8_s,
+            pi4=f"{pi4_estimate_ms(macs):.1f}",
+        ),
+    ]
+    classifier.close()
+    print(f"# {model_dir}: accuracy from {source}; latency on {what}", file=sys.stderr)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model_dirs", type=Path, nargs="+", help="trained model folders")
+    parser.add_argument("--images", type=int, default=200, help="crops per timing pass")
+    parser.add_argument("--repeats", type=int, default=3, help="timing passes (median)")
+    parser.add_argument("--data", help="recompute accuracy on the run's split of this data")
+    args = parser.parse_args(argv)
+
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+
+    rows = []
+    for model_dir in args.model_dirs:
+        rows.extend(measure(model_dir, args.images, args.repeats, args.data))
+
+    header = (
+        "| model | arch | runtime | val acc | params | MACs / image | file bytes "
+        "| ms / crop (1 thread) | x faster than float predict | Pi 4 est. ms |"
+    )
+    print(header)
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['model']} | {r['arch']} | {r['runtime']} | {100 * r['accuracy']:.2f}% "
+            f"| {r['params']:,} | {r['macs'] / 1e6:.1f} M | {r['bytes']:,} | {r['ms']:.3f} "
+            f"| {r['ratio']:.1f} | {r['pi4']} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
