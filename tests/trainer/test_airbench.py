@@ -11,7 +11,7 @@ import pytest
 
 from edge_agent.classifier import Classifier
 from tests.trainer.conftest import CLASSES, synthetic_image
-from trainer.data import make_tf_dataset
+from trainer.data import make_tf_dataset, training_steps
 from trainer.models import ScaledBias, count_macs, init_whitening, make_model, replace_head
 from trainer.train import Lookahead, hparams_for, train_and_export
 
@@ -137,6 +137,19 @@ def test_translate_sets_the_crop_offset():
     for out in np.asarray(batch):
         # with no translation every augmented image is one of the inputs, maybe mirrored
         assert any(np.array_equal(out, img) or np.array_equal(out, img[:, ::-1]) for img in images)
+
+
+def test_training_drops_the_short_last_batch_but_validation_keeps_it():
+    images = sample_images(70)
+    labels = np.arange(70) % 3
+    train = make_tf_dataset(images, labels, 3, 32, training=True, augment=False, seed=0)
+    val = make_tf_dataset(images, labels, 3, 32, training=False, augment=False, seed=0)
+    assert [len(x) for x, _ in train] == [32, 32]
+    assert [len(x) for x, _ in val] == [32, 32, 6]
+    assert training_steps(70, 32) == 2 and training_steps(70, 32, training=False) == 3
+    small = make_tf_dataset(images[:20], labels[:20], 3, 32, training=True, augment=False, seed=0)
+    assert [len(x) for x, _ in small] == [20]  # fewer images than a batch: still one step
+    assert training_steps(20, 32) == 1
 
 
 def test_airbench_recipe_defaults():

@@ -1,0 +1,77 @@
+"""Copy a finished training run into ``models/default`` (or another folder) for shipping.
+
+    .venv/bin/python scripts/ship_model.py runs/airbench48-e20
+
+- copies model.tflite, model.json, metrics.json, config.json and confusion.png as they are
+  (the manifest's sha256 still matches the .tflite);
+- re-saves model.keras without the optimizer state (for ``--init-from``: half the size);
+- rewrites absolute paths in the JSON files relative to the repository root, so no
+  machine's directory layout is committed (``/home/me/trapcount/../shared/data/x`` becomes
+  ``../shared/data/x``);
+- loads the result through ``edge_agent.classifier.Classifier`` as the trap will.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+COPIED = ("model.tflite", "model.json", "metrics.json", "config.json", "confusion.png")
+
+
+def relative_paths(value: Any, root: Path) -> Any:
+    """Every absolute path string under ``root``'s parent, made relative to ``root``."""
+    if isinstance(value, dict):
+        return {k: relative_paths(v, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [relative_paths(v, root) for v in value]
+    if isinstance(value, str) and value.startswith(str(root.parent) + os.sep):
+        return os.path.relpath(value, root)
+    return value
+
+
+def ship(run: Path, dest: Path) -> None:
+    missing = [name for name in (*COPIED, "model.keras") if not (run / name).is_file()]
+    if missing:
+        raise SystemExit(f"{run} is not a finished, exported run: no {', '.join(missing)}")
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in COPIED:
+        shutil.copy2(run / name, dest / name)
+    for name in ("model.json", "metrics.json", "config.json"):
+        path = dest / name
+        data = json.loads(path.read_text(encoding="utf-8"))
+        path.write_text(json.dumps(relative_paths(data, ROOT), indent=2) + "\n", encoding="utf-8")
+
+    import keras
+
+    import trainer.models  # noqa: F401 - registers the custom layers for loading
+
+    model = keras.models.load_model(run / "model.keras", compile=False)
+    model.save(dest / "model.keras")
+
+    from edge_agent.classifier import Classifier
+
+    with Classifier(dest) as classifier:
+        accuracy = classifier.manifest.accuracy
+        print(f"{dest}: {len(classifier.labels)} labels, int8 accuracy {accuracy['int8']:.4f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="a finished run folder of trapcount-train")
+    parser.add_argument("--to", type=Path, default=ROOT / "models" / "default")
+    args = parser.parse_args(argv)
+    ship(args.run, args.to)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
