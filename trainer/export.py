@@ -273,7 +273,7 @@ def export_run(result) -> ExportResult:
             train=result.split.train,
             val=result.split.val,
             out=result.out,
-            arch=hp.arch,
+            arch=result.config.get("network", hp.arch),
             training=training_summary(result),
             max_quant_drop=hp.max_quant_drop,
             calibration_count=hp.calibration_images,

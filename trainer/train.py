@@ -637,6 +637,9 @@ def _train(data, out, hp, resume, init_from, stop_after, strategy, use_cache) ->
         "skipped_unreadable": dataset.skipped,
         "n_train": len(split.train),
         "n_val": len(split.val),
+        # The network's own arch: with --init-from it is the loaded model's, whatever
+        # --arch chose for the hyperparameters (our factories name models by arch).
+        "network": model.name if model.name in ARCHS else hp.arch,
         "params": int(model.count_params()),
         "macs": count_macs(model),
         "replicas": replicas,
@@ -739,14 +742,16 @@ def _now() -> str:
 def training_summary(result: TrainResult) -> dict[str, Any]:
     """The manifest's ``training`` block: what data, how much, which recipe."""
     cfg, hp = result.config, result.hp
+    network = cfg.get("network", hp.arch)
     return {
         "datasets": cfg["data"],
         "counts": cfg["counts"],
         "n_train": cfg["n_train"],
         "n_val": cfg["n_val"],
         "skipped_unreadable": cfg["skipped_unreadable"],
-        "arch": hp.arch,
-        "width": hp.width,
+        "arch": network,
+        "recipe": hp.arch,  # whose defaults the hyperparameters started from
+        "width": hp.width if network == hp.arch else None,
         "epochs": result.epochs_done,
         "batch_size": hp.batch_size,
         "optimizer": hp.optimizer,

@@ -180,3 +180,19 @@ def test_airbench_trains_exports_int8_and_runs_on_the_edge(class_folders: Path, 
         predicted = [p.top_label for p in classifier.classify(fresh)]
     truth = [label for label in CLASSES for _ in range(10)]
     assert np.mean(np.array(predicted) == np.array(truth)) >= 0.8
+
+    # Fine-tuning it the retraining way (the resnet recipe's defaults, as the CLI gives
+    # them without --arch) keeps it working, and its manifest still says what it is.
+    tuned = train_and_export(
+        data=[class_folders],
+        out=tmp_path / "tuned",
+        arch="resnet",
+        epochs=2,
+        batch_size=32,
+        init_from=out / "model.keras",
+        max_quant_drop=5.0,
+    )
+    manifest = json.loads((tuned / "model.json").read_text())
+    assert manifest["arch"] == "airbench"
+    assert manifest["training"]["recipe"] == "resnet" and manifest["training"]["width"] is None
+    assert json.loads((tuned / "metrics.json").read_text())["int8_accuracy"] >= 0.8
