@@ -2,8 +2,9 @@
 
     .venv/bin/python scripts/ship_model.py runs/airbench48-e20
 
-- copies model.tflite, model.json, metrics.json, config.json and confusion.png as they are
-  (the manifest's sha256 still matches the .tflite);
+- copies model.tflite, model.json, metrics.json, config.json, confusion.png and curve.png
+  as they are (the manifest's sha256 still matches the .tflite; a run too old to have the
+  curve gets one drawn from its config.json history);
 - re-saves model.keras without the optimizer state (for ``--init-from``: half the size);
 - rewrites absolute paths in the JSON files relative to the repository root, so no
   machine's directory layout is committed (``/home/me/trapcount/../shared/data/x`` becomes
@@ -25,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 COPIED = ("model.tflite", "model.json", "metrics.json", "config.json", "confusion.png")
+OPTIONAL = ("curve.png",)
 
 
 def relative_paths(value: Any, root: Path) -> Any:
@@ -45,6 +47,21 @@ def ship(run: Path, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     for name in COPIED:
         shutil.copy2(run / name, dest / name)
+    for name in OPTIONAL:
+        if (run / name).is_file():
+            shutil.copy2(run / name, dest / name)
+        elif name == "curve.png":  # runs exported before the trainer drew it
+            from trainer.evaluate import plot_history
+
+            config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+            metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+            history = config.get("history", [])
+            plot_history(
+                history,
+                dest / name,
+                f"{config.get('network', config['hparams']['arch'])}, {len(history)} epochs: "
+                f"int8 {100 * metrics['int8_accuracy']:.1f}% on validation",
+            )
     for name in ("model.json", "metrics.json", "config.json"):
         path = dest / name
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -116,6 +116,38 @@ def plot_confusion(cm: np.ndarray, labels: list[str], path: Path, title: str) ->
     return path
 
 
+def plot_history(history: list[dict[str, float]], path: Path, title: str) -> Path | None:
+    """The accuracy curve of a run (training and validation accuracy per epoch, and the
+    learning rate), as a PNG; None when the history holds no epochs."""
+    rows = [r for r in history if "epoch" in r]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
+    for key, name in (("accuracy", "training (augmented)"), ("val_accuracy", "validation")):
+        values = [100 * r[key] if key in r else np.nan for r in rows]
+        ax.plot(epochs, values, marker="o", markersize=3, label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    if any("lr" in r for r in rows):
+        lr_axis = ax.twinx()
+        lr_axis.plot(epochs, [r.get("lr", np.nan) for r in rows], color="grey", ls=":")
+        lr_axis.set_ylabel("learning rate at epoch end (dotted)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def evaluate_model_dir(
     model_dir: Path | str,
     data_specs: list[str],

@@ -8,7 +8,8 @@ into the preceding convolution during conversion.
 Files written into the export folder:
 ``model.keras``, ``model.tflite``, ``model.json`` (the contract, ``edge_agent.manifest``),
 ``metrics.json`` (float/int8 accuracy, per-class recall, confusion matrices), and
-``confusion.png`` (int8, validation split). When the quantization-drop guard fires,
+``confusion.png`` (int8, validation split); after training also ``curve.png`` (accuracy by
+epoch). When the quantization-drop guard fires,
 ``model.tflite`` becomes ``model.rejected.tflite`` and no ``model.json`` is left, so nothing
 deployable remains, while ``metrics.json`` says why.
 """
@@ -41,6 +42,7 @@ from trainer.evaluate import (
     Scores,
     align_to_labels,
     plot_confusion,
+    plot_history,
     predict_float,
     predict_int8,
 )
@@ -279,6 +281,12 @@ def export_run(result) -> ExportResult:
             calibration_count=hp.calibration_images,
             seed=hp.seed,
             extra_metrics={"history": result.history},
+        )
+        plot_history(
+            result.history,
+            result.out / "curve.png",
+            f"{result.config.get('network', hp.arch)}, {len(result.history)} epochs: "
+            f"int8 {100 * exported.metrics['int8_accuracy']:.1f}% on validation",
         )
         result.config["status"] = "finished"
         return exported

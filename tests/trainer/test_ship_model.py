@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,13 @@ def test_ship_copies_a_run_that_the_trap_loads(tiny_run: Path, tmp_path: Path):
     ship_model.ship(tiny_run, dest)
     for name in ("model.tflite", "model.json", "metrics.json", "config.json", "model.keras"):
         assert (dest / name).is_file()
+    assert (dest / "curve.png").read_bytes() == (tiny_run / "curve.png").read_bytes()
+    # a run exported before the trainer drew curves gets one drawn from its history
+    old_run = tmp_path / "old-run"
+    shutil.copytree(tiny_run, old_run)
+    (old_run / "curve.png").unlink()
+    ship_model.ship(old_run, tmp_path / "shipped-old")
+    assert (tmp_path / "shipped-old" / "curve.png").stat().st_size > 1000
     assert (dest / "model.tflite").read_bytes() == (tiny_run / "model.tflite").read_bytes()
     assert json.loads((dest / "model.json").read_text())["labels"]
     with Classifier(dest) as classifier:

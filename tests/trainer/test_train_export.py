@@ -36,11 +36,13 @@ def test_run_folder_holds_the_artifacts(tiny_run: Path):
         "metrics.json",
         "config.json",
         "confusion.png",
+        "curve.png",
     ):
         assert (tiny_run / name).is_file(), name
     assert not (tiny_run / "checkpoint.keras").exists()
-    with Image.open(tiny_run / "confusion.png") as png:
-        assert png.format == "PNG" and png.width > 100
+    for name in ("confusion.png", "curve.png"):
+        with Image.open(tiny_run / name) as png:
+            assert png.format == "PNG" and png.width > 100
 
 
 def test_manifest_is_the_contract(tiny_run: Path):
