@@ -8,7 +8,7 @@ model, with:
   run's validation split, int8 through ``edge_agent.classifier``), or recomputed on the
   same split with ``--data ARCHIVE`` (slower: decodes and predicts 10,000 images);
 - parameters and multiply-adds per image (``trainer.models.count_macs``);
-- file size: model.keras (float, no optimizer state once re-saved) and model.tflite;
+- file size: the float model saved as .keras without optimizer state, and model.tflite;
 - latency per crop, one thread, batch 1, on the same crops: Keras ``model.predict`` for
   float (what a script calling Keras would do), ``Classifier.predict_proba`` for int8
   (quantize, invoke, dequantize: the trap's path), median of the repeats;
@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -52,11 +53,20 @@ def pi4_estimate_ms(macs: int) -> float:
     return 1000 * (macs / PI4_INT8_MACS_PER_S + PI4_CALL_OVERHEAD_S)
 
 
+def float_file_bytes(model) -> int:
+    """Size of the float model as a .keras file without optimizer state (a run's own
+    model.keras also holds the optimizer's slots: 8x the weights for the seed's RMSprop)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.keras"
+        model.save(path)
+        return path.stat().st_size
+
+
 def accuracies(model_dir: Path, data: str | None) -> tuple[float, float, str]:
     if data:
-        from trainer.evaluate import evaluate_run
+        from trainer.evaluate import evaluate_model_dir
 
-        result = evaluate_run(model_dir, [data])
+        result = evaluate_model_dir(model_dir, [data], split="val")
         return result["float_accuracy"], result["int8_accuracy"], "recomputed"
     metrics = json.loads((model_dir / "metrics.json").read_text(encoding="utf-8"))
     return metrics["float_accuracy"], metrics["int8_accuracy"], "metrics.json"
@@ -85,7 +95,7 @@ def measure(model_dir: Path, images_count: int, repeats: int, data: str | None) 
             common,
             runtime="keras float",
             accuracy=float_acc,
-            bytes=(model_dir / "model.keras").stat().st_size,
+            bytes=float_file_bytes(model),
             ms=1000 * float_s,
             ratio=1.0,
             pi4="",
