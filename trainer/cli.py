@@ -139,7 +139,17 @@ def main() -> None:
     type=click.IntRange(min=1),
     help="resnet: first-layer channels; airbench: first-group channels.",
 )
+@click.option(
+    "--weight-decay",
+    type=click.FloatRange(min=0.0),
+    help="Decoupled weight decay per step, times the learning rate (per-arch default).",
+)
 @click.option("--augment/--no-augment", default=None, help="Pad+crop+flip (per-arch default).")
+@click.option(
+    "--translate",
+    type=click.IntRange(min=0),
+    help="Augmentation crop offset in pixels (per-arch default; resnet: 1/8 of the side).",
+)
 @click.option("--seed", type=int, help="Random seed for weights, shuffling, augmentation.")
 @click.option("--val-split", type=float, help="Stratified validation fraction [default: 0.2].")
 @click.option("--split-seed", type=int, help="Seed of the validation split [default: 0].")
@@ -185,7 +195,9 @@ def train(
     lr,
     label_smoothing,
     width,
+    weight_decay,
     augment,
+    translate,
     seed,
     val_split,
     split_seed,
@@ -229,7 +241,9 @@ def train(
                 lr=lr,
                 label_smoothing=label_smoothing,
                 width=width,
+                weight_decay=weight_decay,
                 augment=augment,
+                translate=translate,
                 seed=seed,
                 val_split=val_split,
                 split_seed=split_seed,

@@ -39,9 +39,12 @@ def test_every_command_is_documented():
 def test_train_on_cifar_batches_then_evaluate(cifar_batches: Path, tmp_path: Path):
     out = tmp_path / "cifar-run"
     result = invoke(
-        "train", "--data", cifar_batches, "--arch", "tiny", "--epochs", "2", "--out", out
-    )
+        "train", "--data", cifar_batches, "--arch", "tiny", "--epochs", "2", "--out", out,
+        "--weight-decay", "1e-4", "--translate", "3",
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
+    hparams = json.loads((out / "config.json").read_text())["hparams"]
+    assert (hparams["weight_decay"], hparams["translate"]) == (1e-4, 3)
     assert result.stdout.startswith(f"exported  {out}\n")
     assert "int8" in result.stdout and "drop" in result.stdout
     assert "epoch 2/2" in result.stderr
