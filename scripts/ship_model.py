@@ -26,7 +26,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 COPIED = ("model.tflite", "model.json", "metrics.json", "config.json", "confusion.png")
-OPTIONAL = ("curve.png",)
 
 
 def relative_paths(value: Any, root: Path) -> Any:
@@ -47,21 +46,17 @@ def ship(run: Path, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     for name in COPIED:
         shutil.copy2(run / name, dest / name)
-    for name in OPTIONAL:
-        if (run / name).is_file():
-            shutil.copy2(run / name, dest / name)
-        elif name == "curve.png":  # runs exported before the trainer drew it
-            from trainer.evaluate import plot_history
+    if (run / "curve.png").is_file():
+        shutil.copy2(run / "curve.png", dest / "curve.png")
+    else:  # a run exported before the trainer drew curves
+        from trainer.export import plot_run_curve
 
-            config = json.loads((run / "config.json").read_text(encoding="utf-8"))
-            metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
-            history = config.get("history", [])
-            plot_history(
-                history,
-                dest / name,
-                f"{config.get('network', config['hparams']['arch'])}, {len(history)} epochs: "
-                f"int8 {100 * metrics['int8_accuracy']:.1f}% on validation",
-            )
+        config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+        metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+        network = config.get("network", config["hparams"]["arch"])
+        plot_run_curve(
+            config.get("history", []), network, metrics["int8_accuracy"], dest / "curve.png"
+        )
     for name in ("model.json", "metrics.json", "config.json"):
         path = dest / name
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -264,6 +264,12 @@ def export_model(
     return ExportResult(out, manifest, metrics)
 
 
+def plot_run_curve(history: list[dict], network: str, int8_accuracy: float, path: Path):
+    """A run's ``curve.png``, titled with its network, epochs and final int8 accuracy."""
+    title = f"{network}, {len(history)} epochs: int8 {100 * int8_accuracy:.1f}% on validation"
+    return plot_history(history, path, title)
+
+
 def export_run(result) -> ExportResult:
     """Export a finished :class:`trainer.train.TrainResult` into its run folder."""
     from trainer.train import CONFIG_FILENAME, training_summary, write_json
@@ -282,11 +288,11 @@ def export_run(result) -> ExportResult:
             seed=hp.seed,
             extra_metrics={"history": result.history},
         )
-        plot_history(
+        plot_run_curve(
             result.history,
+            result.config.get("network", hp.arch),
+            exported.metrics["int8_accuracy"],
             result.out / "curve.png",
-            f"{result.config.get('network', hp.arch)}, {len(result.history)} epochs: "
-            f"int8 {100 * exported.metrics['int8_accuracy']:.1f}% on validation",
         )
         result.config["status"] = "finished"
         return exported

@@ -254,7 +254,7 @@ def make_optimizer(hp: HParams, steps_per_epoch: int):
         lr: Any = hp.lr
     elif hp.schedule == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(hp.lr, decay_steps=total, alpha=0.0)
-    else:  # onecycle: linear warm-up from ~0 to the peak, then cosine down to 0
+    else:  # onecycle: linear warm-up from warmup_start x peak to the peak, cosine to 0
         warmup = max(int(total * hp.warmup_fraction), 1)
         lr = keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=hp.lr * hp.warmup_start,
