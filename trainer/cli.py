@@ -19,6 +19,23 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 EXIT_BAD_INPUT = 2
 ARCH_CHOICES = ("seed", "resnet", "airbench", "tiny")
+DEFAULT_ARCH = "resnet"
+
+
+def saved_network_arch(path: Path) -> str | None:
+    """The arch a saved .keras model was built as (our models are named after their arch),
+    read from the archive's config.json without importing Keras; None when it is not one
+    of ours or not a readable .keras file."""
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    name = config.get("config", {}).get("name") if isinstance(config, dict) else None
+    return name if name in ARCH_CHOICES else None
 
 
 class TrainerCliError(click.ClickException):
@@ -119,10 +136,10 @@ def main() -> None:
 @click.option(
     "--arch",
     type=click.Choice(ARCH_CHOICES),
-    default="resnet",
-    show_default=True,
+    default=None,
     help="seed: the original Keras CIFAR-10 recipe; resnet: BatchNorm ResNet-9; airbench: "
-    "airbench94's whitened net and recipe (the shipped model); tiny: seconds, for tests.",
+    "airbench94's whitened net and recipe; tiny: seconds, for tests. [default: with "
+    "--init-from, the loaded network's own recipe; else resnet]",
 )
 @click.option(
     "--out",
@@ -222,6 +239,13 @@ def train(
     _setup_logging(quiet)
     if not resume and not data:
         raise TrainerCliError("give at least one --data (or --resume an existing run)")
+    if arch is None:
+        arch = (saved_network_arch(init_from) if init_from else None) or DEFAULT_ARCH
+        if init_from and not resume:
+            logging.getLogger("trapcount.trainer").info(
+                "fine-tuning with the %s recipe (the loaded network's); --arch picks another",
+                arch,
+            )
     out = out or Path("runs") / arch
     if resume and data:
         logging.getLogger("trapcount.trainer").warning(

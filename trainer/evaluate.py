@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from edge_agent.classifier import Classifier
-from edge_agent.manifest import read_manifest
+from edge_agent.manifest import Manifest, read_manifest
 from trainer.data import DataError, Dataset, load_datasets, stratified_split
 
 log = logging.getLogger("trapcount.trainer")
@@ -148,19 +148,12 @@ def plot_history(history: list[dict[str, float]], path: Path, title: str) -> Pat
     return path
 
 
-def evaluate_model_dir(
-    model_dir: Path | str,
-    data_specs: list[str],
-    *,
-    split: str = "val",
-    use_cache: bool = True,
-    num_threads: int | None = None,
-) -> dict[str, Any]:
-    """``trapcount-train evaluate``: int8 (and float, when model.keras is beside it) accuracy
-    of a model folder on ``split`` of ``data_specs``: ``val`` recomputes the validation split
-    the manifest records (same data, same seed), ``all`` uses every image (a separate test
-    set)."""
-    model_dir = Path(model_dir).expanduser()
+def evaluation_set(
+    model_dir: Path, data_specs: list[str], *, split: str = "val", use_cache: bool = True
+) -> tuple[Manifest, Dataset, str]:
+    """The labelled images a model folder is measured on, in its label order, and a phrase
+    saying which: ``val`` recomputes the validation split the manifest records (same data,
+    same seed), ``all`` uses every image (a separate test set)."""
     if not model_dir.exists():
         raise DataError(f"model folder not found: {model_dir}")
     manifest = read_manifest(model_dir)
@@ -175,7 +168,23 @@ def evaluate_model_dir(
         where = "all images"
     else:
         raise ValueError(f"unknown split {split!r} (val, all)")
-    data = align_to_labels(data, manifest.labels)
+    return manifest, align_to_labels(data, manifest.labels), where
+
+
+def evaluate_model_dir(
+    model_dir: Path | str,
+    data_specs: list[str],
+    *,
+    split: str = "val",
+    use_cache: bool = True,
+    num_threads: int | None = None,
+) -> dict[str, Any]:
+    """``trapcount-train evaluate``: int8 (and float, when model.keras is beside it) accuracy
+    of a model folder on ``split`` of ``data_specs``: ``val`` recomputes the validation split
+    the manifest records (same data, same seed), ``all`` uses every image (a separate test
+    set)."""
+    model_dir = Path(model_dir).expanduser()
+    manifest, data, where = evaluation_set(model_dir, data_specs, split=split, use_cache=use_cache)
     log.info("evaluating %s on %s: %d images", model_dir, where, len(data))
     int8 = Scores(manifest.labels, data.labels, predict_int8(model_dir, data.images, num_threads))
     result: dict[str, Any] = {

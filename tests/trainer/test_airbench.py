@@ -8,9 +8,11 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from edge_agent.classifier import Classifier
 from tests.trainer.conftest import CLASSES, synthetic_image
+from trainer import cli
 from trainer.data import make_tf_dataset, training_steps
 from trainer.models import ScaledBias, count_macs, init_whitening, make_model, replace_head
 from trainer.train import Lookahead, hparams_for, train_and_export
@@ -181,18 +183,30 @@ def test_airbench_trains_exports_int8_and_runs_on_the_edge(class_folders: Path, 
     truth = [label for label in CLASSES for _ in range(10)]
     assert np.mean(np.array(predicted) == np.array(truth)) >= 0.8
 
-    # Fine-tuning it the retraining way (the resnet recipe's defaults, as the CLI gives
-    # them without --arch) keeps it working, and its manifest still says what it is.
-    tuned = train_and_export(
-        data=[class_folders],
-        out=tmp_path / "tuned",
-        arch="resnet",
-        epochs=2,
-        batch_size=32,
-        init_from=out / "model.keras",
-        max_quant_drop=5.0,
-    )
+    # Fine-tuning it the retraining way, from the CLI without --arch: the recipe follows
+    # the loaded network (airbench's: Lookahead, 2-pixel shifts), and the manifest still
+    # says what it is.
+    tuned = tmp_path / "tuned"
+    result = CliRunner().invoke(
+        cli.main,
+        ["train", "--data", str(class_folders), "--init-from", str(out / "model.keras"),
+         "--epochs", "2", "--batch-size", "32", "--lr", "0.1", "--max-quant-drop", "5",
+         "--out", str(tuned)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "fine-tuning with the airbench recipe" in result.stderr
     manifest = json.loads((tuned / "model.json").read_text())
     assert manifest["arch"] == "airbench"
-    assert manifest["training"]["recipe"] == "resnet" and manifest["training"]["width"] is None
+    assert manifest["training"]["recipe"] == "airbench"
+    hparams = json.loads((tuned / "config.json").read_text())["hparams"]
+    assert hparams["lookahead"] and hparams["translate"] == 2
     assert json.loads((tuned / "metrics.json").read_text())["int8_accuracy"] >= 0.8
+
+
+def test_saved_network_arch_reads_the_archive_without_keras(tmp_path: Path):
+    model = make_model("tiny", (32, 32, 3), 3)
+    model.save(tmp_path / "tiny.keras")
+    assert cli.saved_network_arch(tmp_path / "tiny.keras") == "tiny"
+    (tmp_path / "broken.keras").write_bytes(b"not a zip")
+    assert cli.saved_network_arch(tmp_path / "broken.keras") is None
+    assert cli.saved_network_arch(tmp_path / "missing.keras") is None
