@@ -167,6 +167,11 @@ def main() -> None:
     type=click.IntRange(min=0),
     help="Augmentation crop offset in pixels (per-arch default; resnet: 1/8 of the side).",
 )
+@click.option(
+    "--cutout",
+    type=click.IntRange(min=0),
+    help="Augmentation: blank a random square of this side in pixels [default: 0, none].",
+)
 @click.option("--seed", type=int, help="Random seed for weights, shuffling, augmentation.")
 @click.option("--val-split", type=float, help="Stratified validation fraction [default: 0.2].")
 @click.option("--split-seed", type=int, help="Seed of the validation split [default: 0].")
@@ -215,6 +220,7 @@ def train(
     weight_decay,
     augment,
     translate,
+    cutout,
     seed,
     val_split,
     split_seed,
@@ -268,6 +274,7 @@ def train(
                 weight_decay=weight_decay,
                 augment=augment,
                 translate=translate,
+                cutout=cutout,
                 seed=seed,
                 val_split=val_split,
                 split_seed=split_seed,

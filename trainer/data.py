@@ -523,14 +523,16 @@ def make_tf_dataset(
     augment: bool,
     seed: int,
     translate: int | None = None,
+    cutout: int = 0,
 ):
     """A batched tf.data pipeline of (float32 raw pixels 0-255, one-hot labels).
 
     Only indices are shuffled (a 40,000-image shuffle buffer would copy every image each
     epoch); each batch is gathered from the in-memory array at once. Augmentation
     (reflect-pad by ``translate`` pixels, default 1/8 of the side, a random crop per image,
-    horizontal flip) happens here,
-    vectorized over the batch, so the exported model has none of it.
+    horizontal flip, then with ``cutout`` a square of that side, centred anywhere and
+    clipped at the border, set to the batch's mean colour as in DeVries & Taylor 2017)
+    happens here, vectorized over the batch, so the exported model has none of it.
     """
     import tensorflow as tf
 
@@ -560,10 +562,24 @@ def make_tf_dataset(
         flip = tf.random.uniform([n]) < 0.5
         return tf.where(flip[:, None, None, None], tf.reverse(batch, axis=[2]), batch)
 
+    def random_cutout(batch):
+        n = tf.shape(batch)[0]
+        cy = tf.random.uniform([n], 0, height, dtype=tf.int32)
+        cx = tf.random.uniform([n], 0, width, dtype=tf.int32)
+        top, left = cy - cutout // 2, cx - cutout // 2
+        ys, xs = tf.range(height)[None, :], tf.range(width)[None, :]
+        inside_y = (ys >= top[:, None]) & (ys < top[:, None] + cutout)
+        inside_x = (xs >= left[:, None]) & (xs < left[:, None] + cutout)
+        square = inside_y[:, :, None, None] & inside_x[:, None, :, None]
+        mean_colour = tf.reduce_mean(batch, axis=[0, 1, 2], keepdims=True)
+        return tf.where(square, mean_colour, batch)
+
     def load(index):
         batch = tf.cast(tf.gather(all_images, index), tf.float32)
         if training and augment:
             batch = random_crop_flip(batch)
+            if cutout > 0:
+                batch = random_cutout(batch)
         return batch, tf.one_hot(tf.gather(all_labels, index), num_classes)
 
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -69,6 +69,7 @@ class HParams:
     label_smoothing: float = 0.1
     augment: bool = True  # pad + random crop + horizontal flip, in tf.data
     translate: int | None = None  # augment: crop offset in pixels (None: 1/8 of the side)
+    cutout: int = 0  # augment: side of a square blanked at a random place (0: none)
     lookahead: bool = False  # airbench's Lookahead: pull weights to their running average
     width: int | None = 16  # resnet, airbench: channels of the first layer / group
     input_size: tuple[int, int] = (32, 32)  # (height, width) the images are resized to
@@ -190,6 +191,8 @@ def validate_hparams(hp: HParams) -> None:
         problems.append("warm-up start must be in (0, 1]")
     if hp.translate is not None and hp.translate < 0:
         problems.append("translate must be 0 or more pixels")
+    if not 0 <= hp.cutout <= min(hp.input_size):
+        problems.append("cutout must be 0 (none) up to the input side in pixels")
     if hp.calibration_images < 1:
         problems.append("calibration images must be at least 1")
     if problems:
@@ -671,6 +674,7 @@ def _train(data, out, hp, resume, init_from, stop_after, strategy, use_cache) ->
         training=True,
         augment=hp.augment,
         translate=hp.translate,
+        cutout=hp.cutout,
         seed=hp.seed,
     )
     val_ds = make_tf_dataset(

@@ -141,6 +141,28 @@ def test_translate_sets_the_crop_offset():
         assert any(np.array_equal(out, img) or np.array_equal(out, img[:, ::-1]) for img in images)
 
 
+def test_cutout_blanks_one_square_per_image_with_the_batch_mean():
+    values = np.arange(16, dtype=np.uint8) * 10 + 5  # flat grey images, each its own shade
+    images = np.broadcast_to(values[:, None, None, None], (16, 32, 32, 3)).copy()
+    labels = np.arange(16) % 3
+    dataset = make_tf_dataset(
+        images, labels, 3, 16, training=True, augment=True, seed=0, translate=0, cutout=8
+    )
+    batch, _ = next(iter(dataset))
+    batch = np.asarray(batch)
+    mean = float(images.mean())
+    seen = {float(v) for v in values}
+    for out in batch:
+        shade = float(out[0, 0, 0]) if float(out[0, 0, 0]) in seen else float(out[-1, -1, 0])
+        changed = np.argwhere(np.any(out != shade, axis=-1))
+        assert 0 < len(changed) <= 64  # a square of side 8, clipped at the border
+        height, width = changed.max(axis=0) - changed.min(axis=0) + 1
+        assert height <= 8 and width <= 8 and len(changed) == height * width
+        assert np.allclose(out[tuple(changed.T)], mean)
+    val = make_tf_dataset(images, labels, 3, 16, training=False, augment=False, cutout=8, seed=0)
+    assert np.array_equal(np.asarray(next(iter(val))[0]), images)  # validation is never cut
+
+
 def test_training_drops_the_short_last_batch_but_validation_keeps_it():
     images = sample_images(70)
     labels = np.arange(70) % 3
