@@ -49,6 +49,9 @@ class Manifest:
     pixel_range: list[int] = field(default_factory=lambda: [0, 255])
     accuracy: dict[str, Any] = field(default_factory=dict)
     per_class_recall: dict[str, float] = field(default_factory=dict)
+    # How the confidences were calibrated (trainer.calibrate): method, temperature, and the
+    # expected calibration error before and after on the validation split.
+    confidence: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     trapcount_version: str = ""

@@ -63,12 +63,18 @@ def predict_float(model, images: np.ndarray, batch_size: int = 256) -> np.ndarra
     return np.argmax(probs, axis=1)
 
 
-def predict_int8(model_dir: Path, images: np.ndarray, num_threads: int | None = None) -> np.ndarray:
-    """The exported .tflite, through the edge agent's own classifier -> class indices."""
+def int8_probabilities(
+    model_dir: Path, images: np.ndarray, num_threads: int | None = None
+) -> np.ndarray:
+    """The exported .tflite, through the edge agent's own classifier -> probabilities."""
     threads = num_threads or os.cpu_count() or 1
     with Classifier(model_dir, num_threads=threads, max_batch=256) as classifier:
-        probs = classifier.predict_proba(images)
-    return np.argmax(probs, axis=1)
+        return classifier.predict_proba(images)
+
+
+def predict_int8(model_dir: Path, images: np.ndarray, num_threads: int | None = None) -> np.ndarray:
+    """The exported .tflite, through the edge agent's own classifier -> class indices."""
+    return np.argmax(int8_probabilities(model_dir, images, num_threads), axis=1)
 
 
 def align_to_labels(data: Dataset, labels: list[str]) -> Dataset:

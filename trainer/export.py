@@ -6,7 +6,9 @@ probabilities. ``Rescaling`` inside the model carries the normalization; BatchNo
 into the preceding convolution during conversion.
 
 Files written into the export folder:
-``model.keras``, ``model.tflite``, ``model.json`` (the contract, ``edge_agent.manifest``),
+``model.keras`` (as trained), ``model.tflite`` (with the confidence temperature of
+``trainer.calibrate`` when the validation split is large enough to fit one),
+``model.json`` (the contract, ``edge_agent.manifest``),
 ``metrics.json`` (float/int8 accuracy, per-class recall, confusion matrices), and
 ``confusion.png`` (int8, validation split); after training also ``curve.png`` (accuracy by
 epoch). When the quantization-drop guard fires,
@@ -37,19 +39,20 @@ from edge_agent.manifest import (
     utc_now_iso,
     write_manifest,
 )
+from trainer import calibrate
 from trainer.data import DataError, Dataset, calibration_images, load_datasets, stratified_split
 from trainer.evaluate import (
     Scores,
     align_to_labels,
+    int8_probabilities,
     plot_confusion,
     plot_history,
     predict_float,
-    predict_int8,
 )
 
 log = logging.getLogger("trapcount.trainer")
 
-MIN_CALIBRATION_IMAGES = 200
+MIN_CALIBRATION_IMAGES = 200  # int8 quantization ranges (not confidence calibration)
 REJECTED_FILENAME = "model.rejected.tflite"
 
 
@@ -146,11 +149,13 @@ def export_model(
     calibration_count: int = 256,
     seed: int = 0,
     extra_metrics: dict[str, Any] | None = None,
+    min_temperature_images: int = calibrate.MIN_CALIBRATION_IMAGES,
 ) -> ExportResult:
     """Write model.keras, model.tflite, model.json, metrics.json and confusion.png into
     ``out``; measure float and int8 accuracy on ``val`` (int8 through the edge classifier);
     raise :class:`QuantizationDropError` when int8 is more than ``max_quant_drop`` points
-    worse than float."""
+    worse than float. With at least ``min_temperature_images`` validation images, the
+    .tflite divides its logits by a temperature fitted on them (``trainer.calibrate``)."""
     from edge_agent import __version__
     from trainer.train import write_json
 
@@ -184,8 +189,9 @@ def export_model(
         len(calibration),
         len(labels),
     )
+    deployed, confidence = temperature_scaled(model, val, min_temperature_images)
     tflite_path = out / MODEL_FILENAME
-    _write_atomic(tflite_path, convert_int8(model, calibration))
+    _write_atomic(tflite_path, convert_int8(deployed, calibration))
     input_spec, output_spec = tensor_specs(tflite_path)
     if input_spec.dtype != "uint8" or abs(input_spec.scale - 1.0) > 0.01 or input_spec.zero_point:
         log.warning(
@@ -208,7 +214,11 @@ def export_model(
 
     log.info("measuring float and int8 accuracy on %d validation images", len(val))
     flt = Scores(labels, val.labels, predict_float(model, val.images))
-    int8 = Scores(labels, val.labels, predict_int8(out, val.images))
+    int8_probs = int8_probabilities(out, val.images)
+    int8 = Scores(labels, val.labels, np.argmax(int8_probs, axis=1))
+    confidence["ece_int8"] = round(calibrate.expected_calibration_error(int8_probs, val.labels), 4)
+    confidence["mean_confidence_int8"] = round(float(int8_probs.max(axis=1).mean()), 4)
+    manifest.confidence = confidence
     drop = 100 * (flt.accuracy - int8.accuracy)
     accepted = drop <= max_quant_drop
     manifest.accuracy = {
@@ -231,6 +241,7 @@ def export_model(
         "n_calibration": len(calibration),
         "labels": labels,
         "per_class_recall": {"float": flt.per_class_recall(), "int8": int8.per_class_recall()},
+        "confidence": confidence,
         "confusion": {"float": flt.confusion.tolist(), "int8": int8.confusion.tolist()},
         "input": input_spec.__dict__,
         "output": output_spec.__dict__,
@@ -268,6 +279,42 @@ def plot_run_curve(history: list[dict], network: str, int8_accuracy: float, path
     """A run's ``curve.png``, titled with its network, epochs and final int8 accuracy."""
     title = f"{network}, {len(history)} epochs: int8 {100 * int8_accuracy:.1f}% on validation"
     return plot_history(history, path, title)
+
+
+def temperature_scaled(model, val: Dataset, min_images: int) -> tuple[Any, dict[str, Any]]:
+    """The model to convert (``model`` with a fitted temperature, or ``model`` itself when
+    ``val`` is too small to fit one) and what was done, for the manifest."""
+    if len(val) < min_images:
+        log.info(
+            "confidences left as trained: %d validation images, %d needed to calibrate them",
+            len(val),
+            min_images,
+        )
+        return model, {"method": "none", "reason": f"fewer than {min_images} validation images"}
+    logits_model = calibrate.logit_model(model)
+    logits = logits_model.predict(val.images.astype(np.float32), batch_size=256, verbose=0)
+    temperature = calibrate.fit_temperature(logits, val.labels)
+    before = calibrate.expected_calibration_error(calibrate.softmax(logits), val.labels)
+    after = calibrate.expected_calibration_error(
+        calibrate.softmax(logits / temperature), val.labels
+    )
+    log.info(
+        "confidence temperature %.3f fitted on %d validation images: expected calibration "
+        "error %.1f%% -> %.1f%% (float)",
+        temperature,
+        len(val),
+        100 * before,
+        100 * after,
+    )
+    info = {
+        "method": "temperature",
+        "temperature": round(temperature, 4),
+        "fitted_on": "validation",
+        "n": len(val),
+        "ece_float_before": round(before, 4),
+        "ece_float_after": round(after, 4),
+    }
+    return calibrate.with_temperature(model, temperature), info
 
 
 def export_run(result) -> ExportResult:
