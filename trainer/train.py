@@ -45,6 +45,7 @@ log = logging.getLogger("trapcount.trainer")
 CONFIG_FILENAME = "config.json"
 CHECKPOINT_FILENAME = "checkpoint.keras"
 CHECKPOINT_STATE = "checkpoint.json"
+LOOKAHEAD_STATE = "lookahead.npz"  # the Lookahead average at the checkpoint's epoch
 
 
 # -- hyperparameters ---------------------------------------------------------------------
@@ -491,15 +492,55 @@ class Lookahead(keras.callbacks.Callback):
     network to that average; ``decay`` rises as ``base * (step / total) ** power``, so it
     does nothing early and smooths hard late; the last step copies the average in.
 
-    The average lives in memory only: a resumed run restarts it from the checkpoint."""
+    With ``state_path``, the average is saved there after every epoch (beside the epoch
+    checkpoint) and a resumed run starting at ``initial_epoch`` takes it back, so
+    ``--resume`` ends on the same weights as an uninterrupted run."""
 
-    def __init__(self, total_steps: int, every: int = 5, base: float = 0.95**5, power=3.0):
+    def __init__(
+        self,
+        total_steps: int,
+        every: int = 5,
+        base: float = 0.95**5,
+        power=3.0,
+        *,
+        state_path: Path | None = None,
+        initial_epoch: int = 0,
+    ):
         super().__init__()
         self.total, self.every, self.base, self.power = total_steps, every, base, power
+        self.state_path, self.initial_epoch = state_path, initial_epoch
         self.average: list[np.ndarray] | None = None
 
     def on_train_begin(self, logs=None):
-        self.average = [np.array(w, dtype=np.float32) for w in self.model.get_weights()]
+        current = [np.array(w, dtype=np.float32) for w in self.model.get_weights()]
+        self.average = self._saved_average(current) or current
+
+    def _saved_average(self, current: list[np.ndarray]) -> list[np.ndarray] | None:
+        if self.state_path is None or self.initial_epoch == 0 or not self.state_path.is_file():
+            return None
+        with np.load(self.state_path) as saved:
+            epoch = int(saved["epoch"])
+            average = [saved[f"w{i}"] for i in range(len(saved.files) - 1)]
+        shapes_match = [a.shape for a in average] == [c.shape for c in current]
+        if epoch != self.initial_epoch or not shapes_match:
+            log.warning(
+                "Lookahead average in %s is from epoch %d, not %d: starting it afresh",
+                self.state_path,
+                epoch,
+                self.initial_epoch,
+            )
+            return None
+        log.info("Lookahead average restored from epoch %d", epoch)
+        return average
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.state_path is None or self.average is None:
+            return
+        tmp = self.state_path.with_name(".lookahead.tmp.npz")
+        arrays = {f"w{i}": a for i, a in enumerate(self.average)}
+        with open(tmp, "wb") as handle:
+            np.savez(handle, epoch=np.int64(epoch + 1), **arrays)
+        os.replace(tmp, self.state_path)
 
     def on_train_batch_end(self, batch, logs=None):
         step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
@@ -689,7 +730,10 @@ def _train(data, out, hp, resume, init_from, stop_after, strategy, use_cache) ->
     progress = EpochProgress(hp.epochs, steps)
     callbacks = [progress, EpochCheckpoint(out, progress, prior_history)]
     if hp.lookahead:
-        callbacks.append(Lookahead(hp.epochs * steps))
+        state = out / LOOKAHEAD_STATE
+        callbacks.append(
+            Lookahead(hp.epochs * steps, state_path=state, initial_epoch=initial_epoch)
+        )
     if stop_after is not None:
         callbacks.append(StopAfter(initial_epoch + stop_after))
 
@@ -716,7 +760,7 @@ def _train(data, out, hp, resume, init_from, stop_after, strategy, use_cache) ->
     config["status"] = "trained" if finished else "stopped"
     write_json(out / CONFIG_FILENAME, config)
     if finished:
-        for name in (CHECKPOINT_FILENAME, CHECKPOINT_STATE):
+        for name in (CHECKPOINT_FILENAME, CHECKPOINT_STATE, LOOKAHEAD_STATE):
             with contextlib.suppress(FileNotFoundError):
                 (out / name).unlink()
     else:

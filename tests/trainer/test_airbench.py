@@ -129,6 +129,31 @@ def test_lookahead_pulls_the_weights_back_and_ends_on_its_average():
     assert max(np.abs(s - p).max() for s, p in zip(smoothed, plain, strict=True)) > 1e-4
 
 
+def test_lookahead_average_survives_a_resume(tmp_path: Path):
+    keras.utils.set_random_seed(0)
+    model = make_model("tiny", (32, 32, 3), 3)
+    model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9), loss="mse")
+    x = sample_images(64).astype(np.float32)
+    y = keras.utils.to_categorical(np.arange(64) % 3, 3)
+    state = tmp_path / "lookahead.npz"
+    first = Lookahead(total_steps=32, every=2, base=0.9, power=1.0, state_path=state)
+    model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, callbacks=[first])
+    assert state.is_file()
+
+    resumed = Lookahead(32, every=2, base=0.9, power=1.0, state_path=state, initial_epoch=2)
+    model.set_weights([w + 1.0 for w in model.get_weights()])  # the checkpoint's weights differ
+    resumed.set_model(model)
+    resumed.on_train_begin()
+    assert all(np.array_equal(a, b) for a, b in zip(resumed.average, first.average, strict=True))
+    # a state from another epoch is not taken: the average starts from the model
+    stale = Lookahead(32, state_path=state, initial_epoch=1)
+    stale.set_model(model)
+    stale.on_train_begin()
+    assert all(
+        np.array_equal(a, w) for a, w in zip(stale.average, model.get_weights(), strict=True)
+    )
+
+
 def test_translate_sets_the_crop_offset():
     images = sample_images(16)
     labels = np.arange(16) % 3
