@@ -366,11 +366,18 @@ def export_keras_file(
     Labels, validation split and training summary come from the run's config.json beside
     the model when there is one (so the split is the one training held out); otherwise the
     labels are the data's classes and the split uses ``val_split``/``split_seed``
-    (defaults 0.2 and 0).
+    (defaults 0.2 and 0). A finished run's config also gives the manifest the run's own
+    training block and the export its accuracy curve, as if exported when it finished.
     """
     import json
 
-    from trainer.train import CONFIG_FILENAME, labels_beside, load_keras_model
+    from trainer.train import (
+        CONFIG_FILENAME,
+        HParams,
+        labels_beside,
+        load_keras_model,
+        summary_from_config,
+    )
 
     model_path = Path(model_path).expanduser()
     model = load_keras_model(model_path)
@@ -408,7 +415,15 @@ def export_keras_file(
     for key in ("epochs", "batch_size", "seed", "width", "optimizer", "lr", "label_smoothing"):
         if key in hparams:
             training[key] = hparams[key]
-    return export_model(
+    history = config.get("history") or []
+    finished_run = config.get("status") in ("trained", "finished", "rejected") and hparams
+    if finished_run and val_split is None and split_seed is None:
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            run_summary = summary_from_config(
+                config, HParams.from_dict(hparams), int(config["epochs_done"])
+            )
+            training = {**run_summary, "exported_from": training["exported_from"]}
+    exported = export_model(
         model,
         train=train,
         val=val,
@@ -418,4 +433,10 @@ def export_keras_file(
         max_quant_drop=limit,
         calibration_count=int(hparams.get("calibration_images", 256)),
         seed=int(hparams.get("seed", 0)),
+        extra_metrics={"history": history} if history else None,
     )
+    if history:
+        plot_run_curve(
+            history, training["arch"], exported.metrics["int8_accuracy"], exported.out / "curve.png"
+        )
+    return exported

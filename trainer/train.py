@@ -789,7 +789,12 @@ def _now() -> str:
 
 def training_summary(result: TrainResult) -> dict[str, Any]:
     """The manifest's ``training`` block: what data, how much, which recipe."""
-    cfg, hp = result.config, result.hp
+    return summary_from_config(result.config, result.hp, result.epochs_done)
+
+
+def summary_from_config(cfg: dict[str, Any], hp: HParams, epochs_done: int) -> dict[str, Any]:
+    """:func:`training_summary` from a run's config.json (for exporting a finished run
+    again, for instance with a newer exporter)."""
     network = cfg.get("network", hp.arch)
     return {
         "datasets": cfg["data"],
@@ -800,14 +805,16 @@ def training_summary(result: TrainResult) -> dict[str, Any]:
         "arch": network,
         "recipe": hp.arch,  # whose defaults the hyperparameters started from
         "width": hp.width if network == hp.arch else None,
-        "epochs": result.epochs_done,
+        "epochs": epochs_done,
         "batch_size": hp.batch_size,
         "optimizer": hp.optimizer,
         "lr": hp.lr,
         "schedule": hp.schedule,
+        "weight_decay": hp.weight_decay,
         "label_smoothing": hp.label_smoothing,
         "augment": hp.augment,
         "translate": hp.translate,
+        "cutout": hp.cutout,
         "lookahead": hp.lookahead,
         "seed": hp.seed,
         "val_split": hp.val_split,

@@ -69,6 +69,12 @@ def test_export_command_and_its_quantization_guard(
     result = invoke("export", tiny_run / "model.keras", *data, "--out", out)
     assert result.exit_code == 0, result.output
     assert read_manifest(out).accuracy == read_manifest(tiny_run).accuracy
+    # exporting a finished run again keeps its training record and draws its curve
+    training = dict(read_manifest(out).training)
+    assert training.pop("exported_from") == str((tiny_run / "model.keras").resolve())
+    assert training == read_manifest(tiny_run).training
+    assert len(json.loads((out / "metrics.json").read_text())["history"]) == 2
+    assert (out / "curve.png").is_file()
 
     rejected = tmp_path / "rejected"
     forced = invoke(
