@@ -473,6 +473,15 @@ def _print_summary(out: Path, metrics: dict) -> None:
         f"(drop {metrics['quant_drop_points']:.2f} points, allowed {metrics['max_quant_drop']:g})"
     )
     click.echo(f"tflite    {metrics['tflite_bytes']:,} bytes, sha256 {metrics['sha256'][:12]}")
+    confidence = metrics.get("confidence", {})
+    if confidence.get("method") == "temperature":
+        click.echo(
+            f"confidence temperature {confidence['temperature']:.3g}: calibration error "
+            f"{100 * confidence['ece_float_before']:.1f}% -> {100 * confidence['ece_int8']:.1f}% "
+            "(int8)"
+        )
+    else:
+        click.echo("confidence as trained (validation split too small to calibrate)")
 
 
 if __name__ == "__main__":
