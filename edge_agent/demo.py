@@ -21,13 +21,19 @@ from edge_agent.service import default_model_dir
 
 SPRITES = Path(__file__).resolve().parent / "samples" / "sprites"
 EVENT_GAP_S = 10.0
-# The shipped model keeps 85% of CIFAR-10 validation crops at the default threshold of 0.5
-# (92% of them right). Upscaled, re-compressed photos walking over grass are further from
-# its training data and score lower, so the demo trusts it down to 0.3 (97.8% of the
-# validation crops, 86.8% right); docs/benchmarks.md has the full table.
+# Upscaled, re-compressed photos walking over grass are further from CIFAR-10 than its
+# validation crops and score lower, so the demo trusts the model down to 0.3 instead of the
+# default 0.5 (docs/benchmarks.md has the threshold table of the shipped model).
+CONFIDENCE_THRESHOLD = 0.3
+# Which sprites walk, and how, is drawn from this seed. It is a chosen scene, not a sample:
+# over seeds 0-15 the pipeline counted 66 of 96 animals right with either the current or
+# the previous shipped model, and the privacy checks took 22 for people (docs/benchmarks.md,
+# "The demo scene"). Seed 7 is one the shipped model counts right; the previous model's
+# was 3, where this one calls a white horse a dog.
+SCENE_SEED = 7
 DEMO_CONFIG = f"""\
 [classifier]
-confidence_threshold = 0.3
+confidence_threshold = {CONFIDENCE_THRESHOLD}
 
 [events]
 event_gap_s = {EVENT_GAP_S}
@@ -40,7 +46,7 @@ def make_sample_video(out_dir: Path) -> tuple[Path, scenes.SceneTruth]:
         height=480,
         fps=10.0,
         gap_s=2 * EVENT_GAP_S,
-        seed=3,
+        seed=SCENE_SEED,
         sprites=scenes.FolderSprites(SPRITES),
     )
     video = out_dir / "sample.mp4"
