@@ -138,8 +138,8 @@ def main() -> None:
     type=click.Choice(ARCH_CHOICES),
     default=None,
     help="seed: the original Keras CIFAR-10 recipe; resnet: BatchNorm ResNet-9; airbench: "
-    "airbench94's whitened net and recipe; tiny: seconds, for tests. [default: with "
-    "--init-from, the loaded network's own recipe; else resnet]",
+    "airbench94's whitened net and recipe (the shipped model; for large datasets); tiny: "
+    "seconds, for tests. [default: resnet, also when fine-tuning with --init-from]",
 )
 @click.option(
     "--out",
@@ -246,11 +246,16 @@ def train(
     if not resume and not data:
         raise TrainerCliError("give at least one --data (or --resume an existing run)")
     if arch is None:
-        arch = (saved_network_arch(init_from) if init_from else None) or DEFAULT_ARCH
-        if init_from and not resume:
+        arch = DEFAULT_ARCH
+        network = saved_network_arch(init_from) if init_from else None
+        if network and not resume:
+            # resnet's recipe (batch 256, peak lr 0.2, 40 epochs) suits the few hundred crops
+            # a site collects; airbench's (batch 1024, lr 1.5) gives them one step an epoch.
             logging.getLogger("trapcount.trainer").info(
-                "fine-tuning with the %s recipe (the loaded network's); --arch picks another",
+                "fine-tuning a %s network with the %s recipe; --arch %s uses its own",
+                network,
                 arch,
+                network,
             )
     out = out or Path("runs") / arch
     if resume and data:
