@@ -94,13 +94,20 @@ def _run(action):
 
 
 def _setup_logging(quiet: bool) -> None:
-    logger = logging.getLogger("trapcount.trainer")
-    logger.handlers.clear()
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
-    logger.addHandler(handler)
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
-    logger.propagate = False
+    """Our log lines, and TensorFlow's warnings, to this invocation's stderr. TensorFlow's
+    logger otherwise keeps the stderr of the first call that logged (an earlier, closed
+    stream when commands run in one process, as tests do) and fails on its next warning."""
+    for name, level in (
+        ("trapcount.trainer", logging.WARNING if quiet else logging.INFO),
+        ("tensorflow", logging.WARNING),
+    ):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = False
 
 
 data_option = click.option(
