@@ -1,6 +1,6 @@
 """``make demo``: make a sample camera-trap video, count it with the shipped model, compare.
 
-    python -m edge_agent.demo [--out demo-out] [--model models/default]
+    python -m edge_agent.demo [--out demo-out] [--model models/default] [--seed N]
 
 The video is synthetic: CIFAR-10 photographs of animals (``edge_agent/samples/sprites``,
 made by ``scripts/make_demo_sprites.py``) walk across a textured background in three events
@@ -40,17 +40,21 @@ event_gap_s = {EVENT_GAP_S}
 """
 
 
-def make_sample_video(out_dir: Path) -> tuple[Path, scenes.SceneTruth]:
-    scene = scenes.example_scene(
+def sample_scene(seed: int = SCENE_SEED) -> scenes.Scene:
+    """The demo's kind of scene; ``seed`` draws its sprites, paths and events."""
+    return scenes.example_scene(
         width=640,
         height=480,
         fps=10.0,
         gap_s=2 * EVENT_GAP_S,
-        seed=SCENE_SEED,
+        seed=seed,
         sprites=scenes.FolderSprites(SPRITES),
     )
+
+
+def make_sample_video(out_dir: Path, seed: int = SCENE_SEED) -> tuple[Path, scenes.SceneTruth]:
     video = out_dir / "sample.mp4"
-    truth = scenes.write_video(scene, video, event_gap_s=EVENT_GAP_S)
+    truth = scenes.write_video(sample_scene(seed), video, event_gap_s=EVENT_GAP_S)
     return video, truth
 
 
@@ -58,13 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("demo-out"))
     parser.add_argument("--model", type=Path, default=None, help="default: the shipped model")
+    parser.add_argument(
+        "--seed", type=int, default=SCENE_SEED, help=f"scene seed (default {SCENE_SEED})"
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     db = args.out / "demo.sqlite"
     db.unlink(missing_ok=True)
 
     print(f"making a sample camera-trap video in {args.out} ...", file=sys.stderr)
-    video, truth = make_sample_video(args.out)
+    video, truth = make_sample_video(args.out, args.seed)
     config = args.out / "demo.toml"
     config.write_text(DEMO_CONFIG, encoding="utf-8")
     model = args.model or default_model_dir()

@@ -30,6 +30,6 @@ def test_the_demo_counts_the_sample_video_like_the_truth(
         trapcount(["report", "--db", str(tmp_path / "demo.sqlite"), "--format", "json"])
     assert done.value.code in (None, 0)
     report = json.loads(capsys.readouterr().out)
-    _, truth = demo.make_sample_video(tmp_path / "again")
+    truth = demo.sample_scene().truth(demo.EVENT_GAP_S)
     assert len({event["id"] for event in report["events"]}) == len(truth.events)
     assert report["totals"] == truth.totals

@@ -189,7 +189,7 @@ def export_model(
         len(calibration),
         len(labels),
     )
-    deployed, confidence = temperature_scaled(model, val, min_temperature_images)
+    deployed, confidence, val_logits = temperature_scaled(model, val, min_temperature_images)
     tflite_path = out / MODEL_FILENAME
     _write_atomic(tflite_path, convert_int8(deployed, calibration))
     input_spec, output_spec = tensor_specs(tflite_path)
@@ -213,7 +213,11 @@ def export_model(
     write_manifest(manifest, out)  # the classifier refuses a model without a matching one
 
     log.info("measuring float and int8 accuracy on %d validation images", len(val))
-    flt = Scores(labels, val.labels, predict_float(model, val.images))
+    # The temperature fit already ran the float model on val: its logits rank the same.
+    if val_logits is not None:
+        flt = Scores(labels, val.labels, np.argmax(val_logits, axis=1))
+    else:
+        flt = Scores(labels, val.labels, predict_float(model, val.images))
     int8_probs = int8_probabilities(out, val.images)
     int8 = Scores(labels, val.labels, np.argmax(int8_probs, axis=1))
     confidence["ece_int8"] = round(calibrate.expected_calibration_error(int8_probs, val.labels), 4)
@@ -281,16 +285,23 @@ def plot_run_curve(history: list[dict], network: str, int8_accuracy: float, path
     return plot_history(history, path, title)
 
 
-def temperature_scaled(model, val: Dataset, min_images: int) -> tuple[Any, dict[str, Any]]:
+def temperature_scaled(
+    model, val: Dataset, min_images: int
+) -> tuple[Any, dict[str, Any], np.ndarray | None]:
     """The model to convert (``model`` with a fitted temperature, or ``model`` itself when
-    ``val`` is too small to fit one) and what was done, for the manifest."""
+    ``val`` is too small to fit one), what was done, for the manifest, and the float
+    logits on ``val`` when they were computed."""
     if len(val) < min_images:
         log.info(
             "confidences left as trained: %d validation images, %d needed to calibrate them",
             len(val),
             min_images,
         )
-        return model, {"method": "none", "reason": f"fewer than {min_images} validation images"}
+        return (
+            model,
+            {"method": "none", "reason": f"fewer than {min_images} validation images"},
+            None,
+        )
     logits_model = calibrate.logit_model(model)
     logits = logits_model.predict(val.images.astype(np.float32), batch_size=256, verbose=0)
     temperature = calibrate.fit_temperature(logits, val.labels)
@@ -314,7 +325,7 @@ def temperature_scaled(model, val: Dataset, min_images: int) -> tuple[Any, dict[
         "ece_float_before": round(before, 4),
         "ece_float_after": round(after, 4),
     }
-    return calibrate.with_temperature(model, temperature), info
+    return calibrate.with_temperature(model, temperature), info, logits
 
 
 def export_run(result) -> ExportResult:
