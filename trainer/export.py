@@ -19,6 +19,7 @@ deployable remains, while ``metrics.json`` says why.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import tempfile
@@ -157,6 +158,7 @@ def export_model(
     worse than float. With at least ``min_temperature_images`` validation images, the
     .tflite divides its logits by a temperature fitted on them (``trainer.calibrate``)."""
     from edge_agent import __version__
+    from trainer.int8_graph import int8_ready  # imports Keras: not at module load
     from trainer.train import write_json
 
     out = Path(out).expanduser()
@@ -190,6 +192,7 @@ def export_model(
         len(labels),
     )
     deployed, confidence, val_logits = temperature_scaled(model, val, min_temperature_images)
+    deployed, graph_report = int8_ready(deployed, calibration)
     tflite_path = out / MODEL_FILENAME
     _write_atomic(tflite_path, convert_int8(deployed, calibration))
     input_spec, output_spec = tensor_specs(tflite_path)
@@ -246,6 +249,7 @@ def export_model(
         "labels": labels,
         "per_class_recall": {"float": flt.per_class_recall(), "int8": int8.per_class_recall()},
         "confidence": confidence,
+        "int8_graph": dataclasses.asdict(graph_report),
         "confusion": {"float": flt.confusion.tolist(), "int8": int8.confusion.tolist()},
         "input": input_spec.__dict__,
         "output": output_spec.__dict__,

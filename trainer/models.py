@@ -191,14 +191,26 @@ def _dirac_init(model: keras.Model) -> None:
             layer.kernel.assign(kernel)
 
 
+def snap_to_int8_grid(kernel: np.ndarray) -> np.ndarray:
+    """``kernel`` rounded to the grid the TFLite converter quantizes it on: per output
+    channel (last axis), symmetric, a step of max|w| / 127. Scaling the kernel by a constant
+    (the converter folds the input's 1/255 into it) keeps it on its grid."""
+    kernel = np.asarray(kernel, dtype=np.float64)
+    flat = kernel.reshape(-1, kernel.shape[-1])
+    step = np.abs(flat).max(axis=0) / 127.0
+    step = np.where(step > 0, step, 1.0)
+    return (np.round(flat / step) * step).reshape(kernel.shape).astype(np.float32)
+
+
 def init_whitening(
     model: keras.Model, images: np.ndarray, *, max_images: int = 5000, eps: float = 3e-5
 ) -> bool:
     """Set the ``whiten`` layer of ``model`` (if it has one) from ``images`` (N, H, W, C
     uint8): filters are the covariance eigenvectors of the k x k patches scaled by
-    1/sqrt(eigenvalue + eps), each also negated (GELU keeps both signs), with a bias that
-    centres the patches. ``eps`` is airbench's 5e-4 converted from its normalized pixels
-    to our 0-1 pixels (std about 0.25, so variance / 16). Returns whether it did."""
+    1/sqrt(eigenvalue + eps), each also negated (GELU keeps both signs), rounded to their
+    int8 grid (:func:`snap_to_int8_grid`), with a bias that centres the patches. ``eps``
+    is airbench's 5e-4 converted from its normalized pixels to our 0-1 pixels (std about
+    0.25, so variance / 16). Returns whether it did."""
     try:
         layer = model.get_layer("whiten")
     except ValueError:
@@ -213,7 +225,9 @@ def init_whitening(
     cov = np.cov(patches - mean, rowvar=False)
     eigenvalues, eigenvectors = np.linalg.eigh(cov)
     scaled = eigenvectors / np.sqrt(np.clip(eigenvalues, 0.0, None) + eps)
-    filters = np.concatenate([scaled, -scaled], axis=1)
+    # On the int8 grid from the start, so the network trains with the weights the Pi runs:
+    # rounding them after training leaks brightness into the low-variance channels.
+    filters = snap_to_int8_grid(np.concatenate([scaled, -scaled], axis=1))
     kernel = filters.reshape(k, k, sample.shape[-1], filters.shape[1])
     bias = -(mean @ filters)
     layer.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])

@@ -40,8 +40,10 @@ def test_whitening_decorrelates_the_training_patches():
     assert np.allclose(negative, -positive, atol=1e-4)
     assert np.abs(positive.mean(axis=0)).max() < 1e-3  # the bias centres the patches
     cov = np.cov(positive, rowvar=False)
-    assert np.abs(cov - np.diag(np.diag(cov))).max() < 1e-3  # decorrelated
-    assert np.all(np.diag(cov) > 0.9) and np.all(np.diag(cov) < 1.01)  # unit variance
+    # decorrelated, with unit variance, to within the int8 grid the kernel is rounded to
+    # (a step is 1/127 of each filter's largest weight; exact whitening leaves < 1e-3)
+    assert np.abs(cov - np.diag(np.diag(cov))).max() < 0.03
+    assert np.all(np.diag(cov) > 0.97) and np.all(np.diag(cov) < 1.03)
     # and it stays fixed: nothing in it is trained
     assert not model.get_layer("whiten").trainable_weights
 
