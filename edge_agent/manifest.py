@@ -52,6 +52,9 @@ class Manifest:
     # How the confidences were calibrated (trainer.calibrate): method, temperature, and the
     # expected calibration error before and after on the validation split.
     confidence: dict[str, Any] = field(default_factory=dict)
+    # Test-time augmentation inside the .tflite ("flip": crop and mirror, logits averaged):
+    # information only, the agent calls the model the same way; a crop costs that many passes.
+    tta: str = "none"
     training: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     trapcount_version: str = ""

@@ -179,6 +179,12 @@ def main() -> None:
     type=click.IntRange(min=0),
     help="Augmentation: blank a random square of this side in pixels [default: 0, none].",
 )
+@click.option(
+    "--tta",
+    type=click.Choice(["none", "flip"]),
+    help="Test-time augmentation baked into the .tflite: flip averages the crop and its "
+    "mirror image (twice the per-crop cost) [default: per-arch].",
+)
 @click.option("--seed", type=int, help="Random seed for weights, shuffling, augmentation.")
 @click.option("--val-split", type=float, help="Stratified validation fraction [default: 0.2].")
 @click.option("--split-seed", type=int, help="Seed of the validation split [default: 0].")
@@ -228,6 +234,7 @@ def train(
     augment,
     translate,
     cutout,
+    tta,
     seed,
     val_split,
     split_seed,
@@ -287,6 +294,7 @@ def train(
                 augment=augment,
                 translate=translate,
                 cutout=cutout,
+                tta=tta,
                 seed=seed,
                 val_split=val_split,
                 split_seed=split_seed,
@@ -337,9 +345,14 @@ def train(
 )
 @click.option("--val-split", type=float, help="Validation fraction (default: from the run).")
 @click.option("--split-seed", type=int, help="Validation split seed (default: from the run).")
+@click.option(
+    "--tta",
+    type=click.Choice(["none", "flip"]),
+    help="Test-time augmentation baked into the .tflite (default: from the run, else none).",
+)
 @cache_option
 @quiet_option
-def export(model, data, out, max_quant_drop, val_split, split_seed, no_cache, quiet) -> None:
+def export(model, data, out, max_quant_drop, val_split, split_seed, tta, no_cache, quiet) -> None:
     """Export MODEL (.keras) to int8 TFLite + manifest, measured on --data's validation split.
 
     The split and labels come from the config.json beside MODEL when there is one. Fails
@@ -359,6 +372,7 @@ def export(model, data, out, max_quant_drop, val_split, split_seed, no_cache, qu
             max_quant_drop=max_quant_drop,
             val_split=val_split,
             split_seed=split_seed,
+            tta=tta,
             use_cache=not no_cache,
         )
         _print_summary(exported.out, exported.metrics)

@@ -208,6 +208,11 @@ def evaluate_model_dir(
         from trainer.train import load_keras_model
 
         model = load_keras_model(keras_path)
+        if manifest.tta != "none":  # measure the float model the way the .tflite runs it
+            from trainer.calibrate import logit_model
+            from trainer.tta import classifier_head
+
+            model = classifier_head(logit_model(model), manifest.tta)
         flt = Scores(manifest.labels, data.labels, predict_float(model, data.images))
         result["float_accuracy"] = round(flt.accuracy, 4)
         result["per_class_recall_float"] = flt.per_class_recall()

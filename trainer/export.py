@@ -151,15 +151,20 @@ def export_model(
     seed: int = 0,
     extra_metrics: dict[str, Any] | None = None,
     min_temperature_images: int = calibrate.MIN_CALIBRATION_IMAGES,
+    tta: str = "none",
 ) -> ExportResult:
     """Write model.keras, model.tflite, model.json, metrics.json and confusion.png into
     ``out``; measure float and int8 accuracy on ``val`` (int8 through the edge classifier);
     raise :class:`QuantizationDropError` when int8 is more than ``max_quant_drop`` points
     worse than float. With at least ``min_temperature_images`` validation images, the
-    .tflite divides its logits by a temperature fitted on them (``trainer.calibrate``)."""
+    .tflite divides its logits by a temperature fitted on them (``trainer.calibrate``).
+    ``tta="flip"`` bakes the mirror-image average into it (``trainer.tta``); the float
+    accuracy is then that of the same two-view average. The graph converted is rewritten
+    for int8 first (``trainer.int8_graph``); ``model.keras`` is saved as trained."""
     from edge_agent import __version__
-    from trainer.int8_graph import int8_ready  # imports Keras: not at module load
+    from trainer.int8_graph import int8_ready  # these import Keras: not at module load
     from trainer.train import write_json
+    from trainer.tta import classifier_head, views
 
     out = Path(out).expanduser()
     labels = list(train.classes)
@@ -191,8 +196,18 @@ def export_model(
         len(calibration),
         len(labels),
     )
-    deployed, confidence, val_logits = temperature_scaled(model, val, min_temperature_images)
-    deployed, graph_report = int8_ready(deployed, calibration)
+    try:
+        logits_model = calibrate.logit_model(model)
+        tta_views = views(tta)
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
+    # What the trap computes, in float: the crop (and its mirror, with --tta flip).
+    float_model = model if tta == "none" else classifier_head(logits_model, tta)
+    temperature, confidence, val_logits = fitted_temperature(
+        float_model, val, min_temperature_images
+    )
+    ready_logits, graph_report = int8_ready(logits_model, calibration)
+    deployed = classifier_head(ready_logits, tta, temperature)
     tflite_path = out / MODEL_FILENAME
     _write_atomic(tflite_path, convert_int8(deployed, calibration))
     input_spec, output_spec = tensor_specs(tflite_path)
@@ -209,6 +224,7 @@ def export_model(
         output=output_spec,
         sha256=sha256_file(tflite_path),
         arch=arch,
+        tta=tta,
         training=training,
         created=utc_now_iso(),
         trapcount_version=__version__,
@@ -220,7 +236,7 @@ def export_model(
     if val_logits is not None:
         flt = Scores(labels, val.labels, np.argmax(val_logits, axis=1))
     else:
-        flt = Scores(labels, val.labels, predict_float(model, val.images))
+        flt = Scores(labels, val.labels, predict_float(float_model, val.images))
     int8_probs = int8_probabilities(out, val.images)
     int8 = Scores(labels, val.labels, np.argmax(int8_probs, axis=1))
     confidence["ece_int8"] = round(calibrate.expected_calibration_error(int8_probs, val.labels), 4)
@@ -250,6 +266,7 @@ def export_model(
         "per_class_recall": {"float": flt.per_class_recall(), "int8": int8.per_class_recall()},
         "confidence": confidence,
         "int8_graph": dataclasses.asdict(graph_report),
+        "tta": {"mode": tta, "views": tta_views},
         "confusion": {"float": flt.confusion.tolist(), "int8": int8.confusion.tolist()},
         "input": input_spec.__dict__,
         "output": output_spec.__dict__,
@@ -289,12 +306,12 @@ def plot_run_curve(history: list[dict], network: str, int8_accuracy: float, path
     return plot_history(history, path, title)
 
 
-def temperature_scaled(
+def fitted_temperature(
     model, val: Dataset, min_images: int
-) -> tuple[Any, dict[str, Any], np.ndarray | None]:
-    """The model to convert (``model`` with a fitted temperature, or ``model`` itself when
-    ``val`` is too small to fit one), what was done, for the manifest, and the float
-    logits on ``val`` when they were computed."""
+) -> tuple[float | None, dict[str, Any], np.ndarray | None]:
+    """The temperature to divide ``model``'s logits by (None when ``val`` is too small to
+    fit one), what was done, for the manifest, and the float logits on ``val`` when they
+    were computed."""
     if len(val) < min_images:
         log.info(
             "confidences left as trained: %d validation images, %d needed to calibrate them",
@@ -302,7 +319,7 @@ def temperature_scaled(
             min_images,
         )
         return (
-            model,
+            None,
             {"method": "none", "reason": f"fewer than {min_images} validation images"},
             None,
         )
@@ -329,7 +346,7 @@ def temperature_scaled(
         "ece_float_before": round(before, 4),
         "ece_float_after": round(after, 4),
     }
-    return calibrate.with_temperature(model, temperature), info, logits
+    return temperature, info, logits
 
 
 def export_run(result) -> ExportResult:
@@ -349,6 +366,7 @@ def export_run(result) -> ExportResult:
             calibration_count=hp.calibration_images,
             seed=hp.seed,
             extra_metrics={"history": result.history},
+            tta=hp.tta,
         )
         plot_run_curve(
             result.history,
@@ -374,6 +392,7 @@ def export_keras_file(
     max_quant_drop: float | None = None,
     val_split: float | None = None,
     split_seed: int | None = None,
+    tta: str | None = None,
     use_cache: bool = True,
 ) -> ExportResult:
     """``trapcount-train export``: export an existing ``.keras`` model.
@@ -449,6 +468,7 @@ def export_keras_file(
         calibration_count=int(hparams.get("calibration_images", 256)),
         seed=int(hparams.get("seed", 0)),
         extra_metrics={"history": history} if history else None,
+        tta=tta if tta is not None else str(hparams.get("tta", "none")),
     )
     if history:
         plot_run_curve(

@@ -39,6 +39,7 @@ from trainer.models import (
     make_model,
     replace_head,
 )
+from trainer.tta import TTA_MODES
 
 log = logging.getLogger("trapcount.trainer")
 
@@ -71,6 +72,7 @@ class HParams:
     augment: bool = True  # pad + random crop + horizontal flip, in tf.data
     translate: int | None = None  # augment: crop offset in pixels (None: 1/8 of the side)
     cutout: int = 0  # augment: side of a square blanked at a random place (0: none)
+    tta: str = "none"  # export: test-time augmentation baked into the .tflite (trainer.tta)
     lookahead: bool = False  # airbench's Lookahead: pull weights to their running average
     width: int | None = 16  # resnet, airbench: channels of the first layer / group
     input_size: tuple[int, int] = (32, 32)  # (height, width) the images are resized to
@@ -195,6 +197,8 @@ def validate_hparams(hp: HParams) -> None:
         problems.append("translate must be 0 or more pixels")
     if not 0 <= hp.cutout <= min(hp.input_size):
         problems.append("cutout must be 0 (none) up to the input side in pixels")
+    if hp.tta not in TTA_MODES:
+        problems.append(f"unknown test-time augmentation {hp.tta!r} ({', '.join(TTA_MODES)})")
     if hp.calibration_images < 1:
         problems.append("calibration images must be at least 1")
     if problems:
@@ -816,6 +820,7 @@ def summary_from_config(cfg: dict[str, Any], hp: HParams, epochs_done: int) -> d
         "augment": hp.augment,
         "translate": hp.translate,
         "cutout": hp.cutout,
+        "tta": hp.tta,
         "lookahead": hp.lookahead,
         "seed": hp.seed,
         "val_split": hp.val_split,
