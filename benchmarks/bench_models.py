@@ -7,7 +7,8 @@ model, with:
 - validation accuracy: from the folder's metrics.json (measured by the export on the
   run's validation split, int8 through ``edge_agent.classifier``), or recomputed on the
   same split with ``--data ARCHIVE`` (slower: decodes and predicts 10,000 images);
-- parameters and multiply-adds per image (``trainer.models.count_macs``);
+- parameters and multiply-adds per crop (``trainer.models.count_macs``, times two for a
+  model exported with ``--tta flip``, whose float row then runs both views too);
 - file size: the float model saved as .keras without optimizer state, and model.tflite;
 - latency per crop, one thread, batch 1, on the same crops: Keras ``model.predict`` for
   float (what a script calling Keras would do), ``Classifier.predict_proba`` for int8
@@ -68,13 +69,18 @@ def accuracies(model_dir: Path, data: str | None) -> tuple[float, float, str]:
 def measure(model_dir: Path, images_count: int, repeats: int, data: str | None) -> list[dict]:
     import keras
 
+    from trainer.calibrate import logit_model
     from trainer.models import count_macs
+    from trainer.tta import classifier_head, views
 
     classifier = Classifier(model_dir, num_threads=1, max_batch=1)
     model = keras.models.load_model(model_dir / "model.keras", compile=False)
     images, what = load_images(images_count, classifier.input_size)
     float_acc, int8_acc, source = accuracies(model_dir, data)
-    params, macs = int(model.count_params()), count_macs(model)
+    tta = classifier.manifest.tta
+    params, macs = int(model.count_params()), count_macs(model) * views(tta)
+    if tta != "none":  # the float model the same way as the .tflite: both views
+        model = classifier_head(logit_model(model), tta)
 
     def float_predict(x):
         return model.predict(x.astype(np.float32), verbose=0)
@@ -82,7 +88,8 @@ def measure(model_dir: Path, images_count: int, repeats: int, data: str | None) 
     float_s = time_per_image(float_predict, images, 1, repeats)
     int8_s = time_per_image(classifier.predict_proba, images, 1, repeats)
     name = model_dir.name if model_dir.name != "default" else "models/default"
-    common = dict(model=name, arch=classifier.manifest.arch, params=params, macs=macs)
+    arch = classifier.manifest.arch + (f" + {tta} TTA" if tta != "none" else "")
+    common = dict(model=name, arch=arch, params=params, macs=macs)
     rows = [
         dict(
             common,

@@ -206,7 +206,8 @@ def test_training_drops_the_short_last_batch_but_validation_keeps_it():
 def test_airbench_recipe_defaults():
     hp = hparams_for("airbench")
     assert (hp.batch_size, hp.lr, hp.momentum, hp.label_smoothing) == (1024, 1.5, 0.85, 0.2)
-    assert (hp.translate, hp.lookahead, hp.width, hp.warmup_start) == (2, True, 44, 0.2)
+    assert (hp.translate, hp.lookahead, hp.width, hp.warmup_start) == (4, True, 44, 0.2)
+    assert (hp.epochs, hp.cutout, hp.tta) == (70, 12, "none")
 
 
 def test_airbench_trains_exports_int8_and_runs_on_the_edge(class_folders: Path, tmp_path: Path):
