@@ -225,7 +225,8 @@ def test_airbench_trains_exports_int8_and_runs_on_the_edge(class_folders: Path, 
     assert metrics["float_accuracy"] >= 0.8
     assert metrics["int8_accuracy"] >= metrics["float_accuracy"] - 0.05
     config = json.loads((out / "config.json").read_text())
-    assert config["hparams"]["lookahead"] and config["hparams"]["translate"] == 2
+    hparams = config["hparams"]
+    assert hparams["lookahead"] and (hparams["translate"], hparams["cutout"]) == (4, 12)
     rng = np.random.default_rng(42)
     fresh = np.stack([synthetic_image(label, rng) for label in CLASSES for _ in range(10)])
     with Classifier(out) as classifier:
