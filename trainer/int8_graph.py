@@ -19,8 +19,9 @@ rounding that the int8 model would do anyway:
     takes the brightness-proportional part out. Models trained since the whitening was set
     on the grid (:func:`trainer.models.init_whitening`) are unchanged by it.
 
-Measured on the airbench width 44 shipped on 2026-11-27 (docs/benchmarks.md): int8
-86.96% as converted before, 86.99% with the fold alone, 87.22% with both.
+Measured on the airbench width 44 shipped on 2026-11-27 (benchmarks/bench_int8_graph.py,
+docs/benchmarks.md): int8 86.96% as converted before, 86.99% with the fold alone, 87.31%
+with both.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from trainer.models import ScaledBias, snap_to_int8_grid
+from trainer.models import ScaledBias, int8_grid_step, snap_to_int8_grid
 
 log = logging.getLogger(__name__)
 
@@ -171,8 +172,7 @@ def snap_whitening(model, images: np.ndarray) -> float | None:
     kernel, bias = layer.get_weights()
     snapped = snap_to_int8_grid(kernel)
     flat_change = (kernel - snapped).reshape(-1, kernel.shape[-1])
-    step = np.abs(kernel).reshape(-1, kernel.shape[-1]).max(axis=0) / 127.0
-    max_step = float((np.abs(flat_change) / np.where(step > 0, step, 1.0)).max())
+    max_step = float((np.abs(flat_change) / int8_grid_step(kernel)).max())
     layer.set_weights([snapped, (bias + mean_patch @ flat_change).astype(np.float32)])
     return max_step
 

@@ -191,14 +191,20 @@ def _dirac_init(model: keras.Model) -> None:
             layer.kernel.assign(kernel)
 
 
+def int8_grid_step(kernel: np.ndarray) -> np.ndarray:
+    """The step of the grid the TFLite converter quantizes ``kernel`` on, per output channel
+    (last axis): symmetric, max|w| / 127 (1 for an all-zero channel, which stays zero)."""
+    flat = np.asarray(kernel, dtype=np.float64).reshape(-1, np.shape(kernel)[-1])
+    step = np.abs(flat).max(axis=0) / 127.0
+    return np.where(step > 0, step, 1.0)
+
+
 def snap_to_int8_grid(kernel: np.ndarray) -> np.ndarray:
-    """``kernel`` rounded to the grid the TFLite converter quantizes it on: per output
-    channel (last axis), symmetric, a step of max|w| / 127. Scaling the kernel by a constant
-    (the converter folds the input's 1/255 into it) keeps it on its grid."""
+    """``kernel`` rounded to its :func:`int8_grid_step` grid. Scaling the kernel by a
+    constant (the converter folds the input's 1/255 into it) keeps it on its grid."""
     kernel = np.asarray(kernel, dtype=np.float64)
     flat = kernel.reshape(-1, kernel.shape[-1])
-    step = np.abs(flat).max(axis=0) / 127.0
-    step = np.where(step > 0, step, 1.0)
+    step = int8_grid_step(kernel)
     return (np.round(flat / step) * step).reshape(kernel.shape).astype(np.float32)
 
 
