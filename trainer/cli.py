@@ -185,6 +185,17 @@ def main() -> None:
     help="Test-time augmentation baked into the .tflite: flip averages the crop and its "
     "mirror image (twice the per-crop cost) [default: per-arch].",
 )
+@click.option(
+    "--teacher",
+    type=click.Path(path_type=Path),
+    help="Distil: a trained .keras classifier with the same labels; its softmax on each "
+    "augmented crop becomes part of the training target.",
+)
+@click.option(
+    "--teacher-weight",
+    type=float,
+    help="Share of the target taken from --teacher; the rest is the label [default: 0.5].",
+)
 @click.option("--seed", type=int, help="Random seed for weights, shuffling, augmentation.")
 @click.option("--val-split", type=float, help="Stratified validation fraction [default: 0.2].")
 @click.option("--split-seed", type=int, help="Seed of the validation split [default: 0].")
@@ -235,6 +246,8 @@ def train(
     translate,
     cutout,
     tta,
+    teacher,
+    teacher_weight,
     seed,
     val_split,
     split_seed,
@@ -295,6 +308,8 @@ def train(
                 translate=translate,
                 cutout=cutout,
                 tta=tta,
+                teacher=str(teacher) if teacher else None,
+                teacher_weight=teacher_weight,
                 seed=seed,
                 val_split=val_split,
                 split_seed=split_seed,

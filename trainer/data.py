@@ -524,6 +524,9 @@ def make_tf_dataset(
     seed: int,
     translate: int | None = None,
     cutout: int = 0,
+    soft_targets=None,
+    soft_weight: float = 0.5,
+    label_smoothing: float = 0.0,
 ):
     """A batched tf.data pipeline of (float32 raw pixels 0-255, one-hot labels).
 
@@ -533,6 +536,11 @@ def make_tf_dataset(
     horizontal flip, then with ``cutout`` a square of that side, centred anywhere and
     clipped at the border, set to the batch's mean colour as in DeVries & Taylor 2017)
     happens here, vectorized over the batch, so the exported model has none of it.
+
+    ``soft_targets`` (knowledge distillation) is a callable mapping a batch of crops to
+    class probabilities, a teacher network: the target of each crop becomes
+    ``soft_weight`` x its output on that very crop, after augmentation (the teacher sees
+    what the student sees) plus the rest x the label smoothed by ``label_smoothing``.
     """
     import tensorflow as tf
 
@@ -580,7 +588,12 @@ def make_tf_dataset(
             batch = random_crop_flip(batch)
             if cutout > 0:
                 batch = random_cutout(batch)
-        return batch, tf.one_hot(tf.gather(all_labels, index), num_classes)
+        target = tf.one_hot(tf.gather(all_labels, index), num_classes)
+        if soft_targets is not None:
+            smoothed = target * (1.0 - label_smoothing) + label_smoothing / num_classes
+            taught = tf.cast(soft_targets(batch, training=False), tf.float32)
+            target = soft_weight * taught + (1.0 - soft_weight) * smoothed
+        return batch, target
 
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -74,6 +74,11 @@ class HParams:
     cutout: int = 0  # augment: side of a square blanked at a random place (0: none)
     tta: str = "none"  # export: test-time augmentation baked into the .tflite (trainer.tta)
     lookahead: bool = False  # airbench's Lookahead: pull weights to their running average
+    # Knowledge distillation: a trained .keras classifier (absolute path) whose softmax on
+    # each augmented crop makes ``teacher_weight`` of the training target; the rest is the
+    # label, smoothed. None: labels only.
+    teacher: str | None = None
+    teacher_weight: float = 0.5
     width: int | None = 16  # resnet, airbench: channels of the first layer / group
     input_size: tuple[int, int] = (32, 32)  # (height, width) the images are resized to
     val_split: float = 0.2  # stratified hold-out fraction
@@ -203,6 +208,8 @@ def validate_hparams(hp: HParams) -> None:
         problems.append(f"unknown test-time augmentation {hp.tta!r} ({', '.join(TTA_MODES)})")
     if hp.calibration_images < 1:
         problems.append("calibration images must be at least 1")
+    if not 0.0 < hp.teacher_weight <= 1.0:
+        problems.append("teacher weight must be in (0, 1]")
     if problems:
         raise ValueError("; ".join(problems))
 
@@ -286,9 +293,12 @@ def make_optimizer(hp: HParams, steps_per_epoch: int):
 
 def compile_model(model, hp: HParams, steps_per_epoch: int) -> None:
 
+    # With a teacher the pipeline smooths the label part of the target itself; the loss
+    # must not smooth the teacher's distribution a second time.
+    smoothing = 0.0 if hp.teacher else hp.label_smoothing
     model.compile(
         optimizer=make_optimizer(hp, steps_per_epoch),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=hp.label_smoothing),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=smoothing),
         metrics=["accuracy"],
     )
 
@@ -306,6 +316,26 @@ def labels_beside(model_path: Path) -> list[str] | None:
             if labels:
                 return [str(v) for v in labels]
     return None
+
+
+def load_teacher(path: str, labels: list[str], input_size: tuple[int, int]):
+    """The distillation teacher: a trained classifier whose softmax has one output per
+    label of this run, in the same order (checked against the labels saved beside it)."""
+    teacher = load_keras_model(path)
+    outputs = teacher.output_shape[-1]
+    if outputs != len(labels):
+        raise DataError(f"teacher {path} has {outputs} outputs; this run has {len(labels)} labels")
+    if tuple(teacher.input_shape[1:3]) != tuple(input_size):
+        raise DataError(
+            f"teacher {path} takes {teacher.input_shape[1]}x{teacher.input_shape[2]} images; "
+            f"this run uses {input_size[0]}x{input_size[1]}"
+        )
+    saved = labels_beside(Path(path))
+    if saved is not None and saved != list(labels):
+        raise DataError(f"teacher {path} was trained on other labels or another label order")
+    teacher.trainable = False
+    log.info("distilling from %s (%s parameters)", path, f"{teacher.count_params():,}")
+    return teacher
 
 
 def load_keras_model(path: Path | str, *, compile: bool = False):
@@ -647,6 +677,10 @@ def _train(data, out, hp, resume, init_from, stop_after, strategy, use_cache) ->
             init_from = str(Path(init_from).expanduser().resolve())
             if not Path(init_from).is_file():
                 raise DataError(f"model not found: {init_from}")
+        if hp.teacher is not None:
+            hp.teacher = str(Path(hp.teacher).expanduser().resolve())
+            if not Path(hp.teacher).is_file():  # before minutes of decoding images
+                raise DataError(f"teacher model not found: {hp.teacher}")
 
     dataset = load_datasets(data, hp.input_size, use_cache=use_cache)
     split = _split(dataset, hp.val_split, hp.split_seed)
@@ -660,6 +694,8 @@ def _train(data, out, hp, resume, init_from, stop_after, strategy, use_cache) ->
         len(split.val),
         ", ".join(f"{k}={v}" for k, v in dataset.counts().items()),
     )
+
+    teacher = load_teacher(hp.teacher, labels, hp.input_size) if hp.teacher else None
 
     # A resumed run must not replay the shuffles and crops of its first epochs.
     keras.utils.set_random_seed(hp.seed + initial_epoch)
@@ -724,6 +760,9 @@ def _train(data, out, hp, resume, init_from, stop_after, strategy, use_cache) ->
         translate=hp.translate,
         cutout=hp.cutout,
         seed=hp.seed,
+        soft_targets=teacher,
+        soft_weight=hp.teacher_weight,
+        label_smoothing=hp.label_smoothing,
     )
     val_ds = make_tf_dataset(
         split.val.images,
@@ -831,6 +870,8 @@ def summary_from_config(cfg: dict[str, Any], hp: HParams, epochs_done: int) -> d
         "macs": cfg["macs"],
         "train_seconds": cfg.get("train_seconds"),
         "init_from": cfg.get("init_from"),
+        "teacher": hp.teacher,
+        "teacher_weight": hp.teacher_weight if hp.teacher else None,
         "code": cfg["code"],
     }
 

@@ -16,6 +16,7 @@ from trainer.data import (
     calibration_images,
     decode_image,
     load_datasets,
+    make_tf_dataset,
     stratified_split,
 )
 
@@ -113,6 +114,49 @@ def test_split_is_stratified_shuffled_and_repeatable(class_folders: Path):
     assert np.array_equal(split.val.images, again.val.images)
     other = stratified_split(data, 0.25, seed=1)
     assert not np.array_equal(split.val.images, other.val.images)
+
+
+def test_a_smaller_validation_split_lies_inside_a_larger_one(class_folders: Path):
+    # A model distilled on the 0.1 split from a teacher trained on the 0.2 split of the
+    # same seed is validated only on images the teacher never trained on.
+    data = load_datasets([class_folders])
+    rows = lambda ds: {img.tobytes() for img in ds.images}  # noqa: E731
+    small, large = stratified_split(data, 0.1, seed=0), stratified_split(data, 0.2, seed=0)
+    assert len(small.val) < len(large.val)
+    assert rows(small.val) <= rows(large.val)
+    assert not rows(small.val) & rows(large.train)
+
+
+def test_soft_targets_mix_the_teacher_on_the_same_crop_with_the_smoothed_label(
+    class_folders: Path,
+):
+    import keras
+
+    from trainer.models import make_model
+
+    data = load_datasets([class_folders])
+    teacher = make_model("tiny", (32, 32, 3), len(data.classes))
+    subset = data.subset(np.arange(8))
+    kwargs = dict(training=False, augment=False, seed=0)
+    plain = make_tf_dataset(subset.images, subset.labels, 3, 8, **kwargs)
+    taught = make_tf_dataset(
+        subset.images,
+        subset.labels,
+        3,
+        8,
+        **kwargs,
+        soft_targets=teacher,
+        soft_weight=0.3,
+        label_smoothing=0.15,
+    )
+    (images, onehot), (same_images, target) = next(iter(plain)), next(iter(taught))
+    expected = 0.3 * keras.ops.convert_to_numpy(teacher(images)) + 0.7 * (
+        onehot.numpy() * 0.85 + 0.05
+    )
+    assert np.array_equal(images.numpy(), same_images.numpy())
+    assert np.allclose(target.numpy(), expected, atol=1e-6)
+    assert np.allclose(target.numpy().sum(axis=1), 1.0, atol=1e-6)
+    assert not np.allclose(target.numpy(), onehot.numpy() * 0.85 + 0.05, atol=1e-3)
 
 
 def test_calibration_set_covers_every_class_and_the_pixel_range(class_folders: Path):

@@ -13,6 +13,7 @@ from PIL import Image
 from edge_agent.classifier import Classifier
 from edge_agent.manifest import ModelContractError, read_manifest, sha256_file
 from tests.trainer.conftest import CLASSES, synthetic_image, write_class_folders
+from trainer.data import DataError
 from trainer.export import QuantizationDropError
 from trainer.train import RunError, train_and_export
 
@@ -181,3 +182,45 @@ def test_init_from_adds_a_class_and_keeps_the_old_ones(
         new = [p.top_label for p in classifier.classify(badger_images)]
     assert np.mean(np.array(old) == labels) >= 0.8
     assert new.count("badger") >= 15
+
+
+def test_distilled_run_learns_and_records_its_teacher(
+    tiny_run: Path, class_folders: Path, tmp_path: Path
+):
+    out = tmp_path / "distilled"
+    teacher = tiny_run / "model.keras"
+    train_and_export(
+        data=[class_folders],
+        out=out,
+        arch="tiny",
+        epochs=3,
+        seed=3,
+        teacher=str(teacher),
+        teacher_weight=0.7,
+    )
+    training = read_manifest(out).training
+    assert training["teacher"] == str(teacher.resolve())
+    assert training["teacher_weight"] == 0.7
+    images, labels = fresh_images(per_class=20, seed=8)
+    with Classifier(out) as classifier:
+        predicted = [classifier.labels.index(p.top_label) for p in classifier.classify(images)]
+    assert np.mean(np.array(predicted) == labels) >= 0.8
+
+
+@pytest.mark.parametrize(
+    "classes, message",
+    [
+        (("badger", *CLASSES), "has 3 outputs; this run has 4 labels"),
+        (("badger", "fox", "owl"), "other labels"),
+    ],
+)
+def test_teacher_with_other_labels_is_refused(
+    tiny_run: Path, tmp_path: Path, classes: tuple[str, ...], message: str
+):
+    data = write_class_folders(tmp_path / "data", 12, seed=4, classes=classes, corrupt=False)
+    out = tmp_path / "refused"
+    with pytest.raises(DataError, match=message):
+        train_and_export(
+            data=[data], out=out, arch="tiny", epochs=1, teacher=str(tiny_run / "model.keras")
+        )
+    assert not out.exists()
