@@ -6,7 +6,9 @@ model, with:
 
 - validation accuracy: from the folder's metrics.json (measured by the export on the
   run's validation split, int8 through ``edge_agent.classifier``), or recomputed on the
-  same split with ``--data ARCHIVE`` (slower: decodes and predicts 10,000 images);
+  same split with ``--data ARCHIVE`` (slower: decodes and predicts 10,000 images); with
+  ``--val-split F`` too, every model on the same fraction F of the seeded split, for models
+  that held out different fractions (F at most the smallest of them);
 - parameters and multiply-adds per crop (``trainer.models.count_macs``, times two for a
   model exported with ``--tta flip``, whose float row then runs both views too);
 - file size: the float model saved as .keras without optimizer state, and model.tflite;
@@ -56,17 +58,25 @@ def float_file_bytes(model) -> int:
         return path.stat().st_size
 
 
-def accuracies(model_dir: Path, data: str | None) -> tuple[float, float, str]:
+def accuracies(
+    model_dir: Path, data: str | None, val_split: float | None = None
+) -> tuple[float, float, str]:
     if data:
         from trainer.evaluate import evaluate_model_dir
 
-        result = evaluate_model_dir(model_dir, [data], split="val")
-        return result["float_accuracy"], result["int8_accuracy"], "recomputed"
+        result = evaluate_model_dir(model_dir, [data], split="val", val_split=val_split)
+        return result["float_accuracy"], result["int8_accuracy"], f"{result['split']}"
     metrics = json.loads((model_dir / "metrics.json").read_text(encoding="utf-8"))
     return metrics["float_accuracy"], metrics["int8_accuracy"], "metrics.json"
 
 
-def measure(model_dir: Path, images_count: int, repeats: int, data: str | None) -> list[dict]:
+def measure(
+    model_dir: Path,
+    images_count: int,
+    repeats: int,
+    data: str | None,
+    val_split: float | None = None,
+) -> list[dict]:
     import keras
 
     from trainer.calibrate import logit_model
@@ -76,7 +86,7 @@ def measure(model_dir: Path, images_count: int, repeats: int, data: str | None) 
     classifier = Classifier(model_dir, num_threads=1, max_batch=1)
     model = keras.models.load_model(model_dir / "model.keras", compile=False)
     images, what = load_images(images_count, classifier.input_size)
-    float_acc, int8_acc, source = accuracies(model_dir, data)
+    float_acc, int8_acc, source = accuracies(model_dir, data, val_split)
     tta = classifier.manifest.tta
     params, macs = int(model.count_params()), count_macs(model) * views(tta)
     if tta != "none":  # the float model the same way as the .tflite: both views
@@ -121,7 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=200, help="crops per timing pass")
     parser.add_argument("--repeats", type=int, default=3, help="timing passes (median)")
     parser.add_argument("--data", help="recompute accuracy on the run's split of this data")
+    parser.add_argument(
+        "--val-split",
+        type=float,
+        help="with --data: every model on this fraction of the seeded split (at most the "
+        "smallest fraction any of them held out), so all rows count the same images",
+    )
     args = parser.parse_args(argv)
+    if args.val_split is not None and not args.data:
+        parser.error("--val-split needs --data")
 
     import tensorflow as tf
 
@@ -130,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     for model_dir in args.model_dirs:
-        rows.extend(measure(model_dir, args.images, args.repeats, args.data))
+        rows.extend(measure(model_dir, args.images, args.repeats, args.data, args.val_split))
 
     header = (
         "| model | arch | runtime | val acc | params | MACs / image | file bytes "

@@ -407,6 +407,12 @@ def export(model, data, out, max_quant_drop, val_split, split_seed, tta, no_cach
     "all: every image (an independent test set).",
 )
 @click.option(
+    "--val-split",
+    type=float,
+    help="With --split val: measure on this smaller fraction of the same seeded split, to "
+    "compare models that held out different fractions on the same images.",
+)
+@click.option(
     "--out",
     type=click.Path(path_type=Path),
     help="Also write evaluation.json and evaluation-confusion.png into this folder.",
@@ -414,7 +420,7 @@ def export(model, data, out, max_quant_drop, val_split, split_seed, tta, no_cach
 @click.option("--threads", type=click.IntRange(min=1), help="Interpreter threads.")
 @cache_option
 @quiet_option
-def evaluate(model_dir, data, split, out, threads, no_cache, quiet) -> None:
+def evaluate(model_dir, data, split, val_split, out, threads, no_cache, quiet) -> None:
     """Accuracy of MODEL_DIR (model.tflite + model.json) on --data, int8 through the edge
     agent's classifier, float too when model.keras is there."""
     _setup_logging(quiet)
@@ -426,7 +432,12 @@ def evaluate(model_dir, data, split, out, threads, no_cache, quiet) -> None:
         from trainer.train import write_json
 
         result = evaluate_model_dir(
-            model_dir, list(data), split=split, use_cache=not no_cache, num_threads=threads
+            model_dir,
+            list(data),
+            split=split,
+            use_cache=not no_cache,
+            num_threads=threads,
+            val_split=val_split,
         )
         scores = result.pop("_scores")
         if out is not None:

@@ -155,11 +155,22 @@ def plot_history(history: list[dict[str, float]], path: Path, title: str) -> Pat
 
 
 def evaluation_set(
-    model_dir: Path, data_specs: list[str], *, split: str = "val", use_cache: bool = True
+    model_dir: Path,
+    data_specs: list[str],
+    *,
+    split: str = "val",
+    use_cache: bool = True,
+    val_split: float | None = None,
 ) -> tuple[Manifest, Dataset, str]:
     """The labelled images a model folder is measured on, in its label order, and a phrase
     saying which: ``val`` recomputes the validation split the manifest records (same data,
-    same seed), ``all`` uses every image (a separate test set)."""
+    same seed), ``all`` uses every image (a separate test set).
+
+    ``val_split`` measures on a smaller fraction of the same seeded split instead, so that
+    models trained with different fractions are compared on the same images: each class's
+    validation images are the front of one seeded shuffle, so a smaller fraction's images
+    are among the ones every model with a larger fraction held out. A fraction larger than
+    the model's own would include images it trained on and is refused."""
     if not model_dir.exists():
         raise DataError(f"model folder not found: {model_dir}")
     manifest = read_manifest(model_dir)
@@ -168,6 +179,13 @@ def evaluation_set(
         training = manifest.training or {}
         fraction = float(training.get("val_split", 0.2))
         seed = int(training.get("split_seed", 0))
+        if val_split is not None:
+            if not 0.0 < val_split <= fraction:
+                raise DataError(
+                    f"validation split {val_split:g} is not in (0, {fraction:g}]: {model_dir} "
+                    f"held out {fraction:g} of the data and trained on the rest"
+                )
+            fraction = val_split
         data = stratified_split(data, fraction, seed).val
         where = f"validation split ({fraction:g}, seed {seed})"
     elif split == "all":
@@ -184,13 +202,16 @@ def evaluate_model_dir(
     split: str = "val",
     use_cache: bool = True,
     num_threads: int | None = None,
+    val_split: float | None = None,
 ) -> dict[str, Any]:
     """``trapcount-train evaluate``: int8 (and float, when model.keras is beside it) accuracy
     of a model folder on ``split`` of ``data_specs``: ``val`` recomputes the validation split
     the manifest records (same data, same seed), ``all`` uses every image (a separate test
-    set)."""
+    set); ``val_split`` a smaller fraction of the same split (see :func:`evaluation_set`)."""
     model_dir = Path(model_dir).expanduser()
-    manifest, data, where = evaluation_set(model_dir, data_specs, split=split, use_cache=use_cache)
+    manifest, data, where = evaluation_set(
+        model_dir, data_specs, split=split, use_cache=use_cache, val_split=val_split
+    )
     log.info("evaluating %s on %s: %d images", model_dir, where, len(data))
     int8 = Scores(manifest.labels, data.labels, predict_int8(model_dir, data.images, num_threads))
     result: dict[str, Any] = {

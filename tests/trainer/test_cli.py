@@ -61,6 +61,15 @@ def test_train_on_cifar_batches_then_evaluate(cifar_batches: Path, tmp_path: Pat
     assert "float" in evaluated.stdout and "recall" in evaluated.stdout
     assert (tmp_path / "eval" / "evaluation-confusion.png").is_file()
 
+    # a smaller fraction of the same split: images the run held out, fewer of them
+    smaller = invoke("evaluate", out, "--data", cifar_batches, "--val-split", "0.1")
+    assert smaller.exit_code == 0, smaller.output
+    assert "validation split (0.1, seed 0), 18 images" in smaller.stdout
+    assert_one_line_error(
+        invoke("evaluate", out, "--data", cifar_batches, "--val-split", "0.3"),
+        "held out 0.2 of the data and trained on the rest",
+    )
+
 
 def test_export_command_and_its_quantization_guard(
     tiny_run: Path, class_folders: Path, class_tar: Path, tmp_path: Path
