@@ -65,7 +65,7 @@ def accuracies(
         from trainer.evaluate import evaluate_model_dir
 
         result = evaluate_model_dir(model_dir, [data], split="val", val_split=val_split)
-        return result["float_accuracy"], result["int8_accuracy"], f"{result['split']}"
+        return result["float_accuracy"], result["int8_accuracy"], result["split"]
     metrics = json.loads((model_dir / "metrics.json").read_text(encoding="utf-8"))
     return metrics["float_accuracy"], metrics["int8_accuracy"], "metrics.json"
 

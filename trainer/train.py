@@ -673,14 +673,11 @@ def _train(data, out, hp, resume, init_from, stop_after, strategy, use_cache) ->
         if not data:
             raise DataError("no --data given")
         data = [_absolute_spec(spec) for spec in data]
+        # Both are checked before minutes of decoding images.
         if init_from is not None:
-            init_from = str(Path(init_from).expanduser().resolve())
-            if not Path(init_from).is_file():
-                raise DataError(f"model not found: {init_from}")
+            init_from = _existing_file(init_from, "model")
         if hp.teacher is not None:
-            hp.teacher = str(Path(hp.teacher).expanduser().resolve())
-            if not Path(hp.teacher).is_file():  # before minutes of decoding images
-                raise DataError(f"teacher model not found: {hp.teacher}")
+            hp.teacher = _existing_file(hp.teacher, "teacher model")
 
     dataset = load_datasets(data, hp.input_size, use_cache=use_cache)
     split = _split(dataset, hp.val_split, hp.split_seed)
@@ -817,6 +814,14 @@ def _train(data, out, hp, resume, init_from, stop_after, strategy, use_cache) ->
             out,
         )
     return TrainResult(model, split, hp, out, config, history, finished, epochs_done)
+
+
+def _existing_file(path: str | Path, what: str) -> str:
+    """``path`` made absolute (runs record where their inputs were), or a one-line error."""
+    resolved = Path(path).expanduser().resolve()
+    if not resolved.is_file():
+        raise DataError(f"{what} not found: {resolved}")
+    return str(resolved)
 
 
 def _absolute_spec(spec: str | Path) -> str:
