@@ -188,8 +188,10 @@ def main() -> None:
 @click.option(
     "--teacher",
     type=click.Path(path_type=Path),
+    multiple=True,
     help="Distil: a trained .keras classifier with the same labels; its softmax on each "
-    "augmented crop becomes part of the training target.",
+    "augmented crop becomes part of the training target. Repeat for an ensemble: their "
+    "softmaxes are averaged.",
 )
 @click.option(
     "--teacher-weight",
@@ -308,7 +310,7 @@ def train(
                 translate=translate,
                 cutout=cutout,
                 tta=tta,
-                teacher=str(teacher) if teacher else None,
+                teacher=[str(t) for t in teacher] or None,
                 teacher_weight=teacher_weight,
                 seed=seed,
                 val_split=val_split,

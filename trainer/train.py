@@ -74,10 +74,10 @@ class HParams:
     cutout: int = 0  # augment: side of a square blanked at a random place (0: none)
     tta: str = "none"  # export: test-time augmentation baked into the .tflite (trainer.tta)
     lookahead: bool = False  # airbench's Lookahead: pull weights to their running average
-    # Knowledge distillation: a trained .keras classifier (absolute path) whose softmax on
-    # each augmented crop makes ``teacher_weight`` of the training target; the rest is the
-    # label, smoothed. None: labels only.
-    teacher: str | None = None
+    # Knowledge distillation: trained .keras classifiers (absolute paths) whose softmax on
+    # each augmented crop, averaged over them, makes ``teacher_weight`` of the training
+    # target; the rest is the label, smoothed. None: labels only.
+    teacher: list[str] | None = None
     teacher_weight: float = 0.5
     width: int | None = 16  # resnet, airbench: channels of the first layer / group
     input_size: tuple[int, int] = (32, 32)  # (height, width) the images are resized to
@@ -97,7 +97,17 @@ class HParams:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         if "input_size" in known:
             known["input_size"] = tuple(int(v) for v in known["input_size"])
+        known["teacher"] = teacher_list(known.get("teacher"))
         return cls(**known)
+
+
+def teacher_list(value: str | Path | list | tuple | None) -> list[str] | None:
+    """One teacher path or several as a list (runs before 2026-12-03 saved one string)."""
+    if value is None or value == [] or value == ():
+        return None
+    if isinstance(value, (str, Path)):
+        return [str(value)]
+    return [str(v) for v in value]
 
 
 # Per-arch defaults; CLI flags override them. ``seed`` is the original recipe exactly:
@@ -175,6 +185,8 @@ def hparams_for(arch: str, **overrides: Any) -> HParams:
     unknown = set(values) - set(HParams.__dataclass_fields__)
     if unknown:
         raise TypeError(f"unknown hyperparameters: {', '.join(sorted(unknown))}")
+    if "teacher" in values:
+        values["teacher"] = teacher_list(values["teacher"])
     hp = HParams(arch=arch, **values)
     validate_hparams(hp)
     return hp
@@ -318,9 +330,25 @@ def labels_beside(model_path: Path) -> list[str] | None:
     return None
 
 
-def load_teacher(path: str, labels: list[str], input_size: tuple[int, int]):
-    """The distillation teacher: a trained classifier whose softmax has one output per
-    label of this run, in the same order (checked against the labels saved beside it)."""
+def load_teacher(paths: list[str], labels: list[str], input_size: tuple[int, int]):
+    """The distillation teacher: trained classifiers whose softmax has one output per label
+    of this run, in the same order (checked against the labels saved beside each). Several
+    are averaged into one model: an ensemble of two differently trained networks is a
+    stronger teacher than either (docs/benchmarks.md)."""
+    teachers = [_checked_teacher(path, labels, input_size) for path in paths]
+    if len(teachers) == 1:
+        return teachers[0]
+
+    # A plain function, not a keras.Model: two runs of one arch share layer names.
+    def ensemble(batch, training=False):
+        return keras.ops.mean(
+            keras.ops.stack([t(batch, training=training) for t in teachers]), axis=0
+        )
+
+    return ensemble
+
+
+def _checked_teacher(path: str, labels: list[str], input_size: tuple[int, int]):
     teacher = load_keras_model(path)
     outputs = teacher.output_shape[-1]
     if outputs != len(labels):
@@ -677,7 +705,7 @@ def _train(data, out, hp, resume, init_from, stop_after, strategy, use_cache) ->
         if init_from is not None:
             init_from = _existing_file(init_from, "model")
         if hp.teacher is not None:
-            hp.teacher = _existing_file(hp.teacher, "teacher model")
+            hp.teacher = [_existing_file(path, "teacher model") for path in hp.teacher]
 
     dataset = load_datasets(data, hp.input_size, use_cache=use_cache)
     split = _split(dataset, hp.val_split, hp.split_seed)

@@ -199,7 +199,7 @@ def test_distilled_run_learns_and_records_its_teacher(
         teacher_weight=0.7,
     )
     training = read_manifest(out).training
-    assert training["teacher"] == str(teacher.resolve())
+    assert training["teacher"] == [str(teacher.resolve())]
     assert training["teacher_weight"] == 0.7
     images, labels = fresh_images(per_class=20, seed=8)
     with Classifier(out) as classifier:
@@ -224,3 +224,26 @@ def test_teacher_with_other_labels_is_refused(
             data=[data], out=out, arch="tiny", epochs=1, teacher=str(tiny_run / "model.keras")
         )
     assert not out.exists()
+
+
+def test_several_teachers_are_averaged_into_one(tmp_path: Path):
+    import keras
+
+    from trainer.models import make_model
+    from trainer.train import load_teacher
+
+    paths = []
+    for seed in (1, 2):
+        keras.utils.set_random_seed(seed)
+        path = tmp_path / f"t{seed}" / "model.keras"
+        path.parent.mkdir()
+        make_model("tiny", (32, 32, 3), len(CLASSES)).save(path)
+        paths.append(str(path))
+    images = fresh_images(per_class=4, seed=5)[0].astype("float32")
+    one, two = (load_teacher([p], list(CLASSES), (32, 32)) for p in paths)
+    each = [keras.ops.convert_to_numpy(t(images)) for t in (one, two)]
+    assert not np.allclose(each[0], each[1], atol=1e-3)
+    ensemble = load_teacher(paths, list(CLASSES), (32, 32))
+    assert np.allclose(
+        keras.ops.convert_to_numpy(ensemble(images)), (each[0] + each[1]) / 2, atol=1e-6
+    )
