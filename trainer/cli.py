@@ -198,6 +198,12 @@ def main() -> None:
     type=float,
     help="Share of the target taken from --teacher; the rest is the label [default: 0.5].",
 )
+@click.option(
+    "--teacher-tta",
+    type=click.Choice(["none", "flip"]),
+    help="flip: each teacher's softmax is averaged over the crop and its mirror image "
+    "[default: none].",
+)
 @click.option("--seed", type=int, help="Random seed for weights, shuffling, augmentation.")
 @click.option("--val-split", type=float, help="Stratified validation fraction [default: 0.2].")
 @click.option("--split-seed", type=int, help="Seed of the validation split [default: 0].")
@@ -250,6 +256,7 @@ def train(
     tta,
     teacher,
     teacher_weight,
+    teacher_tta,
     seed,
     val_split,
     split_seed,
@@ -312,6 +319,7 @@ def train(
                 tta=tta,
                 teacher=[str(t) for t in teacher] or None,
                 teacher_weight=teacher_weight,
+                teacher_tta=teacher_tta,
                 seed=seed,
                 val_split=val_split,
                 split_seed=split_seed,

@@ -79,6 +79,10 @@ class HParams:
     # target; the rest is the label, smoothed. None: labels only.
     teacher: list[str] | None = None
     teacher_weight: float = 0.5
+    # flip: each teacher's softmax is averaged over the crop and its mirror image, the
+    # test-time augmentation that adds a point to an airbench network, for a third more
+    # teacher cost per step.
+    teacher_tta: str = "none"
     width: int | None = 16  # resnet, airbench: channels of the first layer / group
     input_size: tuple[int, int] = (32, 32)  # (height, width) the images are resized to
     val_split: float = 0.2  # stratified hold-out fraction
@@ -222,6 +226,8 @@ def validate_hparams(hp: HParams) -> None:
         problems.append("calibration images must be at least 1")
     if not 0.0 < hp.teacher_weight <= 1.0:
         problems.append("teacher weight must be in (0, 1]")
+    if hp.teacher_tta not in ("none", "flip"):
+        problems.append(f"teacher tta must be none or flip, not {hp.teacher_tta!r}")
     if problems:
         raise ValueError("; ".join(problems))
 
@@ -330,20 +336,23 @@ def labels_beside(model_path: Path) -> list[str] | None:
     return None
 
 
-def load_teacher(paths: list[str], labels: list[str], input_size: tuple[int, int]):
+def load_teacher(
+    paths: list[str], labels: list[str], input_size: tuple[int, int], tta: str = "none"
+):
     """The distillation teacher: trained classifiers whose softmax has one output per label
     of this run, in the same order (checked against the labels saved beside each). Several
     are averaged into one model: an ensemble of two differently trained networks is a
-    stronger teacher than either (docs/benchmarks.md)."""
+    stronger teacher than either (docs/benchmarks.md). With ``tta="flip"`` every teacher
+    also sees the mirror image of the crop and its two softmaxes are averaged."""
     teachers = [_checked_teacher(path, labels, input_size) for path in paths]
-    if len(teachers) == 1:
+    if len(teachers) == 1 and tta == "none":
         return teachers[0]
 
     # A plain function, not a keras.Model: two runs of one arch share layer names.
     def ensemble(batch, training=False):
-        return keras.ops.mean(
-            keras.ops.stack([t(batch, training=training) for t in teachers]), axis=0
-        )
+        views = [batch, keras.ops.flip(batch, axis=2)] if tta == "flip" else [batch]
+        outputs = [t(view, training=training) for t in teachers for view in views]
+        return keras.ops.mean(keras.ops.stack(outputs), axis=0)
 
     return ensemble
 
@@ -720,7 +729,9 @@ def _train(data, out, hp, resume, init_from, stop_after, strategy, use_cache) ->
         ", ".join(f"{k}={v}" for k, v in dataset.counts().items()),
     )
 
-    teacher = load_teacher(hp.teacher, labels, hp.input_size) if hp.teacher else None
+    teacher = (
+        load_teacher(hp.teacher, labels, hp.input_size, hp.teacher_tta) if hp.teacher else None
+    )
 
     # A resumed run must not replay the shuffles and crops of its first epochs.
     keras.utils.set_random_seed(hp.seed + initial_epoch)
@@ -905,6 +916,7 @@ def summary_from_config(cfg: dict[str, Any], hp: HParams, epochs_done: int) -> d
         "init_from": cfg.get("init_from"),
         "teacher": hp.teacher,
         "teacher_weight": hp.teacher_weight if hp.teacher else None,
+        "teacher_tta": hp.teacher_tta if hp.teacher else None,
         "code": cfg["code"],
     }
 

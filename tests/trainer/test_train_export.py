@@ -197,10 +197,12 @@ def test_distilled_run_learns_and_records_its_teacher(
         seed=3,
         teacher=str(teacher),
         teacher_weight=0.7,
+        teacher_tta="flip",
     )
     training = read_manifest(out).training
     assert training["teacher"] == [str(teacher.resolve())]
     assert training["teacher_weight"] == 0.7
+    assert training["teacher_tta"] == "flip"
     images, labels = fresh_images(per_class=20, seed=8)
     with Classifier(out) as classifier:
         predicted = [classifier.labels.index(p.top_label) for p in classifier.classify(images)]
@@ -247,3 +249,24 @@ def test_several_teachers_are_averaged_into_one(tmp_path: Path):
     assert np.allclose(
         keras.ops.convert_to_numpy(ensemble(images)), (each[0] + each[1]) / 2, atol=1e-6
     )
+
+
+def test_flip_teacher_averages_each_crop_with_its_mirror_image(tmp_path: Path):
+    import keras
+
+    from trainer.models import make_model
+    from trainer.train import load_teacher
+
+    keras.utils.set_random_seed(1)
+    path = tmp_path / "model.keras"
+    make_model("tiny", (32, 32, 3), len(CLASSES)).save(path)
+    images = fresh_images(per_class=4, seed=5)[0].astype("float32")
+    mirrored = images[:, :, ::-1].copy()
+    plain = load_teacher([str(path)], list(CLASSES), (32, 32))
+    seen, seen_mirrored = (keras.ops.convert_to_numpy(plain(x)) for x in (images, mirrored))
+    # A random network is not mirror-symmetric, so averaging the two views changes its output.
+    assert not np.allclose(seen, seen_mirrored, atol=1e-3)
+    flip = load_teacher([str(path)], list(CLASSES), (32, 32), tta="flip")
+    taught = keras.ops.convert_to_numpy(flip(images))
+    assert np.allclose(taught, (seen + seen_mirrored) / 2, atol=1e-6)
+    assert np.allclose(taught, keras.ops.convert_to_numpy(flip(mirrored)), atol=1e-6)
