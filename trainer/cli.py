@@ -199,6 +199,13 @@ def main() -> None:
     help="Share of the target taken from --teacher; the rest is the label [default: 0.5].",
 )
 @click.option(
+    "--teacher-epochs",
+    type=int,
+    help="Train the teacher first, in this command: this recipe for N epochs on labels "
+    "alone, into OUT-teacher; then distil this run from it. Running the command again "
+    "continues an unfinished teacher.",
+)
+@click.option(
     "--teacher-tta",
     type=click.Choice(["none", "flip"]),
     help="flip: each teacher's softmax is averaged over the crop and its mirror image "
@@ -256,6 +263,7 @@ def train(
     tta,
     teacher,
     teacher_weight,
+    teacher_epochs,
     teacher_tta,
     seed,
     val_split,
@@ -320,19 +328,36 @@ def train(
                 teacher=[str(t) for t in teacher] or None,
                 teacher_weight=teacher_weight,
                 teacher_tta=teacher_tta,
+                teacher_epochs=teacher_epochs,
                 seed=seed,
                 val_split=val_split,
                 split_seed=split_seed,
                 input_size=(input_size, input_size) if input_size else None,
                 max_quant_drop=max_quant_drop,
             )
+        stop = stop_after
+        if hp is not None and hp.teacher_epochs:
+            from trainer.own_teacher import teacher_first
+
+            stage = teacher_first(
+                list(data), out, hp, stop_after=stop, strategy=strategy, use_cache=not no_cache
+            )
+            if not stage.student_may_start:
+                click.echo(
+                    f"stopped while training the teacher in {stage.folder}"
+                    if stage.model is None
+                    else f"trained the teacher {stage.model}; the student has not started"
+                )
+                click.echo("continue with the same command")
+                return
+            stop = stage.student_stop_after
         result = train(
             list(data),
             out,
             hp,
             resume=resume,
             init_from=init_from,
-            stop_after=stop_after,
+            stop_after=stop,
             strategy=strategy,
             use_cache=not no_cache,
         )

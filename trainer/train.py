@@ -83,6 +83,9 @@ class HParams:
     # test-time augmentation that adds a point to an airbench network, for a third more
     # teacher cost per step.
     teacher_tta: str = "none"
+    # Train the teacher first, in the same command: this recipe for this many epochs on
+    # labels alone, into OUT-teacher (trainer.own_teacher). None: a given teacher or none.
+    teacher_epochs: int | None = None
     width: int | None = 16  # resnet, airbench: channels of the first layer / group
     input_size: tuple[int, int] = (32, 32)  # (height, width) the images are resized to
     val_split: float = 0.2  # stratified hold-out fraction
@@ -226,6 +229,8 @@ def validate_hparams(hp: HParams) -> None:
         problems.append("calibration images must be at least 1")
     if not 0.0 < hp.teacher_weight <= 1.0:
         problems.append("teacher weight must be in (0, 1]")
+    if hp.teacher_epochs is not None and hp.teacher_epochs < 1:
+        problems.append("teacher epochs must be at least 1")
     if hp.teacher_tta not in ("none", "flip"):
         problems.append(f"teacher tta must be none or flip, not {hp.teacher_tta!r}")
     if problems:
@@ -917,6 +922,7 @@ def summary_from_config(cfg: dict[str, Any], hp: HParams, epochs_done: int) -> d
         "teacher": hp.teacher,
         "teacher_weight": hp.teacher_weight if hp.teacher else None,
         "teacher_tta": hp.teacher_tta if hp.teacher else None,
+        "teacher_epochs": hp.teacher_epochs,
         "code": cfg["code"],
     }
 
@@ -941,7 +947,9 @@ def train_and_export(
 
     Other keyword arguments are :class:`HParams` fields (``val_split``, ``augment``, ...).
     With ``stop_after`` the run may stop before its last epoch; then nothing is exported
-    and ``out`` holds a checkpoint for ``resume=True``.
+    and ``out`` holds a checkpoint for ``resume=True``. With ``teacher_epochs`` the teacher
+    is trained first into ``OUT-teacher`` (trainer.own_teacher); if it stops there, that
+    folder is returned and calling again with the same arguments continues it.
     Raises ``trainer.export.QuantizationDropError`` when int8 loses more than
     ``max_quant_drop`` points (the run folder then keeps metrics but no deployable model).
     """
@@ -959,6 +967,13 @@ def train_and_export(
             **hparams,
         )
     specs = [str(d) for d in data] if data else None
+    if hp is not None and hp.teacher_epochs:
+        from trainer.own_teacher import teacher_first
+
+        stage = teacher_first(specs or [], out, hp, stop_after=stop_after, use_cache=use_cache)
+        if not stage.student_may_start:
+            return stage.folder
+        stop_after = stage.student_stop_after
     result = train(
         specs,
         out,

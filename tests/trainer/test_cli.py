@@ -141,3 +141,24 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], fragm
     (tmp_path / "file").write_text("a file, not a folder")
     filled = [a.format(tmp=tmp_path, empty=empty, one=one) for a in args]
     assert_one_line_error(invoke(*filled), fragment)
+
+
+def test_teacher_epochs_then_the_student_resumes(class_folders: Path, tmp_path: Path):
+    out = tmp_path / "student"
+    common = ("--data", class_folders, "--arch", "tiny", "--epochs", "2", "--out", out)
+    first = invoke("train", *common, "--teacher-epochs", "2", "--stop-after", "3")
+    assert first.exit_code == 0, first.output
+    assert "stage 1 of 2: training the teacher for 2 epochs" in first.stderr
+    assert "stopped after epoch 1 of 2" in first.stdout  # two teacher epochs, one student
+    assert (tmp_path / "student-teacher" / "model.keras").is_file()
+
+    resumed = invoke("train", "--out", out, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert resumed.stdout.startswith(f"exported  {out}\n")
+    assert read_manifest(out).training["teacher_epochs"] == 2
+
+    assert_one_line_error(
+        invoke("train", *common[:-1], tmp_path / "both", "--teacher-epochs", "1",
+               "--teacher", out / "model.keras"),
+        "give --teacher or --teacher-epochs, not both",
+    )  # fmt: skip

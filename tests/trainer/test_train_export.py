@@ -270,3 +270,34 @@ def test_flip_teacher_averages_each_crop_with_its_mirror_image(tmp_path: Path):
     taught = keras.ops.convert_to_numpy(flip(images))
     assert np.allclose(taught, (seen + seen_mirrored) / 2, atol=1e-6)
     assert np.allclose(taught, keras.ops.convert_to_numpy(flip(mirrored)), atol=1e-6)
+
+
+def test_teacher_epochs_train_the_teacher_first_and_an_interrupted_one_continues(
+    class_folders: Path, tmp_path: Path
+):
+    out = tmp_path / "born-again"
+    teacher_folder = tmp_path / "born-again-teacher"
+    args = dict(data=[class_folders], out=out, arch="tiny", epochs=3, seed=3, teacher_epochs=3)
+
+    # Interrupted after one of the teacher's three epochs: no student yet.
+    assert train_and_export(**args, stop_after=1) == teacher_folder
+    assert not out.exists()
+    assert json.loads((teacher_folder / "config.json").read_text())["status"] == "stopped"
+
+    # The same call again continues the teacher from its checkpoint, then distils from it.
+    assert train_and_export(**args) == out
+    teacher_config = json.loads((teacher_folder / "config.json").read_text())
+    assert [row["epoch"] for row in teacher_config["history"]] == [1, 2, 3]
+    assert teacher_config["hparams"]["teacher"] is None
+    assert teacher_config["hparams"]["teacher_epochs"] is None
+    training = read_manifest(out).training
+    assert training["teacher"] == [str((teacher_folder / "model.keras").resolve())]
+    assert training["teacher_epochs"] == 3
+    images, labels = fresh_images(per_class=20, seed=8)
+    with Classifier(out) as classifier:
+        predicted = [classifier.labels.index(p.top_label) for p in classifier.classify(images)]
+    assert np.mean(np.array(predicted) == labels) >= 0.8
+
+    # A finished run is not overwritten before another teacher is trained for it.
+    with pytest.raises(RunError, match="already holds a run"):
+        train_and_export(**args)
