@@ -20,7 +20,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainer.train import CHECKPOINT_STATE, CONFIG_FILENAME, HParams, RunError, train
+from trainer.train import CONFIG_FILENAME, HParams, RunError, train
 
 log = logging.getLogger("trapcount.trainer")
 
@@ -31,7 +31,6 @@ TEACHER_SUFFIX = "-teacher"
 class TeacherStage:
     model: Path | None  # the teacher's model.keras; None while it is unfinished
     folder: Path
-    epochs_trained: int  # epochs trained by this call (counts against --stop-after)
     student_stop_after: int | None = None  # what is left of --stop-after for the student
 
     @property
@@ -39,26 +38,6 @@ class TeacherStage:
         return self.model is not None and (
             self.student_stop_after is None or self.student_stop_after > 0
         )
-
-
-def teacher_first(
-    data: list[str] | tuple[str, ...],
-    out: Path | str,
-    hp: HParams,
-    *,
-    stop_after: int | None = None,
-    strategy: str = "auto",
-    use_cache: bool = True,
-) -> TeacherStage:
-    """Stage 1 of ``--teacher-epochs``; on success ``hp.teacher`` names the teacher."""
-    stage = train_own_teacher(
-        data, out, hp, stop_after=stop_after, strategy=strategy, use_cache=use_cache
-    )
-    if stop_after is not None:
-        stage.student_stop_after = stop_after - stage.epochs_trained
-    if stage.model is not None:
-        hp.teacher = [str(stage.model)]
-    return stage
 
 
 def teacher_folder(out: Path | str) -> Path:
@@ -75,7 +54,7 @@ def teacher_hparams(hp: HParams) -> HParams:
     )
 
 
-def train_own_teacher(
+def teacher_first(
     data: list[str] | tuple[str, ...],
     out: Path | str,
     hp: HParams,
@@ -84,7 +63,8 @@ def train_own_teacher(
     strategy: str = "auto",
     use_cache: bool = True,
 ) -> TeacherStage:
-    """Train (or continue, or reuse) the teacher of the run ``out``; see the module doc."""
+    """Stage 1 of ``--teacher-epochs``: train (or continue, or reuse) the teacher of the
+    run ``out`` (see the module doc). On success ``hp.teacher`` names the teacher."""
     if hp.teacher:
         raise ValueError("give --teacher or --teacher-epochs, not both")
     if (Path(out).expanduser() / CONFIG_FILENAME).exists():
@@ -104,15 +84,14 @@ def train_own_teacher(
                 "remove that folder and run the command again"
             )
         log.info("stage 1 of 2: teacher %s already trained; distilling from it", model_path)
-        return TeacherStage(model_path, folder, 0)
+        hp.teacher = [str(model_path)]
+        return TeacherStage(model_path, folder, stop_after)
     if status is not None:
         log.info("stage 1 of 2: continuing the teacher in %s", folder)
-        before = _epochs_done(folder)
         result = train(
             None, folder, resume=True, stop_after=stop_after, strategy=strategy,
             use_cache=use_cache,
         )  # fmt: skip
-        trained = result.epochs_done - before
     else:
         teacher_hp = teacher_hparams(hp)
         log.info(
@@ -122,17 +101,12 @@ def train_own_teacher(
             list(data), folder, teacher_hp, stop_after=stop_after, strategy=strategy,
             use_cache=use_cache,
         )  # fmt: skip
-        trained = result.epochs_done
+    left = None
+    if stop_after is not None:
+        left = stop_after - (result.epochs_done - result.initial_epoch)
     if not result.finished:
-        return TeacherStage(None, folder, trained)
+        return TeacherStage(None, folder, left)
     result.model.save(model_path)
+    hp.teacher = [str(model_path)]
     log.info("stage 2 of 2: distilling %s from %s", Path(out), model_path)
-    return TeacherStage(model_path, folder, trained)
-
-
-def _epochs_done(folder: Path) -> int:
-    """Epochs in the unfinished run's last checkpoint (where --resume starts)."""
-    state = folder / CHECKPOINT_STATE
-    if not state.is_file():
-        return 0
-    return int(json.loads(state.read_text(encoding="utf-8")).get("epochs_done", 0))
+    return TeacherStage(model_path, folder, left)

@@ -231,8 +231,10 @@ def validate_hparams(hp: HParams) -> None:
         problems.append("teacher weight must be in (0, 1]")
     if hp.teacher_epochs is not None and hp.teacher_epochs < 1:
         problems.append("teacher epochs must be at least 1")
-    if hp.teacher_tta not in ("none", "flip"):
-        problems.append(f"teacher tta must be none or flip, not {hp.teacher_tta!r}")
+    if hp.teacher_tta not in TTA_MODES:
+        problems.append(
+            f"unknown teacher test-time augmentation {hp.teacher_tta!r} ({', '.join(TTA_MODES)})"
+        )
     if problems:
         raise ValueError("; ".join(problems))
 
@@ -660,6 +662,7 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     finished: bool = True
     epochs_done: int = 0
+    initial_epoch: int = 0  # where this call started (a resumed run's checkpoint)
 
 
 def train(
@@ -857,7 +860,7 @@ def _train(data, out, hp, resume, init_from, stop_after, strategy, use_cache) ->
             hp.epochs,
             out,
         )
-    return TrainResult(model, split, hp, out, config, history, finished, epochs_done)
+    return TrainResult(model, split, hp, out, config, history, finished, epochs_done, initial_epoch)
 
 
 def _existing_file(path: str | Path, what: str) -> str:
