@@ -80,8 +80,8 @@ class HParams:
     teacher: list[str] | None = None
     teacher_weight: float = 0.5
     # flip: each teacher's softmax is averaged over the crop and its mirror image, the
-    # test-time augmentation that adds a point to an airbench network, for a third more
-    # teacher cost per step.
+    # test-time augmentation that adds about a point to an airbench network as a
+    # classifier (docs/benchmarks.md), for one more teacher forward pass per crop.
     teacher_tta: str = "none"
     # Train the teacher first, in the same command: this recipe for this many epochs on
     # labels alone, into OUT-teacher (trainer.own_teacher). None: a given teacher or none.
@@ -348,9 +348,10 @@ def load_teacher(
 ):
     """The distillation teacher: trained classifiers whose softmax has one output per label
     of this run, in the same order (checked against the labels saved beside each). Several
-    are averaged into one model: an ensemble of two differently trained networks is a
-    stronger teacher than either (docs/benchmarks.md). With ``tta="flip"`` every teacher
-    also sees the mirror image of the crop and its two softmaxes are averaged."""
+    are averaged into one model, an ensemble: differently trained networks err on
+    different crops, so their average is usually a better teacher than each. With
+    ``tta="flip"`` every teacher also sees the mirror image of the crop and its two
+    softmaxes are averaged."""
     teachers = [_checked_teacher(path, labels, input_size) for path in paths]
     if len(teachers) == 1 and tta == "none":
         return teachers[0]
