@@ -29,6 +29,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from edge_agent.manifest import sha256_file
 from trainer.data import DataError, Split, load_datasets, make_tf_dataset, training_steps
 from trainer.data import stratified_split as _split
 from trainer.models import (
@@ -707,6 +708,9 @@ def _train(data, out, hp, resume, init_from, stop_after, strategy, use_cache) ->
         hp = HParams.from_dict(config["hparams"])
         data = config["data"]
         init_from = config.get("init_from")
+        teacher_sha256 = config.get("teacher_sha256")
+        if hp.teacher and teacher_sha256:  # runs before 2026-12-03 recorded no digests
+            _check_teachers_unchanged(hp.teacher, teacher_sha256)
         state_path = out / CHECKPOINT_STATE
         if (out / CHECKPOINT_FILENAME).is_file() and state_path.is_file():
             state = json.loads(state_path.read_text(encoding="utf-8"))
@@ -724,6 +728,7 @@ def _train(data, out, hp, resume, init_from, stop_after, strategy, use_cache) ->
             init_from = _existing_file(init_from, "model")
         if hp.teacher is not None:
             hp.teacher = [_existing_file(path, "teacher model") for path in hp.teacher]
+        teacher_sha256 = [sha256_file(path) for path in hp.teacher] if hp.teacher else None
 
     dataset = load_datasets(data, hp.input_size, use_cache=use_cache)
     split = _split(dataset, hp.val_split, hp.split_seed)
@@ -764,6 +769,9 @@ def _train(data, out, hp, resume, init_from, stop_after, strategy, use_cache) ->
         "hparams": hp.to_dict(),
         "data": list(data),
         "init_from": init_from,
+        # Teachers are named by path, and a path such as models/default/model.keras changes
+        # when a new model is shipped: the digests say which file taught this run.
+        "teacher_sha256": teacher_sha256,
         "labels": labels,
         "counts": dataset.counts(),
         "skipped_unreadable": dataset.skipped,
@@ -872,6 +880,18 @@ def _existing_file(path: str | Path, what: str) -> str:
     return str(resolved)
 
 
+def _check_teachers_unchanged(paths: list[str], recorded: list[str]) -> None:
+    """A resumed student must go on learning from the teachers it started with."""
+    for path, digest in zip(paths, recorded, strict=True):
+        if not Path(path).is_file():
+            raise DataError(f"teacher model not found: {path}")
+        if sha256_file(path) != digest:
+            raise DataError(
+                f"teacher {path} changed since the run started (sha256 was {digest[:12]}...); "
+                "put the original back to resume"
+            )
+
+
 def _absolute_spec(spec: str | Path) -> str:
     from trainer.data import KEYWORDS
 
@@ -924,6 +944,7 @@ def summary_from_config(cfg: dict[str, Any], hp: HParams, epochs_done: int) -> d
         "train_seconds": cfg.get("train_seconds"),
         "init_from": cfg.get("init_from"),
         "teacher": hp.teacher,
+        "teacher_sha256": cfg.get("teacher_sha256"),
         "teacher_weight": hp.teacher_weight if hp.teacher else None,
         "teacher_tta": hp.teacher_tta if hp.teacher else None,
         "teacher_epochs": hp.teacher_epochs,

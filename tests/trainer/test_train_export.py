@@ -201,12 +201,40 @@ def test_distilled_run_learns_and_records_its_teacher(
     )
     training = read_manifest(out).training
     assert training["teacher"] == [str(teacher.resolve())]
+    assert training["teacher_sha256"] == [sha256_file(teacher)]
     assert training["teacher_weight"] == 0.7
     assert training["teacher_tta"] == "flip"
     images, labels = fresh_images(per_class=20, seed=8)
     with Classifier(out) as classifier:
         predicted = [classifier.labels.index(p.top_label) for p in classifier.classify(images)]
     assert np.mean(np.array(predicted) == labels) >= 0.8
+
+
+def test_a_student_is_not_resumed_with_a_teacher_that_changed(
+    tiny_run: Path, class_folders: Path, tmp_path: Path
+):
+    import keras
+
+    from trainer.models import make_model
+
+    teacher = tmp_path / "teacher" / "model.keras"
+    teacher.parent.mkdir()
+    shutil.copy2(tiny_run / "model.keras", teacher)
+    out = tmp_path / "student"
+    args = dict(data=[class_folders], out=out, arch="tiny", epochs=2, seed=3)
+    train_and_export(**args, teacher=str(teacher), stop_after=1)
+
+    # Shipping a new model over the teacher's path, as models/default is, mid-run.
+    original = teacher.read_bytes()
+    keras.utils.set_random_seed(9)
+    make_model("tiny", (32, 32, 3), len(CLASSES)).save(teacher)
+    with pytest.raises(DataError, match="changed since the run started"):
+        train_and_export(out=out, data=None, resume=True)
+    assert json.loads((out / "config.json").read_text())["status"] == "stopped"
+
+    teacher.write_bytes(original)
+    train_and_export(out=out, data=None, resume=True)
+    assert read_manifest(out).training["teacher_sha256"] == [sha256_file(teacher)]
 
 
 @pytest.mark.parametrize(
