@@ -513,6 +513,13 @@ def training_steps(n_images: int, batch_size: int, training: bool = True) -> int
     return math.ceil(n_images / batch_size)
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (a container's share, not the host's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(len(os.sched_getaffinity(0)), 1)
+    return max(os.cpu_count() or 1, 1)
+
+
 def make_tf_dataset(
     images: np.ndarray,
     labels: np.ndarray,
@@ -595,5 +602,11 @@ def make_tf_dataset(
             target = soft_weight * taught + (1.0 - soft_weight) * smoothed
         return batch, target
 
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    # Fixed parallelism and autotuning off: Keras makes a new iterator every epoch, and
+    # deleting the old one waited for tf.data's autotuning thread to wake up, up to a
+    # minute. Half the epochs of a 60-epoch CIFAR-10 run began with a 33-61 s first step
+    # (py-spy: the main thread in ~RootDataset::Iterator; docs/benchmarks.md).
+    ds = ds.map(load, num_parallel_calls=usable_cores(), deterministic=True)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.prefetch(2).with_options(options)

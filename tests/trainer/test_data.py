@@ -159,6 +159,15 @@ def test_soft_targets_mix_the_teacher_on_the_same_crop_with_the_smoothed_label(
     assert not np.allclose(target.numpy(), onehot.numpy() * 0.85 + 0.05, atol=1e-3)
 
 
+def test_training_pipeline_runs_without_the_autotuning_thread(class_folders: Path):
+    # Its wake-up, up to a minute apart, held up the start of every other epoch.
+    data = load_datasets([class_folders])
+    ds = make_tf_dataset(data.images, data.labels, 3, 8, training=True, augment=True, seed=0)
+    assert ds.options().autotune.enabled is False
+    for _epoch in range(2):  # a fresh iterator each epoch, as model.fit makes
+        assert sum(len(labels) for _, labels in ds) == len(data.images) // 8 * 8
+
+
 def test_calibration_set_covers_every_class_and_the_pixel_range(class_folders: Path):
     data = load_datasets([class_folders])
     images = calibration_images(data, 200)
