@@ -603,9 +603,10 @@ def make_tf_dataset(
         return batch, target
 
     # Fixed parallelism and autotuning off: Keras makes a new iterator every epoch, and
-    # deleting the old one waited for tf.data's autotuning thread to wake up, up to a
-    # minute. Half the epochs of a 60-epoch CIFAR-10 run began with a 33-61 s first step
-    # (py-spy: the main thread in ~RootDataset::Iterator; docs/benchmarks.md).
+    # deleting the old one waited on one of its threads, most likely the autotuner's.
+    # Half the epochs of a 60-epoch CIFAR-10 run began with a 33-61 s first step (py-spy:
+    # the main thread in ~RootDataset::Iterator); with autotuning off none did
+    # (docs/benchmarks.md, "An ensemble teacher").
     ds = ds.map(load, num_parallel_calls=usable_cores(), deterministic=True)
     options = tf.data.Options()
     options.autotune.enabled = False
