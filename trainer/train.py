@@ -883,9 +883,7 @@ def _existing_file(path: str | Path, what: str) -> str:
 def _check_teachers_unchanged(paths: list[str], recorded: list[str]) -> None:
     """A resumed student must go on learning from the teachers it started with."""
     for path, digest in zip(paths, recorded, strict=True):
-        if not Path(path).is_file():
-            raise DataError(f"teacher model not found: {path}")
-        if sha256_file(path) != digest:
+        if sha256_file(_existing_file(path, "teacher model")) != digest:
             raise DataError(
                 f"teacher {path} changed since the run started (sha256 was {digest[:12]}...); "
                 "put the original back to resume"
