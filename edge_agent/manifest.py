@@ -52,7 +52,8 @@ class Manifest:
     # How the confidences were calibrated (trainer.calibrate): method, temperature, and the
     # expected calibration error before and after on the validation split.
     confidence: dict[str, Any] = field(default_factory=dict)
-    # Test-time augmentation inside the .tflite ("flip": crop and mirror, logits averaged):
+    # Test-time augmentation inside the .tflite ("flip": crop and mirror, logits averaged;
+    # "flip-shift": those and the pair shifted a pixel each way, 6 views, trainer/tta.py):
     # information only, the agent calls the model the same way; a crop costs that many passes.
     tta: str = "none"
     training: dict[str, Any] = field(default_factory=dict)

@@ -48,6 +48,8 @@ CONFIG_FILENAME = "config.json"
 CHECKPOINT_FILENAME = "checkpoint.keras"
 CHECKPOINT_STATE = "checkpoint.json"
 LOOKAHEAD_STATE = "lookahead.npz"  # the Lookahead average at the checkpoint's epoch
+# The views a teacher's softmax can be averaged over while it teaches (load_teacher).
+TEACHER_TTA_MODES = ("none", "flip")
 
 
 # -- hyperparameters ---------------------------------------------------------------------
@@ -232,9 +234,10 @@ def validate_hparams(hp: HParams) -> None:
         problems.append("teacher weight must be in (0, 1]")
     if hp.teacher_epochs is not None and hp.teacher_epochs < 1:
         problems.append("teacher epochs must be at least 1")
-    if hp.teacher_tta not in TTA_MODES:
+    if hp.teacher_tta not in TEACHER_TTA_MODES:
         problems.append(
-            f"unknown teacher test-time augmentation {hp.teacher_tta!r} ({', '.join(TTA_MODES)})"
+            f"unknown teacher test-time augmentation {hp.teacher_tta!r} "
+            f"({', '.join(TEACHER_TTA_MODES)})"
         )
     if problems:
         raise ValueError("; ".join(problems))
