@@ -8,7 +8,6 @@ the input, same interpreter, same output dequantization).
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import numpy as np
 
 from edge_agent.classifier import Classifier
 from edge_agent.manifest import Manifest, read_manifest
-from trainer.data import DataError, Dataset, load_datasets, stratified_split
+from trainer.data import DataError, Dataset, load_datasets, stratified_split, usable_cores
 
 log = logging.getLogger("trapcount.trainer")
 
@@ -67,7 +66,7 @@ def int8_probabilities(
     model_dir: Path, images: np.ndarray, num_threads: int | None = None
 ) -> np.ndarray:
     """The exported .tflite, through the edge agent's own classifier -> probabilities."""
-    threads = num_threads or os.cpu_count() or 1
+    threads = num_threads or usable_cores()  # a container's share, not the host's count
     with Classifier(model_dir, num_threads=threads, max_batch=256) as classifier:
         return classifier.predict_proba(images)
 
