@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from edge_agent.labels import RULE, is_valid_label, shown
+
 MANIFEST_FORMAT = 1
 MODEL_FILENAME = "model.tflite"
 MANIFEST_FILENAME = "model.json"
@@ -83,7 +85,7 @@ class Manifest:
                     f"manifest format {fmt} is newer than this agent understands "
                     f"({MANIFEST_FORMAT}); upgrade trapcount"
                 )
-            labels = [str(label) for label in data["labels"]]
+            labels = checked_labels(data["labels"])
             fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
             fields["labels"] = labels
             fields["input"] = TensorSpec(**data["input"])
@@ -93,6 +95,26 @@ class Manifest:
             raise ModelContractError(f"manifest is missing key {exc.args[0]!r}") from None
         except TypeError as exc:
             raise ModelContractError(f"manifest is malformed: {exc}") from None
+
+
+def checked_labels(raw: Any) -> list[str]:
+    """The manifest's labels, refused (one line naming the label) when one is empty, given
+    twice or breaks the label rule: labels become folder names and table keys, and the
+    trainer's data loading refuses such class names, so only a hand-edited or foreign
+    manifest has them."""
+    if not isinstance(raw, list):
+        raise ModelContractError("manifest labels must be a list")
+    labels = [str(label) for label in raw]
+    seen: set[str] = set()
+    for position, label in enumerate(labels):
+        if not label.strip():
+            raise ModelContractError(f"manifest label {position} (of {len(labels)}) is empty")
+        if label in seen:
+            raise ModelContractError(f"manifest lists label {shown(label)} twice")
+        if not is_valid_label(label):
+            raise ModelContractError(f"manifest label {shown(label)} breaks the rule: {RULE}")
+        seen.add(label)
+    return labels
 
 
 def sha256_file(path: Path | str) -> str:

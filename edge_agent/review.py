@@ -27,19 +27,18 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_agent import labels as label_rules
 from edge_agent.store import Media, Store
 
 EMPTY = "empty"
 PERSON = "person"
 TOKEN_COOKIE = "trapcount_review"
 TOKEN_HEADER = "X-Review-Token"
-LABEL_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
 
@@ -74,14 +73,12 @@ def host_name(host: str) -> str:
 
 
 def normalise_label(text: str) -> str:
-    """A reviewer's label as a safe folder name: lower case, spaces to ``_``."""
-    label = "_".join(text.strip().lower().split())
-    if not LABEL_RE.match(label):
-        raise ReviewError(
-            f"bad label {text!r}: use letters, digits, '_' and '-' (at most 64, not starting "
-            "with '_' or '-')"
-        )
-    return label
+    """A reviewer's label as a safe folder name: lower case, spaces to ``_`` (the rule of
+    :mod:`edge_agent.labels`); ReviewError when it cannot be one."""
+    try:
+        return label_rules.normalise_label(text)
+    except ValueError as exc:
+        raise ReviewError(str(exc)) from None
 
 
 def is_person(row: Media) -> bool:

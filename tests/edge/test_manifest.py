@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from edge_agent.manifest import (
     verify_hash,
     write_manifest,
 )
+from tests.helpers.media import REPO
 
 
 def make_model_dir(tmp_path: Path, payload: bytes = b"not really a model") -> Path:
@@ -81,3 +83,47 @@ def test_missing_files_are_named(tmp_path: Path) -> None:
     (tmp_path / MODEL_FILENAME).write_bytes(b"x")
     with pytest.raises(ModelContractError, match="manifest not found"):
         read_manifest(tmp_path)
+
+
+def write_labels(tmp_path: Path, labels: list) -> Path:
+    model_dir = make_model_dir(tmp_path)
+    data = json.loads((model_dir / MANIFEST_FILENAME).read_text())
+    data["labels"] = labels
+    (model_dir / MANIFEST_FILENAME).write_text(json.dumps(data))
+    return model_dir
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (["deer", "fox", "deer"], "lists label 'deer' twice"),
+        (["deer", ""], "label 1 (of 2) is empty"),
+        (["deer", "  "], "label 1 (of 2) is empty"),
+        (["deer", "Red Fox"], "label 'Red Fox' breaks the rule"),
+        (["../../etc", "deer"], "label '../../etc' breaks the rule"),
+        (["a/b", "deer"], "label 'a/b' breaks the rule"),
+        (["deer\n", "fox"], "label 'deer\\n' breaks the rule"),
+        (["x" * 65, "fox"], "label 'xxxx"),
+        ("deer", "must be a list"),
+    ],
+    ids=["duplicate", "empty", "blank", "space", "dotdot", "slash", "newline", "long", "string"],
+)
+def test_labels_that_break_the_label_rule_are_refused_at_load(
+    tmp_path: Path, labels: list, message: str
+) -> None:
+    model_dir = write_labels(tmp_path, labels)
+    with pytest.raises(ModelContractError, match=re.escape(message)) as info:
+        read_manifest(model_dir)
+    assert "\n" not in str(info.value) and len(str(info.value)) < 200
+
+
+def test_the_shipped_cifar10_and_the_test_models_labels_keep_the_rule(tmp_path: Path) -> None:
+    from tests.helpers.trap_databases import LABELS
+    from tests.trainer.conftest import CLASSES
+
+    assert read_manifest(REPO / "models" / "default").labels == [
+        "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    ]  # fmt: skip
+    sprites = ["boar", "deer", "fox", "hare", "cat", "dog"]  # edge_agent.scenes, the tiny model
+    for labels in (LABELS, list(CLASSES), [*CLASSES, "badger"], sprites, ["red_fox", "roe-deer"]):
+        assert read_manifest(write_labels(tmp_path, labels)).labels == labels
