@@ -29,15 +29,18 @@ import logging
 import math
 import os
 import pickle
+import re
 import tarfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from edge_agent.labels import RULE, is_valid_label, shown
 
 log = logging.getLogger("trapcount.trainer")
 
@@ -50,6 +53,25 @@ _CACHE_FORMAT = 1  # bump when decoding changes, so old caches are ignored
 
 class DataError(ValueError):
     """The data cannot be used (missing, empty, one class only, unreadable archive...)."""
+
+
+def suggested_label(name: str) -> str:
+    """A valid label close to the class name ``name`` ("Red Fox" -> "red_fox")."""
+    label = re.sub(r"[^a-z0-9_-]+", "_", name.strip().lower()).strip("_-")[:64]
+    return label or "a_name"
+
+
+def check_class_names(names: Iterable[str], where: str) -> None:
+    """Refuse a class name that is not a valid label (edge_agent.labels): the model's labels
+    are its class names, and the agent refuses a model whose labels break the rule, so
+    training must never produce one. Renaming is left to the user, not done here: "Red Fox"
+    and "red_fox" would otherwise become one class without anyone deciding so."""
+    for name in sorted(set(names)):
+        if not is_valid_label(name):
+            raise DataError(
+                f"class folder {shown(name)} in {where} is not a valid label ({RULE}); "
+                f"rename the folder, e.g. to {suggested_label(name)!r}"
+            )
 
 
 @dataclass
@@ -172,6 +194,9 @@ def read_image_folder(root: Path, size: tuple[int, int]) -> tuple[np.ndarray, li
             f"the images in {root} are not in class folders; the class of an image is the name "
             f"of its folder, so pass {root.parent} (which holds {root.name}/) instead"
         )
+    # Checked before minutes of decoding; the message names the folder itself.
+    for folder in sorted({path.parent for path in files}):
+        check_class_names([folder.name], str(folder.parent))
     collector = _Collector(str(root), len(files))
     for path in files:
         try:
@@ -429,7 +454,11 @@ def load_datasets(
             log.warning("--data %s given twice; reading it once", spec)
         else:
             unique[key] = str(spec)
-    parts = [(spec, *read_source(spec, size, use_cache)) for spec in unique.values()]
+    parts = []
+    for spec in unique.values():
+        images, names, skipped = read_source(spec, size, use_cache)
+        check_class_names(names, str(spec))
+        parts.append((spec, images, names, skipped))
     classes = sorted({name for _, _, names, _ in parts for name in names})
     if not classes:
         raise DataError(f"no readable images in {', '.join(str(s) for s in specs)}")

@@ -187,3 +187,27 @@ def test_calibration_set_covers_every_class_and_the_pixel_range(class_folders: P
 def test_unusable_data_is_a_data_error(tmp_path: Path, make, message):
     with pytest.raises(DataError, match=message):
         load_datasets([make(tmp_path)])
+
+
+def test_a_class_folder_that_is_not_a_valid_label_is_refused_before_decoding(tmp_path: Path):
+    """The agent refuses a model whose labels break the label rule, so training must not
+    make one: "Red Fox/" is refused, naming the folder and a name to rename it to."""
+    root = write_class_folders(tmp_path / "crops", 3, seed=0, classes=("deer", "fox"))
+    (root / "fox").rename(root / "Red Fox")
+    with pytest.raises(DataError) as info:
+        load_datasets([root])
+    message = str(info.value)
+    assert f"class folder 'Red Fox' in {root} is not a valid label" in message
+    assert "rename the folder, e.g. to 'red_fox'" in message and "\n" not in message
+
+    # The same in an archive, read in place: the class is the member's folder name.
+    archive = tmp_path / "crops.tar"
+    with tarfile.open(archive, "w") as tar:
+        for path in sorted(root.rglob("*.png")):
+            tar.add(path, arcname=f"train/{path.parent.name}/{path.name}")
+    with pytest.raises(DataError, match=r"class folder 'Red Fox' in .*crops\.tar is not a valid"):
+        load_datasets([archive], use_cache=False)
+
+    # Renamed as suggested, the same images train as two classes.
+    (root / "Red Fox").rename(root / "red_fox")
+    assert load_datasets([root]).classes == ["deer", "red_fox"]
