@@ -413,6 +413,8 @@ def collect_export(db: str, out: Path) -> None:
     Each crop goes to OUT/<label>/, under its reviewed label if a reviewer set one, else
     the predicted label; OUT/unreviewed.txt lists those still unreviewed. Crops of people,
     of ``unknown`` and those a reviewer marked ``empty`` are left out. Files are created 0600.
+    Crops whose label is not a valid folder name (a tampered or foreign database) are
+    skipped and counted.
     """
     from edge_agent.media import export_dataset
     from edge_agent.store import Store
@@ -424,6 +426,11 @@ def collect_export(db: str, out: Path) -> None:
         f"wrote {result.out}: {result.images} image(s) ({labels or 'none'}), "
         f"{result.unreviewed} unreviewed"
         + (f", {result.missing} file(s) missing" if result.missing else "")
+        + (
+            f", {result.bad_labels} skipped (label not a valid folder name)"
+            if result.bad_labels
+            else ""
+        )
     )
 
 

@@ -38,6 +38,7 @@ import numpy as np
 
 from edge_agent.classifier import square_box
 from edge_agent.config import MediaSettings
+from edge_agent.labels import is_valid_label
 from edge_agent.privacy import UNCHECKED, Box, Prepared, PrivacyGuard
 from edge_agent.store import Media, Store, as_utc
 from edge_agent.tracking import Track
@@ -306,6 +307,17 @@ class DatasetExport:
     per_label: dict[str, int]
     unreviewed: int
     missing: int  # rows whose file is gone
+    # Rows skipped because their label is no valid folder name (edge_agent.labels: "../x",
+    # "a/b", from a tampered or foreign database), or their folder leads outside ``out``.
+    bad_labels: int = 0
+
+
+def inside(path: Path, root: Path) -> bool:
+    """Whether ``path`` resolves (symbolic links followed) to below ``root``."""
+    try:
+        return path.resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError):
+        return False
 
 
 def export_dataset(store: Store, out: Path) -> DatasetExport:
@@ -313,24 +325,32 @@ def export_dataset(store: Store, out: Path) -> DatasetExport:
     label if set, else the predicted one) that ``trapcount-train --data`` reads, plus
     ``out/unreviewed.txt`` listing those still unreviewed (relative paths, one a line).
     People, ``unknown`` and crops a reviewer marked ``empty`` are not exported; folders are
-    0700, files 0600."""
+    0700, files 0600. A row whose label is no valid label is skipped and counted, never
+    written outside ``out`` nor into nested folders."""
     out = Path(out)
     make_private_dir(out)
     per_label: dict[str, int] = {}
     unreviewed: list[str] = []
-    missing = 0
+    missing = bad_labels = 0
     for row in store.media(kind="crop"):
         label = row.reviewed_label or row.label
         if label in NOT_TRAINED or row.privacy_status == "blurred":
+            continue
+        if not is_valid_label(label):
+            bad_labels += 1
+            continue
+        folder = out / label
+        target = folder / f"m{row.id}-{Path(row.path).name}"
+        # In depth: a valid label is one plain name, but out/<label> may be a symbolic link.
+        if not inside(target, out):
+            bad_labels += 1
             continue
         try:
             data = Path(row.path).read_bytes()
         except OSError:
             missing += 1
             continue
-        folder = out / label
         make_private_dir(folder)
-        target = folder / f"m{row.id}-{Path(row.path).name}"
         target.unlink(missing_ok=True)
         write_private(target, data)
         per_label[label] = per_label.get(label, 0) + 1
@@ -339,4 +359,6 @@ def export_dataset(store: Store, out: Path) -> DatasetExport:
     listing = out / UNREVIEWED_FILE
     listing.unlink(missing_ok=True)
     write_private(listing, "".join(f"{line}\n" for line in unreviewed).encode())
-    return DatasetExport(out, sum(per_label.values()), per_label, len(unreviewed), missing)
+    return DatasetExport(
+        out, sum(per_label.values()), per_label, len(unreviewed), missing, bad_labels
+    )

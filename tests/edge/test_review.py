@@ -4,6 +4,7 @@ traversal, the token off localhost, people's media; then the decisions and the e
 from __future__ import annotations
 
 import re
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from click.testing import CliRunner
 
 from edge_agent.cli import cli
 from edge_agent.config import TrapSettings
+from edge_agent.media import export_dataset
 from edge_agent.review import ReviewError, check_bind, create_app, normalise_label
 from edge_agent.store import Store
 
@@ -200,3 +202,38 @@ def test_labels_become_safe_folder_names():
     for bad in ("", "../x", "a/b", ".hidden", "-x", "x" * 65, "é"):
         with pytest.raises(ReviewError):
             normalise_label(bad)
+
+
+def test_a_tampered_label_never_writes_outside_the_export_folder(trap, tmp_path):
+    """Labels from a tampered or foreign database ("../../escaped", "a/b") are skipped and
+    counted by ``collect export``: nothing outside --out, no nested folders."""
+    db, _, ids = trap
+    with sqlite3.connect(db) as connection:
+        connection.execute(
+            "UPDATE media SET label = '../../escaped' WHERE id = ?", (ids["deer_easy"],)
+        )
+        connection.execute("UPDATE media SET reviewed_label = 'a/b' WHERE id = ?", (ids["fox"],))
+    connection.close()
+    out = tmp_path / "exports" / "dataset"
+    before = set(tmp_path.rglob("*"))
+    result = CliRunner().invoke(cli, ["collect", "export", "--db", db, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.output.endswith(", 2 skipped (label not a valid folder name)\n")
+    written = set(tmp_path.rglob("*")) - before
+    assert all(p.is_relative_to(out.parent) for p in written), sorted(written)
+    assert not (tmp_path / "escaped").exists()
+    # one folder per label, nothing nested: the untampered deer crops
+    folders = [p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_dir()]
+    assert folders == ["deer"]
+    assert len(list((out / "deer").iterdir())) == 2
+
+    # In depth: a valid label whose folder in --out is a symbolic link to elsewhere.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "deer").symlink_to(elsewhere, target_is_directory=True)
+    with Store.open(db, create=False) as store:
+        export = export_dataset(store, linked)
+    assert (export.images, export.bad_labels) == (0, 4)
+    assert list(elsewhere.iterdir()) == []
