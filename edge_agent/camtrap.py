@@ -46,6 +46,7 @@ from sqlalchemy import MetaData, Table, select
 from edge_agent import __version__
 from edge_agent.camtrap_schema import PROFILE_URL, SCHEMA_URLS, TABLES, columns, table_schema
 from edge_agent.config import Settings
+from edge_agent.labels import RULE, is_valid_label, shown
 from edge_agent.reports import Deployment, ReportData, Row, Window, load, zone_of
 from edge_agent.store import Store, has_table
 from edge_agent.taxa import TaxonMap
@@ -187,8 +188,15 @@ def observation_records(
         dep = row.deployment
         if dep.key not in deployments:
             continue
-        taxon = taxa[row.label]
         event_id = f"{dep.key}-e{row.event_id}"
+        if not is_valid_label(row.label):
+            # A data standard's tables must carry the model's labels, not whatever a tampered
+            # or foreign database holds; refused before anything is written.
+            raise ExportError(
+                f"event {event_id} has the label {shown(row.label)}, which breaks the label "
+                f"rules ({RULE}): a tampered or foreign database?"
+            )
+        taxon = taxa[row.label]
         comment = ""
         if not taxa.knows(row.label):
             comment = f"classifier label {row.label!r} is not in the taxon map"

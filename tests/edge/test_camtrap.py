@@ -403,3 +403,20 @@ def test_camtrap_times_are_whole_seconds_with_the_offset():
     assert camtrap_time(value, "America/Denver") == "2024-01-15T05:00:00-07:00"
     assert camtrap_time(value, "America/Denver", round_up=True) == "2024-01-15T05:00:01-07:00"
     assert camtrap_time(None, "UTC") == ""
+
+
+@pytest.mark.parametrize("label", ['=HYPERLINK("http://evil.example","x")', "Red Fox", "a/b"])
+def test_an_observation_label_that_breaks_the_label_rules_is_refused(tmp_path, label):
+    """Camtrap DP is a data standard: its tables are not defused like the spreadsheet CSV,
+    so a label from a tampered or foreign database stops the export, naming the label."""
+    db = build_trap_db(
+        tmp_path / "foreign.sqlite",
+        MEADOW,
+        [Planned("2024-06-01T10:00:00", {"fox": 1}), Planned("2024-06-02T10:00:00", {label: 2})],
+    )
+    out = tmp_path / "pkg"
+    result = CliRunner().invoke(cli, ["export", "camtrap-dp", "--db", str(db), "--out", str(out)])
+    assert result.exit_code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"Error: event meadow-e2 has the label {label!r}, which breaks")
+    assert not out.exists()
