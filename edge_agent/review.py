@@ -19,18 +19,25 @@ HttpOnly SameSite=Strict cookie, or an ``X-Review-Token`` header). On loopback i
 only requests whose Host is a loopback name (no DNS rebinding). Forms carry a per-start
 secret (no cross-site POSTs). Images are addressed by media id only, served only from inside
 ``--media`` (symbolic links resolved), and media of people (``person``, as predicted or as
-reviewed) is never listed or served. Flask is imported only when the app is built
-(the ``review`` extra), so the agent itself does not need it.
+reviewed) is never listed or served. The server answers one request at a time, so none may
+hold it long: a body over 1 MiB or a decision on more than 5000 crops is refused (413), and
+a decision is written in one transaction. Its access log shows ``token=***``, never the
+token. Flask is imported only when the app is built (the ``review`` extra), so the agent
+itself does not need it.
 """
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import update
 
 from edge_agent import labels as label_rules
 from edge_agent.store import Media, Store
@@ -40,6 +47,20 @@ PERSON = "person"
 TOKEN_COOKIE = "trapcount_review"
 TOKEN_HEADER = "X-Review-Token"
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
+# A decision form is a few ids; a larger body is refused (413) before it is read, so that
+# one request cannot keep the single-threaded server busy for minutes.
+MAX_BODY_BYTES = 1 << 20
+# Crops per decision: more than a page of bulk selections ever needs.
+MAX_IDS = 5000
+# Media ids are SQLite INTEGERs (64-bit); a larger one in a URL is no media.
+MAX_MEDIA_ID = 2**63 - 1
+# Rows per UPDATE inside a decision's one transaction (SQLite's bound-parameter limit).
+UPDATE_CHUNK = 500
+# "?token=..." or "&token=..." in a logged request line.
+TOKEN_PARAM = re.compile(r"([?&;]token=)[^&;#\s\"]*", re.IGNORECASE)
+# A token this long is also replaced wherever it appears in a log line; a shorter one only
+# as the token= value (replacing a few letters everywhere would garble every line).
+MIN_LITERAL_TOKEN = 8
 
 
 class ReviewError(ValueError):
@@ -83,6 +104,20 @@ def normalise_label(text: str) -> str:
 
 def is_person(row: Media) -> bool:
     return row.label == PERSON or row.reviewed_label == PERSON
+
+
+def write_decision(store: Store, ids: list[int], action: str, label: str | None = None) -> None:
+    """One decision on the crops ``ids`` in ONE transaction: ``confirm`` (the predicted label
+    becomes the reviewed one), ``empty`` or ``relabel`` (to ``label``). One commit, not one
+    per crop, and all of them or none."""
+    new: Any = Media.label if action == "confirm" else EMPTY if action == "empty" else label
+    with store.write() as session:
+        for start in range(0, len(ids), UPDATE_CHUNK):
+            chunk = ids[start : start + UPDATE_CHUNK]
+            session.execute(
+                update(Media).where(Media.id.in_(chunk)).values(reviewed_label=new),
+                execution_options={"synchronize_session": False},
+            )
 
 
 def hard_first(row: Media) -> tuple[int, float, int]:
@@ -244,6 +279,7 @@ def create_app(
     csrf = secrets.token_urlsafe(24)
     app = Flask(__name__, static_folder=None)
     app.config["TRAPCOUNT_STORE"] = store
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
 
     @app.before_request
     def guard() -> Any:
@@ -310,8 +346,11 @@ def create_app(
         if not hmac.compare_digest(request.form.get("csrf", "").encode(), csrf.encode()):
             abort(403)
         action = request.form.get("action", "")
+        given = request.form.getlist("ids")
+        if len(given) > MAX_IDS:
+            abort(413, f"at most {MAX_IDS} crops in one decision; select fewer")
         try:
-            ids = [int(v) for v in request.form.getlist("ids")]
+            ids = list(dict.fromkeys(int(v) for v in given))  # once each, in order
         except ValueError:
             abort(400)
         if not ids:
@@ -327,10 +366,7 @@ def create_app(
                 return redirect(url_for("index", message=str(exc), at=ids[0]))
         elif action not in ("confirm", "empty"):
             abort(400)
-        for row in chosen:
-            assert row is not None
-            new = row.label if action == "confirm" else EMPTY if action == "empty" else label
-            store.set_reviewed_label(row.id, new)
+        write_decision(store, ids, action, label if action == "relabel" else None)
         # Go on at the next crop still to be reviewed.
         order = [(i.crop.id, bool(i.crop.reviewed_label)) for i in review_items(store)]
         ids_in_order = [i for i, _ in order]
@@ -340,6 +376,8 @@ def create_app(
 
     @app.get("/media/<int:media_id>")
     def media(media_id: int) -> Any:
+        if media_id > MAX_MEDIA_ID:
+            abort(404)
         with store.read() as session:
             row = session.get(Media, media_id)
         if row is None or is_person(row):
@@ -367,4 +405,36 @@ def serve(
 
     if announce is not None:
         announce()
-    run_simple(host, port, app, threaded=False, use_reloader=False, use_debugger=False)
+    run_simple(
+        host,
+        port,
+        app,
+        threaded=False,
+        use_reloader=False,
+        use_debugger=False,
+        request_handler=redacting_handler(token),
+    )
+
+
+def redact(line: str, token: str | None) -> str:
+    """``line`` with the value of every ``token=`` query parameter, and the review token
+    itself where it is long enough to tell apart, replaced by ``***``."""
+    line = TOKEN_PARAM.sub(r"\1***", line)
+    if token and len(token) >= MIN_LITERAL_TOKEN:
+        for form in {token, quote(token, safe="")}:
+            line = line.replace(form, "***")
+    return line
+
+
+def redacting_handler(token: str | None) -> Any:
+    """werkzeug's request handler whose log lines never show the review token: the first
+    request of a session carries it as ``?token=``, and the access log goes to the journal,
+    which more people can read than the token was meant for."""
+    from werkzeug.serving import WSGIRequestHandler
+
+    class RedactingRequestHandler(WSGIRequestHandler):
+        def log(self, type: str, message: str, *args: Any) -> None:
+            text = message % args if args else message
+            super().log(type, "%s", redact(text, token))
+
+    return RedactingRequestHandler

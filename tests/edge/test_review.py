@@ -3,19 +3,25 @@ traversal, the token off localhost, people's media; then the decisions and the e
 
 from __future__ import annotations
 
+import http.client
 import re
+import socket
 import sqlite3
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from edge_agent.cli import cli
 from edge_agent.config import TrapSettings
 from edge_agent.media import export_dataset
-from edge_agent.review import ReviewError, check_bind, create_app, normalise_label
+from edge_agent.review import ReviewError, check_bind, create_app, normalise_label, redact
 from edge_agent.store import Store
+from tests.helpers.media import start_trapcount, stop, wait_for
 
 pytest.importorskip("flask", reason="the review page needs Flask (the review extra)")
 
@@ -237,3 +243,164 @@ def test_a_tampered_label_never_writes_outside_the_export_folder(trap, tmp_path)
         export = export_dataset(store, linked)
     assert (export.images, export.bad_labels) == (0, 4)
     assert list(elsewhere.iterdir()) == []
+
+
+# -- the server under load and in its log ---------------------------------------------------
+
+
+def add_crops(db: str, media: Path, count: int) -> list[int]:
+    """``count`` more deer crops, each with its file."""
+    day = media / "2026-05-01"
+    ids = []
+    with Store.open(db, create=False) as store:
+        deployment = store.ensure_deployment(TrapSettings())
+        for i in range(count):
+            path = day / f"extra{i}-crop.jpg"
+            path.write_bytes(JPEG)
+            ids.append(
+                store.add_media(
+                    deployment_id=deployment,
+                    event_id=None,
+                    kind="crop",
+                    path=str(path),
+                    time=START + timedelta(minutes=10, seconds=i),
+                    sha256="0" * 64,
+                    bytes=10,
+                    label="deer",
+                    confidence=0.8,
+                    disagreed=False,
+                    privacy_status="clear",
+                )
+            )
+    return ids
+
+
+def reviewed_labels(db: str) -> dict[int, str | None]:
+    with Store.open(db, create=False) as store:
+        return {m.id: m.reviewed_label for m in store.media()}
+
+
+def test_an_oversized_decision_is_refused_at_once_and_the_page_still_answers(trap):
+    db, _, ids = trap
+    c = client(trap)
+    token = csrf_of(c.get("/").get_data(as_text=True))
+    began = time.monotonic()
+    response = c.post(
+        "/decide",
+        data={"csrf": token, "ids": ids["fox"], "action": "empty", "pad": "x" * (2 << 20)},
+    )
+    assert response.status_code == 413
+    assert time.monotonic() - began < 5
+    assert c.get("/").status_code == 200
+    # too many crops in one decision: refused with a reason, nothing written
+    response = c.post(
+        "/decide", data={"csrf": token, "ids": [ids["fox"]] * 5001, "action": "empty"}
+    )
+    assert response.status_code == 413
+    assert "at most 5000 crops in one decision" in response.get_data(as_text=True)
+    assert reviewed_labels(db)[ids["fox"]] is None
+
+
+def test_a_decision_on_many_crops_is_one_transaction(trap):
+    db, media, ids = trap
+    many = add_crops(db, media, 60)
+    c = client(trap)
+    token = csrf_of(c.get("/").get_data(as_text=True))
+    statements: list[str] = []
+
+    def record(_connection, _cursor, statement, *_rest) -> None:
+        statements.append(" ".join(statement.split()).upper())
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        response = c.post(
+            "/decide",
+            data={"csrf": token, "ids": [*many, *many], "action": "relabel", "label": "Roe Deer"},
+        )
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    assert response.status_code == 302
+    assert len([s for s in statements if s.startswith("UPDATE MEDIA")]) == 1
+    labels = reviewed_labels(db)
+    assert {labels[i] for i in many} == {"roe_deer"} and labels[ids["fox"]] is None
+    # confirm: each crop keeps its own predicted label
+    c.post("/decide", data={"csrf": token, "ids": [ids["fox"], *many], "action": "confirm"})
+    labels = reviewed_labels(db)
+    assert labels[ids["fox"]] == "fox" and {labels[i] for i in many} == {"deer"}
+
+
+def test_a_media_id_beyond_sqlite_integers_is_404_not_500(trap):
+    c = client(trap)
+    for media_id in ("99999999999999999999999", str(2**63), str(2**63 - 1)):
+        assert c.get(f"/media/{media_id}").status_code == 404, media_id
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def ask(port: int, method: str, path: str, body: bytes | None = None, **headers: str):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read().decode("utf-8", "replace")
+    finally:
+        connection.close()
+
+
+def test_the_served_review_page_keeps_its_token_out_of_the_log_and_survives_a_huge_post(
+    trap, tmp_path
+):
+    """The real server (``trapcount review`` in a subprocess): its access log shows the
+    request lines but never the token, and a 12 MB decision is refused at once."""
+    db, media, ids = trap
+    secret = "s3cret-review-token-4711"
+    port = free_port()
+    log = tmp_path / "review.log"
+    proc = start_trapcount(
+        "review", "--db", db, "--media", media, "--host", "127.0.0.1", "--port", str(port),
+        "--token", secret, cwd=tmp_path, log=log,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: port_open(port), 30, "the review server", proc)
+        status, _ = ask(port, "GET", f"/?token={secret}")
+        assert status == 302
+        status, page = ask(port, "GET", "/", **{"X-Review-Token": secret})
+        assert status == 200
+        body = f"csrf={csrf_of(page)}&action=empty&" + "&".join([f"ids={ids['fox']}"] * 2_000_000)
+        began = time.monotonic()
+        status, _ = ask(
+            port, "POST", "/decide", body.encode(),
+            **{"X-Review-Token": secret, "Content-Type": "application/x-www-form-urlencoded"},
+        )  # fmt: skip
+        assert status == 413 and time.monotonic() - began < 10
+        assert ask(port, "GET", "/api/progress", **{"X-Review-Token": secret})[0] == 200
+    finally:
+        stop(proc)
+    output = re.sub(r"\x1b\[[0-9;]*m", "", log.read_text(encoding="utf-8"))  # werkzeug's colours
+    assert '"GET /?token=*** HTTP/1.1" 302' in output, output
+    assert '"POST /decide HTTP/1.1" 413' in output
+    assert secret not in output
+    assert reviewed_labels(db)[ids["fox"]] is None
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_log_lines_lose_every_token_value():
+    token = "s3cret/review+token"
+    assert redact('"GET /?a=1&token=wrong-guess HTTP/1.1" 403 -', token) == (
+        '"GET /?a=1&token=*** HTTP/1.1" 403 -'
+    )
+    assert redact('"GET /?TOKEN=s3cret%2Freview%2Btoken HTTP/1.1"', token) == (
+        '"GET /?TOKEN=*** HTTP/1.1"'
+    )
+    # elsewhere in the line, a long token is replaced too, a short one only as token=
+    assert redact('"GET /s3cret%2Freview%2Btoken HTTP/1.1"', token) == '"GET /*** HTTP/1.1"'
+    assert redact('"GET /?token=T HTTP/1.1" 302', "T") == '"GET /?token=*** HTTP/1.1" 302'
