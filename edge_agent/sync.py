@@ -132,14 +132,25 @@ def parse_url(value: str, password: str | None = None) -> SyncTarget:
 
 
 def read_password_file(path: Path) -> str:
-    """The first line of ``path``; warns when the file is readable by everyone."""
+    """The first line of ``path``. Refused, unread, when others (not owner, not group) have
+    any access to it, as ssh refuses such a key and libpq such a ~/.pgpass: a warning in a
+    log nobody reads protects nothing. 0600, or 0640 for a group such as ``trapcount``
+    (deploy/ writes it root:trapcount 0640), are fine."""
     try:
         info = path.stat()
+    except OSError as exc:
+        raise SyncError(f"cannot read password file {path}: {exc.strerror or exc}") from None
+    if info.st_mode & 0o007:
+        raise SyncError(
+            f"password file {path} is open to everyone (mode {info.st_mode & 0o777:04o}); "
+            f"chmod 0600 {path} (or 0640 to share it with its group)"
+        )
+    try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise SyncError(f"cannot read password file {path}: {exc.strerror or exc}") from None
-    if info.st_mode & 0o004:
-        log.warning("password file %s is readable by everyone; chmod 0640 it", path)
+    except UnicodeDecodeError:
+        raise SyncError(f"password file {path} is not UTF-8 text") from None
     if not lines or not lines[0].strip():
         raise SyncError(f"password file {path} is empty")
     return lines[0].strip()

@@ -363,6 +363,7 @@ def test_password_file_env_and_config_and_no_password_anywhere(tmp_path, central
     # A wrong password: one line, exit 1, and the wrong password is not shown either.
     wrong = tmp_path / "wrong.password"
     wrong.write_text("not-the-password-4711\n")
+    wrong.chmod(0o600)
     result = run_sync_cli(
         "--db", str(path), "--to", bare, "--password-file", str(wrong), cwd=tmp_path
     )
@@ -370,6 +371,36 @@ def test_password_file_env_and_config_and_no_password_anywhere(tmp_path, central
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("Error: ") and "password authentication failed" in lines[-1]
     assert "not-the-password-4711" not in result.stderr + result.stdout
+
+
+def test_a_password_file_open_to_everyone_is_refused_unread(tmp_path):
+    """As ssh refuses such a key and libpq such a ~/.pgpass; 0600 and the group-readable
+    0640 that deploy/ gives root:trapcount stay allowed. No server needed: it stops first."""
+    from edge_agent.sync import read_password_file
+
+    secret = tmp_path / "sync.password"
+    secret.write_text("pw-4711\n")
+    for mode in (0o600, 0o640, 0o400):
+        secret.chmod(mode)
+        assert read_password_file(secret) == "pw-4711"
+    for mode in (0o644, 0o604, 0o666, 0o642):
+        secret.chmod(mode)
+        with pytest.raises(SyncError) as info:
+            read_password_file(secret)
+        assert str(info.value) == (
+            f"password file {secret} is open to everyone (mode {mode:04o}); "
+            f"chmod 0600 {secret} (or 0640 to share it with its group)"
+        )
+    secret.chmod(0o644)  # as a plain write leaves it under the usual umask
+    path = make_trap(tmp_path / "trap.sqlite", "trap-p", events=1, seed=9)
+    bare = "postgresql+psycopg://trap@127.0.0.1:9/fleet"
+    result = run_sync_cli(
+        "--db", str(path), "--to", bare, "--password-file", str(secret), cwd=tmp_path
+    )
+    assert result.returncode == 2  # a configuration problem
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"Error: password file {secret} is open to everyone (mode 0644)")
+    assert "pw-4711" not in result.stdout + result.stderr
 
 
 def test_an_unreachable_server_fails_fast_in_one_line(tmp_path):
@@ -430,6 +461,7 @@ def test_setup_as_owner_then_traps_with_row_rights_only(tmp_path, server, centra
     path = make_trap(tmp_path / "trap.sqlite", "trap-r", events=9, seed=9)
     secret = tmp_path / "pw"
     secret.write_text(password)
+    secret.chmod(0o600)
     as_trap = owner._replace(username=trap_role, password=None)
     result = run_sync_cli(
         "--db", str(path), "--to", as_trap.render_as_string(), "--password-file", str(secret),
