@@ -44,6 +44,22 @@ class TrainerCliError(click.ClickException):
     exit_code = EXIT_BAD_INPUT
 
 
+def _check_arch_matches(arch: str, init_from: Path) -> None:
+    """With --init-from the network is the saved one and --arch only picks the recipe, so an
+    --arch naming another network would be silently ignored where it matters most: refuse
+    it. (A file that is not one of our .keras archives is left to the loader to report.)"""
+    network = saved_network_arch(init_from)
+    if network is None or network == arch:
+        return
+    choices = f"give --arch {network} for its own recipe"
+    if network != DEFAULT_ARCH:
+        choices += f", or leave --arch out for {DEFAULT_ARCH}'s"
+    raise TrainerCliError(
+        f"--arch {arch} does not match the {network} network in {init_from}: with "
+        f"--init-from the network comes from the file and --arch only picks the recipe; " + choices
+    )
+
+
 class OneLineErrorGroup(click.Group):
     """Every click error (usage errors included) as one ``Error: ...`` line, exit code 2."""
 
@@ -148,7 +164,9 @@ def main() -> None:
     default=None,
     help="seed: the original Keras CIFAR-10 recipe; resnet: BatchNorm ResNet-9; airbench: "
     "airbench94's whitened net and recipe (the shipped model; for large datasets); tiny: "
-    "seconds, for tests. [default: resnet, also when fine-tuning with --init-from]",
+    "seconds, for tests. With --init-from the network is the file's and --arch picks only "
+    "the recipe: it must name that network, or be left out. [default: resnet, also when "
+    "fine-tuning with --init-from]",
 )
 @click.option(
     "--out",
@@ -292,6 +310,8 @@ def train(
     _setup_logging(quiet)
     if not resume and not data:
         raise TrainerCliError("give at least one --data (or --resume an existing run)")
+    if arch is not None and init_from and not resume:
+        _check_arch_matches(arch, init_from)
     if arch is None:
         arch = DEFAULT_ARCH
         network = saved_network_arch(init_from) if init_from else None

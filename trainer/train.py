@@ -781,8 +781,9 @@ def _train(data, out, hp, resume, init_from, stop_after, strategy, use_cache) ->
         "n_train": len(split.train),
         "n_val": len(split.val),
         # The network's own arch: with --init-from it is the loaded model's, whatever
-        # --arch chose for the hyperparameters (our factories name models by arch).
-        "network": model.name if model.name in ARCHS else hp.arch,
+        # --arch chose for the hyperparameters (our factories name models by arch); a loaded
+        # network that none of them made is "unknown", not the recipe's arch.
+        "network": model.name if model.name in ARCHS else "unknown" if init_from else hp.arch,
         "params": int(model.count_params()),
         "macs": count_macs(model),
         "replicas": replicas,

@@ -162,3 +162,60 @@ def test_teacher_epochs_then_the_student_resumes(class_folders: Path, tmp_path: 
                "--teacher", out / "model.keras"),
         "give --teacher or --teacher-epochs, not both",
     )  # fmt: skip
+
+
+def saved_model(path: Path, arch: str = "tiny") -> Path:
+    """A real .keras file of ``arch`` with a head for CLASSES (untrained: only its network
+    matters here)."""
+    from trainer.models import make_model
+
+    make_model(arch, (32, 32, 3), len(CLASSES)).save(path)
+    return path
+
+
+def test_init_from_with_an_arch_naming_another_network_is_refused(
+    class_folders: Path, tmp_path: Path
+):
+    """With --init-from the network comes from the file; --arch picks only the recipe, so
+    one naming another network is refused rather than silently ignored."""
+    tiny = saved_model(tmp_path / "tiny.keras")
+    out = tmp_path / "run"
+    common = ("train", "--data", class_folders, "--init-from", tiny, "--out", out)
+    assert_one_line_error(
+        invoke(*common, "--arch", "resnet"),
+        f"--arch resnet does not match the tiny network in {tiny}: with --init-from the "
+        "network comes from the file and --arch only picks the recipe; give --arch tiny for "
+        "its own recipe, or leave --arch out for resnet's",
+    )
+    assert not out.exists()
+    # The same arch is its recipe; the run records the network it fine-tuned.
+    result = invoke(*common, "--arch", "tiny", "--epochs", "1", "--no-export")
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert (config["network"], config["hparams"]["arch"]) == ("tiny", "tiny")
+
+
+def test_a_network_that_none_of_ours_made_is_recorded_as_unknown(
+    class_folders: Path, tmp_path: Path
+):
+    """Not as the recipe's arch: the run's config (and so its manifest) says what it ran."""
+    import keras
+
+    foreign = keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            keras.layers.Rescaling(1 / 255),
+            keras.layers.Flatten(),
+            keras.layers.Dense(len(CLASSES), activation="softmax"),
+        ],
+        name="someone_elses_net",
+    )
+    foreign.save(tmp_path / "foreign.keras")
+    out = tmp_path / "run"
+    result = invoke(
+        "train", "--data", class_folders, "--init-from", tmp_path / "foreign.keras",
+        "--arch", "tiny", "--epochs", "1", "--no-export", "--out", out,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert (config["network"], config["hparams"]["arch"]) == ("unknown", "tiny")
