@@ -22,6 +22,7 @@ import os
 import subprocess
 import sys
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -387,12 +388,21 @@ def _checked_teacher(path: str, labels: list[str], input_size: tuple[int, int]):
     return teacher
 
 
+# Keras 3 also loads the older HDF5 format, which is not a zip archive.
+LEGACY_KERAS_SUFFIXES = (".h5", ".hdf5")
+
+
 def load_keras_model(path: Path | str, *, compile: bool = False):
     """Load a ``.keras`` file with a one-line error instead of Keras' traceback."""
 
     path = Path(path).expanduser()
     if not path.is_file():
         raise DataError(f"model not found: {path}")
+    # A .keras file is a zip archive. Keras reports any other file under that name (random
+    # bytes, a truncated copy) as "File not found: filepath=...", which sends people looking
+    # for a file that is right there.
+    if path.suffix.lower() not in LEGACY_KERAS_SUFFIXES and not zipfile.is_zipfile(path):
+        raise DataError(f"{path} is not a Keras 3 .keras archive (damaged or another format)")
     try:
         return keras.models.load_model(path, compile=compile)
     except Exception as exc:  # keras raises ValueError, OSError, zipfile errors...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -219,3 +220,41 @@ def test_a_network_that_none_of_ours_made_is_recorded_as_unknown(
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
     assert (config["network"], config["hparams"]["arch"]) == ("unknown", "tiny")
+
+
+@pytest.fixture
+def damaged(tmp_path: Path) -> dict[str, Path]:
+    """Files named .keras that are not Keras 3 archives: random bytes, and a real model's
+    archive cut in half (a copy that stopped)."""
+    random_bytes = tmp_path / "random.keras"
+    random_bytes.write_bytes(bytes(range(256)) * 64)
+    whole = saved_model(tmp_path / "whole.keras").read_bytes()
+    truncated = tmp_path / "truncated.keras"
+    truncated.write_bytes(whole[: len(whole) // 2])
+    return {"random": random_bytes, "truncated": truncated}
+
+
+@pytest.mark.parametrize("kind", ["random", "truncated"])
+@pytest.mark.parametrize("command", ["init-from", "teacher", "export", "evaluate"])
+def test_a_damaged_keras_file_is_reported_as_what_it_is(
+    damaged, kind: str, command: str, class_folders: Path, tiny_run: Path, tmp_path: Path
+):
+    bad = damaged[kind]
+    out = tmp_path / "out"
+    if command == "init-from":
+        args = ["train", "--data", class_folders, "--init-from", bad, "--arch", "tiny"]
+    elif command == "teacher":
+        args = ["train", "--data", class_folders, "--teacher", bad, "--arch", "tiny"]
+    elif command == "export":
+        args = ["export", bad, "--data", class_folders]
+    else:  # a model folder whose float model.keras is damaged
+        folder = tmp_path / "model"
+        shutil.copytree(tiny_run, folder)
+        shutil.copy(bad, folder / "model.keras")
+        bad = folder / "model.keras"
+        args = ["evaluate", folder, "--data", class_folders]
+    result = invoke(*args, "--out", out)
+    assert_one_line_error(
+        result, f"{bad} is not a Keras 3 .keras archive (damaged or another format)"
+    )
+    assert "File not found" not in result.output
