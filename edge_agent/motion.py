@@ -43,12 +43,14 @@ are too far apart in time for one.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from edge_agent.config import MotionSettings
+from edge_agent.scene_change import LIGHT, SceneChangeDetector
 
 Box = tuple[int, int, int, int]
 
@@ -91,6 +93,8 @@ class MotionGate:
         self._model: cv2.BackgroundSubtractorMOG2 | None = None
         self._model_frames = 0
         self._average: np.ndarray | None = None
+        self._scenes = SceneChangeDetector(settings.threshold)
+        self.scene_change: str | None = None  # CUT or LIGHT at the frame that ended one
         self._open_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
         self._dilate_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
 
@@ -105,6 +109,9 @@ class MotionGate:
         self._shape = None
         self._model = None
         self._average = None
+        self._small = self._previous = None
+        self.last_filled = self._previous_filled = None
+        self._scenes.reset()
 
     def _setup(self, frame_shape: tuple[int, ...]) -> None:
         height, width = frame_shape[:2]
@@ -193,23 +200,33 @@ class MotionGate:
         cv2.accumulateWeighted(small, self._average, alpha, mask=learn_mask)
         return foreground
 
-    def boxes(self, frame: np.ndarray, hold: Sequence[Box] = ()) -> list[Box]:
+    def boxes(
+        self, frame: np.ndarray, hold: Sequence[Box] = (), timestamp: datetime | None = None
+    ) -> list[Box]:
         """Boxes of moving things in ``frame`` (BGR or grey), in full-frame pixels.
 
         ``hold``: full-frame boxes whose contents the background must not learn this
-        frame (animals being counted, so that one resting stays visible).
+        frame (animals being counted, so that one resting stays visible). ``timestamp``:
+        the frame's time, for judging scene changes in seconds (:attr:`scene_change`).
         """
         if self._shape != frame.shape[:2]:
             self._setup(frame.shape)
+        small = self._small_grey(frame)
+        self.scene_change = self._scenes.update(small, self.background_image, timestamp)
+        if self.scene_change is not None:
+            # A new view (or new light): learn it from this frame on, as at the start of
+            # a clip; a light change keeps no warm-up (the animals are still there).
+            self.reset(skip_warmup=self.scene_change == LIGHT)
+            self._setup(frame.shape)
+            self._scenes.update(small, None, timestamp)
         assert self._valid is not None
         self.frames += 1
-        small = self._small_grey(frame)
         self._previous, self._small = self._small, small
         self._previous_filled = self.last_filled
         foreground = self._foreground(small, self._hold_mask(hold, small.shape))
         foreground &= self._valid
         self.last_foreground = foreground
-        if self.frames <= self.settings.warmup_frames:
+        if self.frames <= self.settings.warmup_frames or self._scenes.judging:
             return []
         return self._as_reported(self._blobs(foreground), frame)
 

@@ -297,3 +297,48 @@ def test_a_clip_that_starts_with_the_animal_in_view_counts_it_once(tmp_path: Pat
     events, _ = process(truth.path, make_settings())
     assert [e.counts for e in events] == [{"animal": 1}]
     assert events[0].observations[0].tracks == 1
+
+
+# -- scene changes: the camera moved, another recording spliced on, the light switched ------
+
+
+def _run_frames(frames: list[tuple[float, np.ndarray]], gap_s: float) -> list[ClosedEvent]:
+    pipeline = Pipeline(make_settings(events={"event_gap_s": gap_s}), None)
+    return list(pipeline.run((START + timedelta(seconds=t), frame) for t, frame in frames))
+
+
+def _shape(events: list[ClosedEvent], offset_s: float = 0.0) -> list[tuple[float, int]]:
+    """(start in seconds after ``offset_s``, total MaxN) of each event."""
+    return [
+        (round((e.start - START).total_seconds() - offset_s, 1), sum(e.counts.values()))
+        for e in events
+    ]
+
+
+@pytest.mark.parametrize("seeds", [(0, 1), (2, 3)])
+def test_a_cut_between_two_views_counts_each_view_like_the_view_alone(seeds) -> None:
+    """Two scenes back to back in one clip (the camera knocked to another view while the
+    last animals of the first were still being counted): the cut ends the first view's
+    tracks and event; each view counts as it does alone."""
+    gap_s = 10.0
+    views = [scenes.example_scene(gap_s=2 * gap_s, seed=seed) for seed in seeds]
+    alone = [_run_frames(list(view.frames()), gap_s) for view in views]
+    first_s = views[0].frame_count / views[0].fps
+    spliced = list(views[0].frames()) + [(first_s + t, f) for t, f in views[1].frames()]
+    together = _run_frames(spliced, gap_s)
+    expected = _shape(alone[0]) + [(s + first_s, n) for s, n in _shape(alone[1])]
+    assert [n for _, n in _shape(together)] == [n for _, n in expected]
+    for (start, _), (want, _) in zip(_shape(together), expected, strict=True):
+        assert abs(start - want) <= 0.6  # the new view is learned half a second later
+    assert all(e.end - e.start < timedelta(seconds=15) for e in together)
+
+
+def test_the_light_switching_keeps_counting_and_is_not_a_cut() -> None:
+    """The infrared lamp switching on mid-clip (the whole frame darker at once, the same
+    view): the background is relearned, the animal crossing then is still counted once."""
+    scene = scenes.Scene(duration_s=14, walks=scenes.crossing("deer", 4.0, 8.0), seed=5)
+    frames = [
+        (t, (frame * (0.5 if t >= 6.0 else 1.0)).astype(np.uint8)) for t, frame in scene.frames()
+    ]
+    events = _run_frames(frames, 5.0)
+    assert [sum(e.counts.values()) for e in events] == [1]
