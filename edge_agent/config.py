@@ -11,13 +11,32 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from edge_agent.camtrap_schema import FEATURE_TYPES
 
 
 class ConfigError(ValueError):
     """A config file that cannot be used; the message is one line and names the key."""
+
+
+# Slower than this is a broken header, not a camera (source.fps, a video's stated rate).
+MIN_FPS = 0.1
+
+
+def _check_order(section: BaseModel, lower: str, upper: str) -> None:
+    """A ValueError naming both keys when ``section.upper`` is below ``section.lower``
+    (checked on the section's final values, defaults included)."""
+    low, high = getattr(section, lower), getattr(section, upper)
+    if high < low:
+        raise ValueError(f"{upper} ({high:g}) must be at least {lower} ({low:g})")
 
 
 class _Section(BaseModel):
@@ -51,9 +70,37 @@ class SourceSettings(_Section):
     uri: str = Field("0", description="USB index, RTSP/HTTP URL, video file or image folder.")
     width: int | None = Field(None, ge=16, le=8192, description="Requested capture width.")
     height: int | None = Field(None, ge=16, le=8192, description="Requested capture height.")
-    fps: float | None = Field(None, gt=0, le=240, description="Requested capture frame rate.")
+    fps: float | None = Field(
+        None,
+        ge=MIN_FPS,
+        le=240,
+        description="Capture frame rate to request; for a video file, the rate its media "
+        "times are computed with, instead of the rate its header states.",
+    )
     reconnect_initial_s: float = Field(1.0, gt=0, le=600, description="First reconnect delay.")
-    reconnect_max_s: float = Field(60.0, gt=0, le=3600, description="Longest reconnect delay.")
+    reconnect_max_s: float = Field(
+        60.0, gt=0, le=3600, description="Longest reconnect delay (at least reconnect_initial_s)."
+    )
+    decode_max_side: int = Field(
+        1600,
+        ge=320,
+        le=16384,
+        description="Photos are decoded reduced to at most this many pixels on their long side "
+        "(a JPEG by libjpeg's 1/2, 1/4, 1/8 scaling, never at full size); motion runs at "
+        "motion.downscale_width and crops at the model's input size.",
+    )
+    max_megapixels: float = Field(
+        40.0,
+        ge=1,
+        le=1000,
+        description="A photo that would need more than this many megapixels decoded at once "
+        "(a huge PNG or TIFF cannot be decoded reduced) is skipped with a warning.",
+    )
+
+    @model_validator(mode="after")
+    def _max_delay_at_least_initial(self) -> SourceSettings:
+        _check_order(self, "reconnect_initial_s", "reconnect_max_s")
+        return self
 
 
 class CaptureSettings(_Section):
@@ -87,7 +134,9 @@ class MotionSettings(_Section):
     )
     downscale_width: int = Field(320, ge=64, le=1920, description="Width motion runs at.")
     min_area: float = Field(0.002, gt=0, lt=1, description="Smallest blob, fraction of frame.")
-    max_area: float = Field(0.8, gt=0, le=1, description="Largest blob, fraction of frame.")
+    max_area: float = Field(
+        0.8, gt=0, le=1, description="Largest blob, fraction of frame (at least min_area)."
+    )
     threshold: float = Field(16.0, gt=0, le=255, description="MOG2 varThreshold / diff level.")
     history: int = Field(300, ge=2, le=10000, description="Background model history, frames.")
     warmup_frames: int = Field(5, ge=0, le=1000, description="Frames before boxes are reported.")
@@ -118,6 +167,11 @@ class MotionSettings(_Section):
         description="Rectangles [x, y, w, h] as fractions of the frame where motion is ignored.",
     )
 
+    @model_validator(mode="after")
+    def _max_area_at_least_min(self) -> MotionSettings:
+        _check_order(self, "min_area", "max_area")
+        return self
+
     @field_validator("ignore_regions")
     @classmethod
     def _regions(cls, value: list[list[float]]) -> list[list[float]]:
@@ -128,7 +182,11 @@ class MotionSettings(_Section):
 
 
 class ClassifierSettings(_Section):
-    model_dir: str = Field("models/default", description="Folder with model.tflite + model.json.")
+    model_dir: str = Field(
+        "",
+        description="Folder with model.tflite + model.json, relative to this file; "
+        "'' = the shipped model (models/default, or $TRAPCOUNT_MODEL).",
+    )
     confidence_threshold: float = Field(
         0.5, ge=0, le=1, description="Below this a crop is labelled 'unknown'."
     )
@@ -347,13 +405,10 @@ class SyncSettings(_Section):
             raise ValueError("not a database URL (postgresql+psycopg://user@host/db)")
         return value
 
-    @field_validator("backoff_max_s")
-    @classmethod
-    def _max_at_least_initial(cls, value: float, info: Any) -> float:
-        initial = info.data.get("backoff_initial_s")
-        if initial is not None and value < initial:
-            raise ValueError("must be at least backoff_initial_s")
-        return value
+    @model_validator(mode="after")
+    def _max_at_least_initial(self) -> SyncSettings:
+        _check_order(self, "backoff_initial_s", "backoff_max_s")
+        return self
 
 
 class Settings(_Section):

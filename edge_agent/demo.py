@@ -31,7 +31,17 @@ CONFIDENCE_THRESHOLD = 0.3
 # "The demo scene"). Seed 7 is one the shipped model counts right; the previous model's
 # was 3, where this one calls a white horse a dog.
 SCENE_SEED = 7
+# The README's flow goes on from the demo to `trapcount export camtrap-dp --config
+# demo-out/demo.toml`, and a Camtrap DP deployment needs coordinates: the demo's trap
+# stands at a made-up place, named as such.
 DEMO_CONFIG = f"""\
+[trap]
+id = "demo-trap"
+location_name = "sample scene (synthetic video; made-up coordinates)"
+latitude = 47.3769
+longitude = 8.5417
+camera_model = "trapcount scene generator"
+
 [classifier]
 confidence_threshold = {CONFIDENCE_THRESHOLD}
 
@@ -91,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     totals = ", ".join(f"{label} {n}" for label, n in truth.totals.items())
     print(f"  totals: {totals}")
     print(f"\nreport: trapcount report --db {db} --format table")
+    package = args.out / "package"
+    print(f"export: trapcount export camtrap-dp --db {db} --config {config} --out {package}")
     return 0
 
 

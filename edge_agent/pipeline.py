@@ -46,12 +46,14 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Protocol
 
+import cv2
 import numpy as np
 
-from edge_agent.config import Settings
+from edge_agent.config import ConfigError, Settings
 from edge_agent.counting import ClosedEvent, EventCounter
 from edge_agent.motion import Box, MotionGate
 from edge_agent.privacy import PrivacyGuard
+from edge_agent.scene_change import CUT
 from edge_agent.sources import SourceError, source_kind
 from edge_agent.tracking import Track, Tracker
 
@@ -77,6 +79,19 @@ class CropClassifier(Protocol):
     def sha256(self) -> str: ...
 
     def classify_crops(self, frame_bgr: np.ndarray, boxes: list[Box]) -> list: ...
+
+
+def motion_mask(settings: Settings) -> np.ndarray | None:
+    """The ``motion.mask`` image (grey), or None without one; a ConfigError naming the key
+    when the file is missing or not an image."""
+    if not settings.motion.mask:
+        return None
+    path = settings.resolve(settings.motion.mask)
+    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path.is_file() else None
+    if mask is None:
+        problem = "not found" if not path.exists() else "not a readable image"
+        raise ConfigError(f"motion.mask: {path} is {problem}")
+    return mask
 
 
 def is_still_source(settings: Settings) -> bool:
@@ -107,8 +122,7 @@ class Pipeline:
         self.label = label
         self.stills = is_still_source(settings) if stills is None else stills
         motion = settings.motion
-        mask = settings.resolve(motion.mask) if motion.mask else None
-        self.gate = MotionGate(motion, mask=mask)
+        self.gate = MotionGate(motion, mask=motion_mask(settings))
         tracking = settings.tracking
         displacement = 0.0 if motion.method == "whole_frame" else tracking.min_displacement
         if self.stills:
@@ -159,8 +173,11 @@ class Pipeline:
             pause = (timestamp - self.last_timestamp).total_seconds()
             if pause > PAUSE_S:
                 self.gate.reset(skip_warmup=True)
-        boxes = self.gate.boxes(frame, hold=self._held_boxes(timestamp))
-        return self._step(timestamp, frame, boxes)
+        boxes = self.gate.boxes(frame, hold=self._held_boxes(timestamp), timestamp=timestamp)
+        closed: list[ClosedEvent] = []
+        if self.gate.scene_change == CUT:
+            closed = self._end_view(timestamp)
+        return closed + self._step(timestamp, frame, boxes)
 
     def run(self, frames: Iterable[tuple[datetime, np.ndarray]]) -> Iterator[ClosedEvent]:
         """Process every ``(timestamp, frame)`` of ``frames`` (a source), then ``close()``;
@@ -195,6 +212,14 @@ class Pipeline:
         if self.media is not None:
             self.media.observe(timestamp, frame, [t for t in update.visible if t.counted])
         closed = self.counter.update(timestamp, update.visible, update.ended)
+        self.events_closed += len(closed)
+        return closed
+
+    def _end_view(self, timestamp: datetime) -> list[ClosedEvent]:
+        """The camera's view changed (``scene_change.CUT``): every track ends and the open
+        event closes, so that animals of two views are never counted together."""
+        log.info("%s: the camera's view changed; tracks ended, event closed", timestamp)
+        closed = self.counter.close(self.tracker.close())
         self.events_closed += len(closed)
         return closed
 

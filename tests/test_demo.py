@@ -33,3 +33,30 @@ def test_the_demo_counts_the_sample_video_like_the_truth(
     truth = demo.sample_scene().truth(demo.EVENT_GAP_S)
     assert len({event["id"] for event in report["events"]}) == len(truth.events)
     assert report["totals"] == truth.totals
+
+
+def test_the_readme_flow_from_the_demo_to_a_camtrap_dp_package(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`make demo`, then the README's export command on what it wrote."""
+    assert demo.main(["--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    package = tmp_path / "package"
+    with pytest.raises(SystemExit) as done:
+        trapcount(
+            [
+                "export",
+                "camtrap-dp",
+                "--db",
+                str(tmp_path / "demo.sqlite"),
+                "--config",
+                str(tmp_path / "demo.toml"),
+                "--out",
+                str(package),
+                "--validate",
+            ]
+        )
+    assert done.value.code in (None, 0), capsys.readouterr().err
+    assert "valid Camtrap DP 1.0.2" in capsys.readouterr().out
+    deployments = (package / "deployments.csv").read_text(encoding="utf-8")
+    assert "demo-trap" in deployments and "47.3769" in deployments

@@ -93,6 +93,20 @@ def test_every_key_has_a_comment_in_the_example():
         ({"trap": {"timezone": "Mars/Olympus"}}, "trap.timezone: unknown time zone"),
         ({"capture": {"active_hours": "25"}}, "capture.active_hours: not a cron field"),
         ({"service": {"heartbeat_s": 1}}, "service.heartbeat_s: Input should be greater"),
+        (
+            {"motion": {"min_area": 0.3, "max_area": 0.2}},
+            "motion: max_area (0.2) must be at least min_area (0.3)",
+        ),
+        ({"motion": {"min_area": 0.9}}, "motion: max_area (0.8) must be at least min_area (0.9)"),
+        (
+            {"source": {"reconnect_initial_s": 120, "reconnect_max_s": 30}},
+            "source: reconnect_max_s (30) must be at least reconnect_initial_s (120)",
+        ),
+        (
+            {"sync": {"backoff_initial_s": 600, "backoff_max_s": 60}},
+            "sync: backoff_max_s (60) must be at least backoff_initial_s (600)",
+        ),
+        ({"source": {"fps": 0.001}}, "source.fps: Input should be greater than or equal to 0.1"),
     ],
 )
 def test_config_errors_are_one_line_naming_the_key(tmp_path, sections_, expected):
