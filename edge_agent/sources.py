@@ -27,6 +27,8 @@ Every source is a context manager whose ``close()`` is safe to call twice. Rate 
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
 import struct
 import threading
@@ -41,7 +43,7 @@ from zoneinfo import ZoneInfo
 import cv2
 import numpy as np
 
-from edge_agent.config import SourceSettings
+from edge_agent.config import MIN_FPS, SourceSettings
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,14 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".
 STREAM_SCHEMES = frozenset({"rtsp", "rtsps", "http", "https", "rtmp", "udp", "tcp"})
 # An FFmpeg stream that stalls must not block the agent forever.
 STREAM_TIMEOUT_MS = 10_000
+# Photos are decoded reduced to at most this long side (source.decode_max_side), and never
+# at more than this many megapixels at once (source.max_megapixels).
+DECODE_MAX_SIDE = 1600
+MAX_MEGAPIXELS = 40.0
+# The rate a video is read at when its header states none, or an implausible one.
+ASSUMED_FPS = 10.0
+# A file's identity hashes its size and this much of its start and of its end.
+IDENTITY_SAMPLE_BYTES = 1 << 20
 
 
 class SourceError(RuntimeError):
@@ -75,6 +85,35 @@ class VideoCaptureLike(Protocol):
 CaptureFactory = Callable[[], VideoCaptureLike]
 
 
+def content_identity(data: bytes) -> str:
+    """The identity of a file's content (``file_identity``) from its bytes in memory."""
+    head = data[:IDENTITY_SAMPLE_BYTES]
+    tail = data[-IDENTITY_SAMPLE_BYTES:] if len(data) > IDENTITY_SAMPLE_BYTES else b""
+    return _identity(len(data), head, tail)
+
+
+def file_identity(path: Path) -> str:
+    """What identifies a recording or a photo across reruns, copies and renames: a hash of
+    its size, its first and its last MiB. Two clips copied off one SD card share their file
+    times but not their content; the same clip copied elsewhere is the same footage."""
+    with path.open("rb") as handle:
+        size = handle.seek(0, 2)
+        handle.seek(0)
+        head = handle.read(IDENTITY_SAMPLE_BYTES)
+        tail = b""
+        if size > IDENTITY_SAMPLE_BYTES:
+            handle.seek(max(IDENTITY_SAMPLE_BYTES, size - IDENTITY_SAMPLE_BYTES))
+            tail = handle.read()
+    return _identity(size, head, tail)
+
+
+def _identity(size: int, head: bytes, tail: bytes) -> str:
+    digest = hashlib.sha256(size.to_bytes(8, "big"))
+    digest.update(head)
+    digest.update(tail)
+    return "sha256:" + digest.hexdigest()[:40]
+
+
 def _utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError(f"timestamp {value.isoformat()} has no time zone")
@@ -99,6 +138,16 @@ class FrameSource:
 
     def _stopped(self) -> bool:
         return self._closed or self._stop.is_set()
+
+    def origin_of(self, timestamp: datetime) -> str | None:
+        """The identity (``file_identity``) of the file the frame stamped ``timestamp`` came
+        from; None for a live camera, whose footage is never read twice."""
+        return None
+
+    @property
+    def origins_read(self) -> set[str]:
+        """The identities of the files read so far (a rerun replaces their events)."""
+        return set()
 
     def __iter__(self) -> Iterator[Frame]:
         if self._closed:
@@ -148,6 +197,10 @@ class VideoFileSource(FrameSource):
         super().__init__(str(self.path), stop_event)
         if not self.path.is_file():
             raise SourceError(f"video file not found: {self.path}")
+        try:
+            self.identity = file_identity(self.path)
+        except OSError as exc:
+            raise SourceError(f"cannot read video {self.path}: {exc.strerror or exc}") from None
         factory = capture_factory or cv2.VideoCapture
         self._capture: VideoCaptureLike | None = factory(str(self.path))
         if not self._capture.isOpened():
@@ -155,9 +208,16 @@ class VideoFileSource(FrameSource):
             self._capture = None
             raise SourceError(f"cannot decode video {self.path} (not a video, or damaged)")
         file_fps = float(self._capture.get(cv2.CAP_PROP_FPS) or 0.0)
-        if fps is None and not 0 < file_fps <= 1000:
-            log.warning("%s does not state its frame rate; assuming 10 fps", self.path)
-        self.fps = float(fps) if fps else (file_fps if 0 < file_fps <= 1000 else 10.0)
+        plausible = MIN_FPS <= file_fps <= 1000
+        if fps is None and not plausible:
+            stated = f"states {file_fps:g} fps" if file_fps > 0 else "does not state its frame rate"
+            log.warning(
+                "%s %s; reading it at %g fps (set source.fps to the true rate)",
+                self.path,
+                stated,
+                ASSUMED_FPS,
+            )
+        self.fps = float(fps) if fps else (file_fps if plausible else ASSUMED_FPS)
         count = float(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0.0)
         self.frame_count: int | None = int(count) if count > 0 else None
         if start_time is not None:
@@ -165,6 +225,13 @@ class VideoFileSource(FrameSource):
         else:
             mtime = datetime.fromtimestamp(self.path.stat().st_mtime, UTC)
             self.start_time = mtime - timedelta(seconds=(self.frame_count or 0) / self.fps)
+
+    def origin_of(self, timestamp: datetime) -> str:
+        return self.identity
+
+    @property
+    def origins_read(self) -> set[str]:
+        return {self.identity}
 
     @property
     def duration_s(self) -> float | None:
@@ -556,7 +623,15 @@ def jpeg_is_complete(data: bytes) -> bool:
 
 
 class ImageFolderSource(FrameSource):
-    """Images under a folder (recursive), in EXIF-time order; bad files skipped with a warning."""
+    """Images under a folder (recursive), in EXIF-time order; bad files skipped with a warning.
+
+    Large photos are decoded reduced (``decode_max_side``): a JPEG by libjpeg's own 1/2, 1/4
+    or 1/8 scaling, so the full-size picture is never in memory, then scaled down to at
+    most ``decode_max_side`` on its long side. A photo that could only be decoded at more
+    than ``max_megapixels`` (a huge PNG or TIFF, which cannot be decoded reduced) is skipped
+    with a warning, as is one that OpenCV runs out of memory on: the other photos are
+    still counted.
+    """
 
     kind = "folder"
 
@@ -566,6 +641,8 @@ class ImageFolderSource(FrameSource):
         *,
         timezone: str = "UTC",
         stop_event: threading.Event | None = None,
+        decode_max_side: int = DECODE_MAX_SIDE,
+        max_megapixels: float = MAX_MEGAPIXELS,
     ) -> None:
         self.path = Path(path)
         super().__init__(str(self.path), stop_event)
@@ -573,7 +650,11 @@ class ImageFolderSource(FrameSource):
             raise SourceError(f"image folder not found: {self.path}")
         self.timezone = timezone
         ZoneInfo(timezone)  # fail now on a bad zone
+        self.decode_max_side = decode_max_side
+        self.max_pixels = max_megapixels * 1e6
         self.skipped = 0
+        self._origins: dict[datetime, str] = {}
+        self._read_keys: set[str] = set()
         files = sorted(
             p for p in self.path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
         )
@@ -594,32 +675,128 @@ class ImageFolderSource(FrameSource):
     def __len__(self) -> int:
         return len(self.items)
 
+    def origin_of(self, timestamp: datetime) -> str | None:
+        return self._origins.get(timestamp)
+
+    @property
+    def origins_read(self) -> set[str]:
+        return set(self._read_keys)
+
     def _frames(self) -> Iterator[Frame]:
         for taken, file, _origin in self.items:
             if self._stopped():
                 return
-            image = self._read(file)
+            image = self._read(taken, file)
             if image is None:
                 self.skipped += 1
                 continue
             self.frames_read += 1
             yield Frame(taken, image)
 
-    @staticmethod
-    def _read(file: Path) -> np.ndarray | None:
+    def _read(self, taken: datetime, file: Path) -> np.ndarray | None:
         try:
             data = file.read_bytes()
         except OSError as exc:
             log.warning("skipping unreadable image %s: %s", file, exc)
             return None
+        key = content_identity(data)
+        self._read_keys.add(key)
+        self._origins.setdefault(taken, key)
         if file.suffix.lower() in (".jpg", ".jpeg") and not jpeg_is_complete(data):
             log.warning("skipping corrupt or truncated JPEG %s", file)
             return None
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        if image is None or image.size == 0:
-            log.warning("skipping corrupt image %s: it does not decode", file)
+        return decode_photo(data, file, self.decode_max_side, self.max_pixels)
+
+
+_JPEG_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from an image's header, without decoding its pixels; None when it is
+    not recognised (OpenCV may still decode it). JPEG and PNG sizes are read from their
+    headers here, exactly, however large; other formats' from Pillow, which refuses to tell
+    sizes over twice its limit: those come back as too large to count."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", data[16:24])
+        return width, height
+    if data[:2] == b"\xff\xd8":
+        try:
+            for marker, start, _end in _jpeg_segments(data):
+                if marker in _JPEG_FRAME_MARKERS:
+                    height, width = struct.unpack(">HH", data[start + 1 : start + 5])
+                    return width, height
+        except struct.error:
             return None
-        return image
+        return None
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as header:
+            return header.size
+    except Image.DecompressionBombError:
+        return 1 << 31, 1 << 31
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None
+
+
+def reduction_for(width: int, height: int, max_side: int) -> int:
+    """The largest of libjpeg's decode reductions (1, 2, 4, 8) that keeps the long side at
+    least ``max_side`` (or the largest, 8, when even that is longer)."""
+    longest = max(width, height)
+    factor = 1
+    while factor < 8 and longest / (factor * 2) >= max_side:
+        factor *= 2
+    return factor
+
+
+_REDUCED_READ = {
+    1: cv2.IMREAD_COLOR,
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+}
+
+
+def decode_photo(
+    data: bytes,
+    file: Path,
+    max_side: int = DECODE_MAX_SIDE,
+    max_pixels: float = MAX_MEGAPIXELS * 1e6,
+) -> np.ndarray | None:
+    """A photo's BGR pixels at most ``max_side`` on the long side, or None (logged) when it
+    does not decode, or would need more than ``max_pixels`` decoded at once."""
+    size = image_size(data)
+    factor = 1
+    if size is not None:
+        width, height = size
+        is_jpeg = data[:2] == b"\xff\xd8"
+        factor = reduction_for(width, height, max_side) if is_jpeg else 1
+        decoded_pixels = width * height / (factor * factor)
+        if decoded_pixels > max_pixels:
+            log.warning(
+                "skipping %s: %dx%d px is too large to decode (%.0f megapixels at once, "
+                "source.max_megapixels is %g)",
+                file,
+                width,
+                height,
+                decoded_pixels / 1e6,
+                max_pixels / 1e6,
+            )
+            return None
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), _REDUCED_READ[factor])
+    except (cv2.error, MemoryError) as exc:
+        message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        log.warning("skipping %s: it does not decode (%s)", file, message)
+        return None
+    if image is None or image.size == 0:
+        log.warning("skipping corrupt image %s: it does not decode", file)
+        return None
+    longest = max(image.shape[:2])
+    if longest > max_side:
+        scale = max_side / longest
+        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    return image
 
 
 # -- choosing a source ---------------------------------------------------------------------
@@ -673,7 +850,13 @@ def open_source(
             return VideoFileSource(
                 path, start_time=start_time, fps=settings.fps, stop_event=stop_event
             )
-        return ImageFolderSource(path, timezone=timezone, stop_event=stop_event)
+        return ImageFolderSource(
+            path,
+            timezone=timezone,
+            stop_event=stop_event,
+            decode_max_side=settings.decode_max_side,
+            max_megapixels=settings.max_megapixels,
+        )
     if capture_factory is not None:
         opener = capture_factory
     elif kind == "usb":

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +28,7 @@ from edge_agent.sources import (
     parse_exif_datetime,
     source_kind,
 )
+from tests.helpers.media import write_huge_png
 
 START = datetime(2024, 6, 1, 4, 0, tzinfo=UTC)
 
@@ -371,3 +375,89 @@ def test_missing_folder_and_bad_zone(tmp_path: Path) -> None:
         ImageFolderSource(tmp_path / "nope")
     with pytest.raises(Exception, match="Nowhere"):
         ImageFolderSource(tmp_path, timezone="Nowhere/Land")
+
+
+def test_a_huge_photo_is_skipped_with_one_warning_and_the_others_are_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    base = datetime(2024, 6, 1, 12, 0, 0)
+    write_jpeg(tmp_path / "1.jpg", grey(10), base)
+    write_huge_png(tmp_path / "2-huge.png", 20000, 20000)
+    os.utime(tmp_path / "2-huge.png", (1_000_000, 1_000_000))  # first by time
+    write_jpeg(tmp_path / "3.jpg", grey(30), base + timedelta(seconds=2))
+    with (
+        caplog.at_level(logging.WARNING, logger="edge_agent.sources"),
+        ImageFolderSource(tmp_path) as source,
+    ):
+        frames = list(source)
+    assert [int(f.image[0, 0, 0]) for f in frames] == [10, 30]
+    assert source.skipped == 1
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert "2-huge.png" in warning and "20000x20000" in warning and "max_megapixels" in warning
+
+
+def test_a_large_jpeg_is_decoded_reduced_to_the_decode_size(tmp_path: Path) -> None:
+    big = np.zeros((4000, 6000, 3), np.uint8)
+    big[1000:3000, 2000:4000] = 200  # a bright square in the middle
+    write_jpeg(tmp_path / "big.jpg", big, datetime(2024, 6, 1, 12, 0, 0))
+    with ImageFolderSource(tmp_path, decode_max_side=1600) as source:
+        (frame,) = list(source)
+    assert frame.image.shape == (1067, 1600, 3)
+    # The same picture, smaller: the square is where it was, at the same relative size.
+    ys, xs = np.nonzero(frame.image[:, :, 0] > 100)
+    assert abs(ys.min() - 1067 / 4) <= 2 and abs(xs.max() - 1600 * 2 / 3) <= 2
+
+
+def test_a_photo_the_decoder_cannot_allocate_is_skipped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """OpenCV's own pixel limit stands in for running out of memory on the trap."""
+    write_jpeg(tmp_path / "1.jpg", grey(10), datetime(2024, 6, 1, 12, 0, 0))
+    cv2.imwrite(str(tmp_path / "2.png"), np.full((1200, 1200, 3), 50, np.uint8))
+    os.utime(tmp_path / "2.png", (1_000_000, 1_000_000))
+    env = {"OPENCV_IO_MAX_IMAGE_PIXELS": "1000000"}
+    script = (
+        "import sys; from edge_agent.sources import ImageFolderSource\n"
+        "with ImageFolderSource(sys.argv[1]) as s:\n"
+        "    print([int(f.image[0, 0, 0]) for f in s], s.skipped)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["[10]", "1"]
+    assert "2.png" in result.stderr and "does not decode" in result.stderr
+
+
+def _avi_stating_fps(path: Path, scale: int, rate: int) -> Path:
+    """An MJPG AVI whose stream header states ``rate / scale`` fps (a broken header)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for value in range(0, 200, 40):
+        writer.write(np.full((48, 64, 3), value, np.uint8))
+    writer.release()
+    data = bytearray(path.read_bytes())
+    header = data.index(b"strh") + 8
+    assert data[header : header + 4] == b"vids"
+    data[header + 20 : header + 28] = struct.pack("<II", scale, rate)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_video_stating_an_implausible_frame_rate_is_read_at_10_fps_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = _avi_stating_fps(tmp_path / "broken.avi", scale=1000, rate=1)  # 0.001 fps
+    with caplog.at_level(logging.WARNING, logger="edge_agent.sources"):
+        with VideoFileSource(path, start_time=START) as source:
+            frames = list(source)
+        assert source.fps == 10.0
+    assert [f.timestamp - START for f in frames] == [timedelta(seconds=i / 10) for i in range(5)]
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert "states 0.001 fps" in warning and "source.fps" in warning
+    # A rate the user sets wins over the header.
+    with VideoFileSource(path, start_time=START, fps=2.0) as source:
+        assert list(source)[-1].timestamp - START == timedelta(seconds=2)

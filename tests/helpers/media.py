@@ -201,3 +201,25 @@ def tiny_model_dir(config: Any | None, seed: int = 0) -> Path:
 
         pytest.skip("building the test model needs TensorFlow (pip install -e '.[train]')")
     return tiny_model.model_dir(model_cache_root(config), seed)
+
+
+def write_huge_png(path: Path, width: int, height: int) -> Path:
+    """A real, valid black RGB PNG of ``width`` x ``height``, written row by row through
+    zlib (a 20000x20000 one is 1.2 GB of pixels but about 1 MB on disk): the photo that
+    ends a run on a 2 GB Pi when it is decoded whole."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    compressor = zlib.compressobj(9)
+    row = b"\0" * (1 + 3 * width)  # filter byte + RGB
+    parts = [compressor.compress(row) for _ in range(height)]
+    idat = b"".join(parts) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+    return path
