@@ -86,11 +86,14 @@ def _parse_time(value: str | None, zone: str, option: str) -> datetime | None:
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
+    """SIGTERM, SIGINT and SIGHUP end ``process`` as its input would: open events written."""
+    from edge_agent.service import STOP_SIGNALS
+
     def handle(_signum: int, _frame: Any) -> None:
         stop.set()
 
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, handle)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -189,7 +192,13 @@ def process(
     """
     from edge_agent.logging_setup import setup_logging
     from edge_agent.reports import summary_table
-    from edge_agent.service import load_classifier, process_source, resolve_model_dir
+    from edge_agent.service import (
+        check_files,
+        load_classifier,
+        plural,
+        process_source,
+        resolve_model_dir,
+    )
     from edge_agent.store import Store, summarize_rows
 
     # A file or folder is relative to the working directory (not to the config file).
@@ -201,6 +210,7 @@ def process(
     settings = _load_settings(config, **overrides)
     setup_logging("INFO" if verbose else "WARNING")
     start_time = _parse_time(start, settings.trap.timezone, "--start")
+    check_files(settings)
     model_dir = resolve_model_dir(settings, config_given=config is not None, override=model)
     target = db if db is not None else settings.resolve(settings.storage.db_path)
 
@@ -223,15 +233,16 @@ def process(
         click.echo("", err=True)  # end the progress line
     if result.replaced:
         click.echo(
-            f"note: {result.replaced} event(s) of an earlier run over the same footage "
-            "were not found again and were removed",
+            f"note: {plural(result.replaced, 'event')} that an earlier run found in the same "
+            "footage were not found again and were removed",
             err=True,
         )
     span = ""
     if result.first is not None and result.last is not None:
         span = f", {(result.last - result.first).total_seconds():.1f} s of footage"
     click.echo(
-        f"{Path(source).name}: {result.frames} frames{span}, {result.events} events "
+        f"{Path(source).name}: {plural(result.frames, 'frame')}{span}, "
+        f"{plural(result.events, 'event')} "
         f"(trap {settings.trap.id}, model {classifier.manifest.version}, database {where})"
     )
     summary = summarize_rows(rows)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 import statistics
 from collections import defaultdict
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from itertools import pairwise
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -223,16 +225,37 @@ class ReportData:
 def open_for_reading(target: str) -> Store:
     """Open a trapcount database without creating one: a missing file, a file that is not
     a database, or a database that trapcount did not make is a one-line ``StoreError``.
-    An older trapcount schema is upgraded, as the agent would do."""
-    store = Store.open(target, create=False, migrate=False)
+    An older trapcount schema is upgraded, as the agent would do. A file this process
+    cannot write (read-only media, another user's file) is read without writing to it;
+    then an older schema is an error that says to copy it somewhere writable."""
+    if not _is_writable_file(target):
+        store = Store.open_read_only(target)
+    else:
+        store = Store.open(target, create=False, migrate=False)
     try:
-        if store.schema_revision() is None:
+        revision = store.schema_revision()
+        if revision is None:
             raise StoreError(f"{store.where} is not a trapcount database (no schema version)")
-        store.upgrade("head")  # refuses a newer schema; a no-op at the head
+        if store.read_only:
+            store.check_schema_is_current(revision)
+        else:
+            store.upgrade("head")  # refuses a newer schema; a no-op at the head
     except BaseException:
         store.close()
         raise
     return store
+
+
+def _is_writable_file(target: str) -> bool:
+    """Whether ``target`` (a SQLite path; URLs are servers: True) and its folder can be
+    written by this process: SQLite in WAL mode writes lock files beside the database.
+    ``access`` also says no on a read-only filesystem, even to root."""
+    if "://" in target:
+        return True
+    path = Path(target).expanduser()
+    if not path.exists():
+        return True  # Store.open says it is missing
+    return os.access(path, os.W_OK) and os.access(path.resolve().parent, os.W_OK)
 
 
 @contextmanager

@@ -43,7 +43,7 @@ from edge_agent import notify
 from edge_agent.classifier import Classifier
 from edge_agent.config import ClassifierSettings, Settings
 from edge_agent.manifest import ModelContractError, model_paths
-from edge_agent.store import Store, StoreError, utc_now
+from edge_agent.store import LIVE_SOURCE, Store, StoreError, utc_now
 
 if TYPE_CHECKING:
     from edge_agent.counting import ClosedEvent
@@ -56,6 +56,9 @@ log = logging.getLogger("trapcount.service")
 MODEL_ENV = "TRAPCOUNT_MODEL"
 CAPTURE_POLL_S = 5.0  # how often the capture job checks the active hours and the worker
 MAX_PENDING_EVENTS = 10_000
+# Signals that stop the service (and `process`) cleanly: open events closed and written,
+# counts rolled up. SIGHUP is what a dropped SSH session sends.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 # -- model location and loading -----------------------------------------------------------
@@ -77,13 +80,21 @@ def default_model_dir() -> Path:
 def resolve_model_dir(
     settings: Settings, *, config_given: bool, override: str | Path | None = None
 ) -> Path:
-    """``--model`` wins; with a config file its ``classifier.model_dir`` (relative to the
-    file); without one the shipped default model."""
+    """``--model`` wins, then the config's ``classifier.model_dir`` (relative to the config
+    file); else (no config, or no model_dir in it) the shipped default model."""
     if override is not None:
         return Path(override).expanduser().resolve()
-    if config_given:
+    if config_given and settings.classifier.model_dir:
         return settings.resolve(settings.classifier.model_dir).resolve()
     return default_model_dir().resolve()
+
+
+def check_files(settings: Settings) -> None:
+    """The files the config names besides the model (``motion.mask``), before anything is
+    opened or created: a ConfigError naming the key when one is missing or unreadable."""
+    from edge_agent.pipeline import motion_mask
+
+    motion_mask(settings)
 
 
 def load_classifier(model_dir: Path, settings: ClassifierSettings) -> Classifier:
@@ -168,6 +179,11 @@ class ActiveHours:
 # -- writing events -----------------------------------------------------------------------
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 event``, ``3 events``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def describe_event(event: ClosedEvent) -> str:
     labels = ", ".join(f"{o.label} x{o.max_n}" for o in event.observations) or "nothing"
     seconds = (event.end - event.start).total_seconds()
@@ -176,17 +192,28 @@ def describe_event(event: ClosedEvent) -> str:
 
 class EventSink:
     """Writes closed events one transaction each; keeps the ones a failing database
-    refused and retries them before the next; remembers the time range to roll up."""
+    refused and retries them before the next; remembers the time range to roll up.
+
+    ``origin``: the identity of the file an event's first frame came from (a source's
+    ``origin_of``), stored as the event's ``source_key`` so that a rerun of ``process``
+    replaces the events of the same footage and nothing else; None (a live camera) is
+    ``live``. ``retry_note``: what the error line promises about events a write failed on.
+    """
 
     def __init__(
         self,
         store: Store,
         deployment_id: int,
         on_written: Callable[[ClosedEvent, int], None] | None = None,
+        *,
+        origin: Callable[[datetime], str | None] | None = None,
+        retry_note: str = "kept in memory and retried before the next write",
     ) -> None:
         self.store = store
         self.deployment_id = deployment_id
         self.on_written = on_written
+        self.origin = origin
+        self.retry_note = retry_note
         self.written = 0
         self.event_ids: list[int] = []
         self._pending: list[ClosedEvent] = []
@@ -197,6 +224,10 @@ class EventSink:
     def pending(self) -> int:
         return len(self._pending)
 
+    def source_key(self, event: ClosedEvent) -> str:
+        key = self.origin(event.start) if self.origin is not None else None
+        return key or LIVE_SOURCE
+
     def write(self, events: Iterable[ClosedEvent]) -> int:
         with self._lock:
             self._pending.extend(events)
@@ -204,9 +235,12 @@ class EventSink:
             while self._pending:
                 event = self._pending[0]
                 try:
-                    event_id = self.store.write_event(event, self.deployment_id)
+                    event_id = self.store.write_event(
+                        event, self.deployment_id, source_key=self.source_key(event)
+                    )
                 except StoreError as exc:
-                    log.error("%s; %d event(s) kept in memory for retry", exc, len(self._pending))
+                    waiting = plural(len(self._pending), "event")
+                    log.error("%s; %s %s", exc, waiting, self.retry_note)
                     del self._pending[:-MAX_PENDING_EVENTS]
                     break
                 self._pending.pop(0)
@@ -329,7 +363,10 @@ def process_source(
 
     Events are written as they close (so an interrupted run keeps them), the rest are
     closed at the end, and the counts of the covered intervals are rolled up. Processing
-    footage again replaces what an earlier run found in the same time span. With
+    the same footage again (the same files, by content: ``sources.file_identity``) replaces
+    the events an earlier run found in it; other footage is never touched, even when its
+    times overlap. An event the database refused is retried as the run goes on and at its
+    end (``END_RETRIES``); what still fails is an error that says to rerun. With
     ``media_dir`` (else ``media.media_dir``), crops are kept for retraining
     (``edge_agent.media``).
     """
@@ -340,10 +377,16 @@ def process_source(
     store.register_model(classifier.manifest)
     guard = privacy_guard(settings)
     keeper = media_keeper(settings, store, deployment_id, guard, media_dir)
-    sink = EventSink(store, deployment_id, keeper_callback(keeper))
+    sink = EventSink(
+        store,
+        deployment_id,
+        keeper_callback(keeper),
+        retry_note="retried before the next event and at the end of the run",
+    )
     result = ProcessResult()
     pipeline = Pipeline(settings, classifier, privacy=guard, media=keeper)
     last_report = time.monotonic()
+    footage: set[str] = set()
     try:
         with open_source(
             settings.source,
@@ -352,6 +395,7 @@ def process_source(
             stop_event=stop_event,
             base_dir=settings.base_dir,
         ) as source:
+            sink.origin = source.origin_of
             total = getattr(source, "frame_count", None)
             if total is None and hasattr(source, "__len__"):
                 total = len(source)
@@ -370,9 +414,11 @@ def process_source(
                 result.interrupted = True
             if stop_event is not None and stop_event.is_set():
                 result.interrupted = True
+            footage = source.origins_read
     finally:
         # Whatever happened, the events still open are closed and written.
         sink.write(pipeline.close(result.last))
+        _retry_pending(sink)
         result.motion_frames = int(getattr(pipeline, "motion_frames", 0))
         result.person_checks = pipeline.person_checks
         if keeper is not None:
@@ -380,13 +426,21 @@ def process_source(
             result.media_written = keeper.written
             result.media_private = keeper.dropped_private
             result.media_paused = keeper.paused
-    if result.first is not None and result.last is not None and not sink.pending:
+    if footage and not sink.pending:
         # Rerunning over the same footage: an event found before but not now (different
         # settings or model) would otherwise still be counted. Events keep their ids when
-        # found again (same start), so only the stale ones go.
-        result.replaced = store.delete_stale_events(
-            deployment_id, result.first, result.last, keep=sink.event_ids
+        # found again (same footage, same start), so only the stale ones go. An interrupted
+        # run did not see the rest of its files: their later events stay.
+        removed = store.delete_stale_events(
+            deployment_id,
+            footage,
+            keep=sink.event_ids,
+            until=result.last if result.interrupted else None,
         )
+        result.replaced = len(removed)
+        for start in removed:
+            sink.mark_dirty(start, start)
+    if result.first is not None and result.last is not None:
         sink.mark_dirty(result.first, result.last)
     sink.rollup(settings.storage.rollup_minutes)
     if progress is not None:
@@ -394,8 +448,26 @@ def process_source(
     result.events = sink.written
     result.event_ids = list(sink.event_ids)
     if sink.pending:
-        raise StoreError(f"{sink.pending} event(s) could not be written to {store.where}")
+        raise StoreError(
+            f"{plural(sink.pending, 'event')} could not be written to {store.where}; the "
+            "counts written so far are kept: rerun the same command to count the rest "
+            "(a rerun replaces the events of the same footage)"
+        )
     return result
+
+
+# Events the database refused are written again at the end of a run, this many times,
+# this far apart (a database locked by a long report, a disk that filled for a moment).
+END_RETRIES = 3
+END_RETRY_DELAY_S = 1.0
+
+
+def _retry_pending(sink: EventSink) -> None:
+    for _attempt in range(END_RETRIES):
+        if not sink.pending:
+            return
+        time.sleep(END_RETRY_DELAY_S)
+        sink.write(())
 
 
 # -- the service: trapcount run ----------------------------------------------------------
@@ -475,7 +547,8 @@ class Service:
     # -- lifecycle ------------------------------------------------------------------------
 
     def install_signal_handlers(self) -> None:
-        """SIGTERM and SIGINT request a clean stop; a second one exits at once."""
+        """SIGTERM, SIGINT and SIGHUP (the SSH session it was started from dropped) request
+        a clean stop; a second one exits at once."""
 
         def handle(signum: int, _frame: Any) -> None:
             name = signal.Signals(signum).name
@@ -485,8 +558,8 @@ class Service:
             log.info("%s received: closing open events and stopping", name)
             self.stop()
 
-        signal.signal(signal.SIGTERM, handle)
-        signal.signal(signal.SIGINT, handle)
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, handle)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -639,6 +712,7 @@ class Service:
                 stop_event=session_stop,
                 base_dir=self.settings.base_dir,
             ) as source:
+                self.sink.origin = source.origin_of
                 if continuous:
                     log.info("capture started: %s", source.description)
                 pacer = _Pacer(self.settings.service.replay_speed if not source.live else 0)
@@ -952,6 +1026,7 @@ def run_service(
 ) -> int:
     """Open everything, run until SIGTERM/SIGINT, return the exit code (0 on a clean stop)."""
     target = db if db is not None else settings.resolve(settings.storage.db_path)
+    check_files(settings)
     classifier = load_classifier(model_dir, settings.classifier)
     service: Service | None = None
     try:

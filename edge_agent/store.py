@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -67,6 +67,10 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 BUSY_TIMEOUT_MS = 10_000
+# Event.source_key of events counted from a live camera (never reprocessed).
+LIVE_SOURCE = "live"
+# Event.source_key of events written before revision 0005 (their footage is not known).
+LEGACY_SOURCE = "legacy"
 
 
 class StoreError(RuntimeError):
@@ -171,11 +175,12 @@ class ModelVersion(Base):
 
 
 class Event(Base):
-    """A burst of activity; one per (deployment, start), so reprocessing replaces it."""
+    """A burst of activity; one per (deployment, source, start), so reprocessing the same
+    footage replaces it and other footage never does (revision 0005)."""
 
     __tablename__ = "events"
     __table_args__ = (
-        UniqueConstraint("deployment_id", "start_time"),
+        UniqueConstraint("deployment_id", "source_key", "start_time"),
         Index("uq_events_origin", "origin", "origin_id", unique=True),
     )
 
@@ -194,6 +199,13 @@ class Event(Base):
     # and its id there (edge_agent.sync); NULL on a trap.
     origin: Mapped[str | None] = mapped_column(String(64))
     origin_id: Mapped[int | None] = mapped_column(Integer)
+    # The footage the event was found in (revision 0005): the file's content identity for a
+    # recording or a photo (edge_agent.sources.file_identity), ``live`` for a camera,
+    # ``legacy`` for events written before the revision. A rerun of ``process`` replaces
+    # the events of the files it read, and nothing else.
+    source_key: Mapped[str] = mapped_column(
+        String(80), default=LIVE_SOURCE, server_default=LEGACY_SOURCE
+    )
 
     observations: Mapped[list[Observation]] = relationship(
         back_populates="event", cascade="all, delete-orphan", order_by="Observation.label"
@@ -356,6 +368,7 @@ class EventRow:
     mean_confidence: float
     tracks: int
     model_sha256: str | None
+    source_key: str = LIVE_SOURCE
 
 
 @dataclass(frozen=True)
@@ -408,7 +421,7 @@ def _prepare_sqlite_file(path: Path, create: bool) -> None:
         raise StoreError(f"cannot create database {path}: {exc.strerror or exc}") from None
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, *, read_only: bool = False) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # SQLAlchemy emits BEGIN itself (below), so the driver must not.
@@ -417,8 +430,9 @@ def _configure_sqlite(engine: Engine) -> None:
         try:
             cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys = ON")
-            cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA synchronous = FULL")
+            if not read_only:  # both write to the file
+                cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.execute("PRAGMA synchronous = FULL")
         finally:
             cursor.close()
 
@@ -450,6 +464,7 @@ class Store:
         # One writer at a time inside this process; other processes wait on busy_timeout.
         self._write_lock = threading.Lock()
         self._model_ids: dict[str, int] = {}
+        self.read_only = False  # opened with open_read_only
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -482,6 +497,35 @@ class Store:
             engine.dispose()
             raise
         return store
+
+    @classmethod
+    def open_read_only(cls, path: str | Path) -> Store:
+        """Open a SQLite file that this process cannot or must not write: a card or a
+        backup mounted read-only, a file of another user. SQLite's read-only mode first
+        (it still sees what a running agent writes), else ``immutable`` (no lock or
+        ``-shm`` file is needed, which a read-only folder cannot hold; the file is taken
+        as unchanging). Nothing is migrated: the schema must be this trapcount's."""
+        path = Path(path).expanduser().resolve()
+        _prepare_sqlite_file(path, create=False)
+        failure: StoreError | None = None
+        for options in ("mode=ro", "mode=ro&immutable=1"):
+            url = URL.create(
+                "sqlite+pysqlite", database=f"file:{path}?{options}", query={"uri": "true"}
+            )
+            engine = create_engine(url)
+            _configure_sqlite(engine, read_only=True)
+            store = cls(engine, path=path)
+            try:
+                store._check_connects()
+                store.schema_revision()
+            except (StoreError, SQLAlchemyError) as exc:
+                engine.dispose()
+                failure = exc if isinstance(exc, StoreError) else StoreError(_one_line(exc))
+                continue
+            store.read_only = True
+            return store
+        assert failure is not None
+        raise failure
 
     def _check_connects(self) -> None:
         try:
@@ -536,15 +580,32 @@ class Store:
         with self.engine.connect() as connection:
             return _current_revision(connection)
 
+    def _too_new(self, revision: str, head: str | None) -> SchemaTooNewError:
+        return SchemaTooNewError(
+            f"database {self.where} has schema revision {revision}, newer than this "
+            f"trapcount understands (head {head}); upgrade trapcount"
+        )
+
+    def check_schema_is_current(self, revision: str | None) -> None:
+        """For a database that is not migrated (read-only): a one-line error unless its
+        schema ``revision`` is this trapcount's head."""
+        _config, script = _migrations()
+        head = script.get_current_head()
+        if revision == head:
+            return
+        if revision is not None and not _known_revision(script, revision):
+            raise self._too_new(revision, head)
+        raise StoreError(
+            f"database {self.where} is read-only and has schema revision {revision}, older "
+            f"than this trapcount's ({head}): copy it to writable storage and read the copy, "
+            "which is upgraded"
+        )
+
     def upgrade(self, revision: str = "head") -> None:
         """Migrate the schema forward to ``revision`` (Alembic), in one transaction."""
         from alembic import command
-        from alembic.config import Config
-        from alembic.script import ScriptDirectory
 
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS_DIR))
-        script = ScriptDirectory.from_config(config)
+        config, script = _migrations()
         head = script.get_current_head()
         with self._write_lock:
             try:
@@ -552,10 +613,7 @@ class Store:
                 with self._write_engine.begin() as connection:
                     current = _current_revision(connection)
                     if current is not None and not _known_revision(script, current):
-                        raise SchemaTooNewError(
-                            f"database {self.where} has schema revision {current}, newer than "
-                            f"this trapcount understands (head {head}); upgrade trapcount"
-                        )
+                        raise self._too_new(current, head)
                     if current is None and _has_tables(connection, Base.metadata):
                         raise StoreError(
                             f"database {self.where} has trapcount tables but no schema version; "
@@ -664,21 +722,29 @@ class Store:
         deployment_id: int,
         model_version_id: int | None = None,
         now: datetime | None = None,
+        *,
+        source_key: str = LIVE_SOURCE,
     ) -> int:
         """Write one closed event and its observations in one transaction; return its id.
 
-        An event is identified by (deployment, start): writing it again (reprocessing a
-        video after a crash) replaces it instead of counting it twice.
+        An event is identified by (deployment, ``source_key``, start): writing it again
+        (reprocessing the same footage after a crash) replaces it instead of counting it
+        twice, while an event of other footage that happens to start at the same time (two
+        clips copied off one SD card get the same file time) is a different event.
         """
         if model_version_id is None:
             model_version_id = self.model_version_id(closed.model_sha256)
         start, end = as_utc(closed.start), as_utc(closed.end)
         with self.write() as session:
             row = session.scalar(
-                select(Event).where(Event.deployment_id == deployment_id, Event.start == start)
+                select(Event).where(
+                    Event.deployment_id == deployment_id,
+                    Event.source_key == source_key,
+                    Event.start == start,
+                )
             )
             if row is None:
-                row = Event(deployment_id=deployment_id, start=start)
+                row = Event(deployment_id=deployment_id, source_key=source_key, start=start)
                 session.add(row)
             else:
                 row.observations.clear()
@@ -708,24 +774,34 @@ class Store:
             return row.id
 
     def delete_stale_events(
-        self, deployment_id: int, since: datetime, until: datetime, keep: Iterable[int]
-    ) -> int:
-        """Delete the deployment's events starting in [since, until] except ``keep``: what an
-        earlier run over the same footage found and this run did not (other settings, a
-        newer model). Returns how many were deleted."""
+        self,
+        deployment_id: int,
+        source_keys: Iterable[str],
+        keep: Iterable[int],
+        *,
+        until: datetime | None = None,
+    ) -> list[datetime]:
+        """Delete the deployment's events found in the footage ``source_keys`` except
+        ``keep`` (and, with ``until``, except those starting after it): what an earlier run
+        over the same files found and this run did not (other settings, a newer model).
+        Events of any other footage are never touched. Returns the start times of the
+        deleted events (their intervals need a roll-up)."""
+        keys = sorted(set(source_keys) - {LIVE_SOURCE, LEGACY_SOURCE})
         keep_ids = set(keep)
+        starts: list[datetime] = []
         with self.write() as session:
-            stale = session.scalars(
-                select(Event).where(
-                    Event.deployment_id == deployment_id,
-                    Event.start >= as_utc(since),
-                    Event.start <= as_utc(until),
+            for chunk in chunked(keys, 500):
+                query = select(Event).where(
+                    Event.deployment_id == deployment_id, Event.source_key.in_(chunk)
                 )
-            ).all()
-            doomed = [event for event in stale if event.id not in keep_ids]
-            for event in doomed:
-                session.delete(event)
-            return len(doomed)
+                if until is not None:
+                    query = query.where(Event.start <= as_utc(until))
+                stale = session.scalars(query).all()
+                for event in stale:
+                    if event.id not in keep_ids:
+                        starts.append(event.start)
+                        session.delete(event)
+        return starts
 
     def rollup(
         self,
@@ -856,6 +932,7 @@ class Store:
                     mean_confidence=obs.mean_confidence,
                     tracks=obs.tracks,
                     model_sha256=sha,
+                    source_key=ev.source_key,
                 )
                 for ev, obs, dep, sha in session.execute(query)
             ]
@@ -1022,6 +1099,16 @@ class Store:
         return max(values) if values else None
 
 
+def _migrations() -> tuple[Any, Any]:
+    """Alembic's config and script directory for ``edge_agent/migrations``."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config, ScriptDirectory.from_config(config)
+
+
 def _current_revision(connection: Any) -> str | None:
     if not inspect(connection).has_table("alembic_version"):
         return None
@@ -1047,6 +1134,12 @@ def _coerce_utc(value: datetime | str) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def chunked(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
+    """``items`` in lists of at most ``size`` (bound parameters per statement are limited)."""
+    for begin in range(0, len(items), size):
+        yield list(items[begin : begin + size])
 
 
 def _time_filter(query: Any, column: Any, since: datetime | None, until: datetime | None) -> Any:

@@ -468,8 +468,9 @@ def push_batch(connection: Connection, origin: str, batch: Batch) -> int:
         [_with_origin(row, origin) for _id, row in sorted(batch.deployments.items())],
     )
 
-    # Events: deletions first, and any stale central row holding a (deployment, start) that
-    # a different local event has now (a replaced event), so no constraint is ever hit.
+    # Events: deletions first, and any stale central row holding a (deployment, footage,
+    # start) that a different local event has now (a replaced event), so no constraint is
+    # ever hit.
     if batch.deleted_events:
         deleted += connection.execute(
             delete(EVENTS).where(
@@ -489,8 +490,8 @@ def push_batch(connection: Connection, origin: str, batch: Batch) -> int:
         deleted += connection.execute(
             delete(EVENTS).where(
                 EVENTS.c.origin == origin,
-                tuple_(EVENTS.c.deployment_id, EVENTS.c.start_time).in_(
-                    [(r["deployment_id"], r["start_time"]) for r in chunk]
+                tuple_(EVENTS.c.deployment_id, EVENTS.c.source_key, EVENTS.c.start_time).in_(
+                    [(r["deployment_id"], r["source_key"], r["start_time"]) for r in chunk]
                 ),
                 EVENTS.c.origin_id.not_in([r["origin_id"] for r in chunk]),
             )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import subprocess
 from datetime import datetime, timedelta
 
 import click
@@ -23,9 +24,12 @@ from tests.helpers.media import (
     run_trapcount,
     start_trapcount,
     stop,
+    subprocess_env,
     tiny_model_dir,
+    trapcount_command,
     wait_for,
     write_config,
+    write_huge_png,
 )
 
 LONG_PLAN = [("deer", 1, 2.0 + 14 * i, 5.0) for i in range(10)]  # 10 events, 14 s apart
@@ -170,8 +174,11 @@ def test_rerunning_process_replaces_events_instead_of_counting_twice(tmp_path, c
     # events into one, and the earlier run's events do not linger next to it.
     merged = run_trapcount(*args[:-3], "--event-gap", "30", "-q", cwd=tmp_path)
     assert merged.returncode == 0, merged.stderr
-    assert ", 1 events (" in merged.stdout
-    assert f"note: {len(clip.events) - 1} event(s) of an earlier run" in merged.stderr
+    assert ", 1 event (" in merged.stdout
+    assert (
+        f"note: {len(clip.events) - 1} events that an earlier run found in the same footage"
+        in merged.stderr
+    )
     assert query(tmp_path / "t.sqlite", "SELECT count(*) FROM events") == [(1,)]
     totals = dict(
         query(tmp_path / "t.sqlite", "SELECT label, sum(count) FROM counts GROUP BY label")
@@ -179,6 +186,72 @@ def test_rerunning_process_replaces_events_instead_of_counting_twice(tmp_path, c
     assert totals == dict(
         query(tmp_path / "t.sqlite", "SELECT label, sum(max_n) FROM observations GROUP BY label")
     )
+
+
+def _same_file_time(*paths) -> None:
+    """As after copying clips off an SD card: every file gets the same modification time."""
+    import os
+
+    when = (START + timedelta(minutes=5)).timestamp()
+    for path in paths:
+        os.utime(path, (when, when))
+
+
+def _event_keys(db) -> list[tuple[str, str]]:
+    return query(db, "SELECT source_key, start_time FROM events ORDER BY source_key, start_time")
+
+
+def test_two_clips_off_one_sd_card_keep_each_others_counts(tmp_path, model):
+    """CLIP0001 and CLIP0002 have the same length and, once copied, the same file time, so
+    the same media times; animals enter both at the same second. Processing one after the
+    other keeps both clips' events; rerunning either replaces its own events only."""
+    plan = [("deer", 2, 1.0, 6.0), ("fox", 1, 14.0, 5.0)]
+    first = crossings_video(tmp_path / "CLIP0001.mp4", plan, duration_s=25.0, seed=1)
+    second = crossings_video(tmp_path / "CLIP0002.mp4", plan, duration_s=25.0, seed=2)
+    _same_file_time(first.path, second.path)
+    db = tmp_path / "sd.sqlite"
+    base = ("--db", db, "--model", model, "--event-gap", "5", "-q")
+
+    one = run_trapcount("process", first.path, *base, cwd=tmp_path)
+    assert one.returncode == 0, one.stderr
+    after_one = _event_keys(db)
+    assert len(after_one) == len(first.events)
+    two = run_trapcount("process", second.path, *base, cwd=tmp_path)
+    assert two.returncode == 0, two.stderr
+    assert "removed" not in two.stderr
+    both = _event_keys(db)
+    assert len(both) == len(first.events) + len(second.events)
+    assert set(after_one) <= set(both)
+    # The two clips' events start at the same times: two events each time, not one.
+    starts = [start for _key, start in both]
+    assert len(set(starts)) < len(starts)
+
+    # Rerunning either clip replaces its own events and leaves the other's alone.
+    for clip in (first, second):
+        again = run_trapcount("process", clip.path, *base, cwd=tmp_path)
+        assert again.returncode == 0, again.stderr
+        assert "removed" not in again.stderr
+        assert _event_keys(db) == both
+    totals = dict(query(db, "SELECT label, sum(count) FROM counts GROUP BY label"))
+    assert totals == dict(query(db, "SELECT label, sum(max_n) FROM observations GROUP BY label"))
+    assert sum(totals.values()) == sum(first.totals.values()) + sum(second.totals.values())
+
+
+def test_a_photo_folder_inside_a_clips_time_span_keeps_the_clips_counts(tmp_path, model):
+    clip = crossings_video(tmp_path / "clip.mp4", [("deer", 1, 1.0, 6.0)], duration_s=20.0)
+    photos = tmp_path / "photos"
+    scene = Scene(duration_s=8.0, walks=crossing("fox", 0.5, 6.0), seed=4)
+    times = [0.5 + 0.25 * i for i in range(26)]
+    write_image_burst(scene, photos, times, start_time=START + timedelta(seconds=8))
+    db = tmp_path / "t.sqlite"
+    base = ("--db", db, "--model", model, "--event-gap", "5", "-q")
+    assert run_trapcount("process", clip.path, *base, cwd=tmp_path).returncode == 0
+    from_clip = _event_keys(db)
+    assert len(from_clip) == len(clip.events)
+    folder = run_trapcount("process", photos, *base, cwd=tmp_path)
+    assert folder.returncode == 0, folder.stderr
+    assert "removed" not in folder.stderr
+    assert set(from_clip) < set(_event_keys(db))
 
 
 def test_process_with_start_time_and_the_model_from_the_environment(tmp_path, model):
@@ -213,6 +286,38 @@ def test_process_an_image_folder_burst(tmp_path, model):
     assert len(rows) == len(truth.events) == 1
 
 
+def _address_space_limit(limit_bytes: int):
+    import resource
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
+
+    return apply
+
+
+def test_a_huge_photo_does_not_end_the_run_on_a_2_gb_pi(tmp_path, model):
+    """A folder with one 20000x20000 PNG among a burst, run with the address space of a
+    2 GB Pi: the PNG is skipped with one warning, the burst is counted."""
+    scene = Scene(duration_s=8.0, walks=crossing("deer", 0.5, 6.0), seed=2)
+    times = [0.5 + 0.25 * i for i in range(26)]
+    truth = write_image_burst(scene, tmp_path / "card", times, start_time=START)
+    write_huge_png(tmp_path / "card" / "IMG_0000.PNG", 20000, 20000)
+    result = subprocess.run(
+        trapcount_command("process", "card", "--db", "b.sqlite", "--model", model, "-q"),
+        cwd=tmp_path,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        preexec_fn=_address_space_limit(2_500_000_000),
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"card: {len(times)} frames" in result.stdout
+    warnings = [line for line in result.stderr.splitlines() if "IMG_0000.PNG" in line]
+    assert len(warnings) == 1 and "too large" in warnings[0]
+    assert len(query(tmp_path / "b.sqlite", "SELECT id FROM events")) == len(truth.events) == 1
+
+
 # -- robustness ---------------------------------------------------------------------------
 
 
@@ -245,7 +350,11 @@ def test_kill_9_in_the_middle_of_process_leaves_a_sound_database(tmp_path, long_
     assert query(db, "PRAGMA integrity_check") == [("ok",)]
 
 
-def test_ctrl_c_during_process_writes_the_open_events_and_exits_130(tmp_path, long_clip, model):
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGHUP], ids=["INT", "HUP"])
+def test_a_stop_signal_during_process_writes_the_open_events_and_exits_130(
+    tmp_path, long_clip, model, stop_signal
+):
+    """Ctrl-C, or the SSH session it ran in dropping (SIGHUP)."""
     args = ("process", long_clip.path, "--db", "i.sqlite", "--model", model, "--event-gap", "5")
     log = tmp_path / "interrupted.log"
     proc = start_trapcount(*args, cwd=tmp_path, log=log)
@@ -256,7 +365,7 @@ def test_ctrl_c_during_process_writes_the_open_events_and_exits_130(tmp_path, lo
         what="an event written",
         proc=proc,
     )
-    assert stop(proc, signal.SIGINT) < 10
+    assert stop(proc, stop_signal) < 10
     assert proc.returncode == 130
     output = log.read_text()
     assert "interrupted: the events so far are written" in output
@@ -296,6 +405,31 @@ def test_a_missing_model_is_one_line(tmp_path, clip):
     result = run_trapcount("process", clip.path, "--model", tmp_path / "none", cwd=tmp_path)
     assert result.returncode == 1
     assert "model file not found" in one_error_line(result)
+
+
+def test_a_config_without_model_dir_uses_the_shipped_model(tmp_path, clip):
+    from edge_agent.manifest import read_manifest
+    from edge_agent.service import default_model_dir
+
+    (tmp_path / "site").mkdir()
+    config = write_config(tmp_path / "site" / "trap.toml", {"events": {"event_gap_s": 5.0}})
+    result = run_trapcount("process", clip.path, "--config", config, "-q", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    shipped = read_manifest(default_model_dir()).version
+    assert f"model {shipped}" in result.stdout
+
+
+def test_a_missing_motion_mask_is_a_config_error_naming_the_key(tmp_path, clip, model):
+    config = write_config(tmp_path / "trap.toml", {"motion": {"mask": "masks/trap-01.png"}})
+    for command in (
+        ("process", clip.path, "--config", config, "--model", model),
+        ("run", "--config", config),
+    ):
+        result = run_trapcount(*command, cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        line = one_error_line(result)
+        assert line.startswith("Error: motion.mask: ") and "masks/trap-01.png is not found" in line
+    assert not (tmp_path / "trapcount.sqlite").exists()
 
 
 def test_report_on_a_missing_database_is_one_line(tmp_path):

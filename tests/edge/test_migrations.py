@@ -9,6 +9,7 @@ import sqlite3
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import text
 
 from edge_agent.store import Base, SchemaTooNewError, Store, StoreError
 from tests.helpers.media import run_trapcount
@@ -75,7 +76,7 @@ def test_a_database_made_by_the_first_schema_upgrades_with_its_data(tmp_path):
     assert "motion_frames" not in columns
 
     with Store.open(path) as store:  # opening upgrades to the head
-        assert store.schema_revision() == "0004"
+        assert store.schema_revision() == "0005"
         assert store.integrity_check() == "ok"
         (dep,) = store.deployments()
         assert (dep.trap_id, dep.location_name, dep.timezone) == (
@@ -138,3 +139,42 @@ def test_tables_without_a_schema_version_are_not_guessed_at(tmp_path):
     db.close()
     with pytest.raises(StoreError, match="no schema version"):
         Store.open(path)
+
+
+def test_0005_keeps_events_observations_media_links_and_the_sync_log(tmp_path):
+    """0005 copies the events table (a new unique key); the copy must not cascade-delete
+    observations, unlink kept media or lose the fleet sync's triggers on events."""
+    path = tmp_path / "trap-0004.sqlite"
+    with Store.open(path, migrate=False) as store:
+        store.upgrade("0004")
+    _fill_first_schema(path)
+    db = sqlite3.connect(path)
+    with db:
+        db.execute(
+            "INSERT INTO media (id, deployment_id, event_id, time, kind, path, sha256, bytes, "
+            "label, confidence, disagreed, privacy_status, created) VALUES (7, 1, 2, "
+            "'2024-05-01 21:40:00.000000', 'crop', '/m/fox.jpg', ?, 10, 'fox', 0.7, 0, 'clear', "
+            "'2024-05-01 21:40:00.000000')",
+            ("ab" * 32,),
+        )
+        db.execute(
+            "INSERT INTO sync_state (target, origin, mark, pushed, created) VALUES "
+            "('postgresql+psycopg://central/db', 'o1', 0, 0, '2024-05-01 22:00:00.000000')"
+        )
+    db.close()
+
+    with Store.open(path) as store:
+        assert store.schema_revision() == "0005"
+        assert store.integrity_check() == "ok"
+        assert store.totals() == {"deer": 2, "fox": 1}
+        assert {r.source_key for r in store.event_rows()} == {"legacy"}
+        (kept,) = store.media()
+        assert kept.event_id == 2
+        # The change-log triggers on events are back: an update is logged for the next sync.
+        with store.write() as session:
+            session.execute(text("DELETE FROM sync_changes"))
+            session.execute(text("UPDATE events SET frames = 41 WHERE id = 1"))
+            logged = session.execute(text("SELECT unit FROM sync_changes")).scalars().all()
+        assert logged == ["event:1"]
+    indexes = {row[1] for row in sqlite3.connect(path).execute("PRAGMA index_list(events)")}
+    assert {"ix_events_start_time", "ix_events_deployment_id", "uq_events_origin"} <= indexes

@@ -27,6 +27,7 @@ from edge_agent.reports import (
 from edge_agent.store import Store
 from tests.helpers.trap_databases import (
     MEADOW,
+    MEADOW_EVENTS,
     TRUTH,
     Planned,
     build_trap_db,
@@ -450,3 +451,61 @@ def test_numbers_negative_ones_included_and_times_are_not_touched():
         assert spreadsheet_safe(value) == value
     for value in ("=1+1", "+1+1", "-1+1", "@A1", "\t=1", "\r=1", "-"):
         assert spreadsheet_safe(value) == "'" + value
+
+
+def _read_only_command(folder, command: list[str]) -> list[str] | None:
+    """``command`` run where ``folder`` is read-only media: a read-only bind mount in a
+    private mount namespace (root, who may write any file), or the folder and its files
+    made read-only (anyone else); None when neither works here."""
+    import os
+    import shlex
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0:
+        for path in [*folder.iterdir(), folder]:
+            path.chmod(0o555 if path.is_dir() else 0o444)
+        return command
+    if shutil.which("unshare") is None:
+        return None
+    quoted = shlex.quote(str(folder))
+    probe = subprocess.run(
+        ["unshare", "-m", "sh", "-c", f"mount --bind {quoted} {quoted}"], capture_output=True
+    )
+    if probe.returncode != 0:
+        return None
+    script = (
+        f"mount --bind {quoted} {quoted} && mount -o remount,bind,ro {quoted} {quoted} && "
+        f"exec {shlex.join(command)}"
+    )
+    return ["unshare", "-m", "sh", "-c", script]
+
+
+def test_report_reads_a_database_on_read_only_media(tmp_path):
+    """An SD card mounted read-only: no -shm or lock file can be made beside the database,
+    and nothing may be written to it. The report reads it all the same."""
+    import subprocess
+
+    from tests.helpers.media import subprocess_env, trapcount_command
+
+    card = tmp_path / "card"
+    card.mkdir()
+    db = build_trap_db(card / "trap.sqlite", MEADOW, MEADOW_EVENTS)
+    before = db.read_bytes()
+    expected = report_json("--db", db)["totals"]
+    assert db.read_bytes() == before  # (a writable report writes nothing either)
+    assert not list(card.glob("trap.sqlite-*"))
+
+    command = _read_only_command(card, trapcount_command("report", "--db", db, "--format", "json"))
+    if command is None:
+        pytest.skip("no way to make read-only media here (needs unshare as root, or non-root)")
+    try:
+        result = subprocess.run(
+            command, env=subprocess_env(), capture_output=True, text=True, timeout=120
+        )
+    finally:
+        for path in [card, *card.iterdir()]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["totals"] == expected
+    assert db.read_bytes() == before

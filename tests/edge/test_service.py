@@ -65,7 +65,10 @@ def log_has(log: Path, text: str) -> bool:
 # -- the service in a subprocess ----------------------------------------------------------
 
 
-def test_sigterm_closes_the_open_event_writes_it_and_exits_0(tmp_path, model):
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
+def test_a_stop_signal_closes_the_open_event_writes_it_and_exits_0(tmp_path, model, stop_signal):
+    """SIGTERM (systemd) and SIGHUP (the SSH session `trapcount run` was started from
+    dropped) both stop the service cleanly."""
     clip = lingering_video(tmp_path / "linger.mp4", duration_s=30.0)
     config = service_config(tmp_path, clip.path, model, replay_speed=2.0)
     log = tmp_path / "service.log"
@@ -81,14 +84,14 @@ def test_sigterm_closes_the_open_event_writes_it_and_exits_0(tmp_path, model):
             proc=proc,
         )
         assert event_count(db) == 0  # the animal is still there: its event is open
-        took = stop(proc, signal.SIGTERM)
+        took = stop(proc, stop_signal)
     finally:
         if proc.poll() is None:
             proc.kill()
     output = log.read_text()
     assert proc.returncode == 0, output
     assert took < 5.0, f"stopping took {took:.1f} s"
-    assert "SIGTERM received" in output and "closing 1 open event(s)" in output
+    assert f"{stop_signal.name} received" in output and "closing 1 open event(s)" in output
     assert "Traceback" not in output
 
     (event,) = query(db, "SELECT id, start_time, end_time FROM events")
@@ -346,3 +349,72 @@ def test_the_service_runs_retention_and_reports_the_disk_guard(tmp_path, model, 
     finally:
         service.store.close()
         service.classifier.close()
+
+
+# -- process: a database that refuses writes for a while ----------------------------------
+
+
+class _Unblocks(logging.Handler):
+    """Calls ``unblock`` once the agent has logged a failed write."""
+
+    def __init__(self, unblock) -> None:
+        super().__init__(logging.ERROR)
+        self.unblock = unblock
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+        if self.unblock is not None and "retried" in record.getMessage():
+            self.unblock()
+            self.unblock = None
+
+
+def _process_while_refused(tmp_path, model, *, recovers: bool):
+    """`process` on a one-event clip while the database refuses new events (a trigger
+    aborts them, as a full disk or a corrupt page would); with ``recovers``, it takes them
+    again once the agent has logged its failed write."""
+    import sqlite3
+
+    from edge_agent.service import process_source
+
+    clip = crossings_video(tmp_path / "one.mp4", [("deer", 1, 1.0, 5.0)], duration_s=10.0)
+    db = tmp_path / "refusing.sqlite"
+    settings = settings_from_dict({"source": {"uri": str(clip.path)}}, base_dir=tmp_path)
+    store = Store.open(db)
+    other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    other.executescript(
+        "CREATE TABLE refuse (events INTEGER); INSERT INTO refuse VALUES (1);"
+        "CREATE TRIGGER refuse_events BEFORE INSERT ON events WHEN (SELECT events FROM refuse) "
+        "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END;"
+    )
+
+    def unblock() -> None:
+        other.execute("UPDATE refuse SET events = 0")
+
+    handler = _Unblocks(unblock if recovers else None)
+    logging.getLogger("trapcount.service").addHandler(handler)
+    try:
+        with load_classifier(model, settings.classifier) as classifier:
+            return clip, process_source(settings, store, classifier), handler.messages
+    finally:
+        logging.getLogger("trapcount.service").removeHandler(handler)
+        other.close()
+        store.close()
+
+
+def test_process_writes_an_event_the_database_refused_for_a_while(tmp_path, model):
+    clip, result, errors = _process_while_refused(tmp_path, model, recovers=True)
+    assert result.events == len(clip.events) == 1
+    assert any(
+        "1 event retried before the next event and at the end of the run" in m for m in errors
+    )
+    assert query(tmp_path / "refusing.sqlite", "SELECT count(*) FROM events") == [(1,)]
+
+
+def test_process_says_what_it_could_not_write_and_how_to_count_it(tmp_path, model):
+    from edge_agent.store import StoreError
+
+    with pytest.raises(StoreError) as failed:
+        _process_while_refused(tmp_path, model, recovers=False)
+    message = str(failed.value)
+    assert "1 event could not be written" in message and "rerun the same command" in message

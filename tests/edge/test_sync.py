@@ -27,6 +27,9 @@ from tests.helpers.media import subprocess_env, trapcount_command
 
 T0 = datetime(2024, 6, 1, 20, 0, 0, tzinfo=UTC)
 SHARED_SHA = "5a" * 32  # both traps run this model
+# The footage (events.source_key) a `process` run found the events in, and other footage.
+CLIP = "sha256:" + "c1" * 20
+OTHER_CLIP = "sha256:" + "c2" * 20
 LABELS = ("badger", "deer", "fox", "hare")
 
 
@@ -89,7 +92,9 @@ def make_trap(path: Path, trap_id: str, events: int, seed: int, second_model: bo
             if i % 5 == 0:
                 counts[LABELS[(i + seed + 1) % 4]] = 1
             start = T0 + timedelta(minutes=7 * i + seed)
-            store.write_event(closed_event(start, sha, **counts), deployment, now=start)
+            store.write_event(
+                closed_event(start, sha, **counts), deployment, now=start, source_key=CLIP
+            )
         store.rollup(minutes=15)
         for i in range(events // 4):
             store.write_heartbeat(
@@ -163,11 +168,12 @@ def table_counts(url: str) -> dict[str, int]:
 
 
 def central_events(url: str, trap_id: str) -> list[tuple]:
-    """(start, label, max_n, model sha) of one trap's events in the central database."""
+    """(start, label, max_n, model sha, footage) of one trap's events in the central
+    database."""
     with Store.open(url, create=False) as store:
         deployments = [d.id for d in store.deployments() if d.trap_id == trap_id]
         return sorted(
-            (r.start, r.label, r.max_n, r.model_sha256)
+            (r.start, r.label, r.max_n, r.model_sha256, r.source_key)
             for dep in deployments
             for r in store.event_rows(deployment_id=dep)
         )
@@ -175,7 +181,9 @@ def central_events(url: str, trap_id: str) -> list[tuple]:
 
 def local_events(path: Path) -> list[tuple]:
     with Store.open(path, create=False) as store:
-        return sorted((r.start, r.label, r.max_n, r.model_sha256) for r in store.event_rows())
+        return sorted(
+            (r.start, r.label, r.max_n, r.model_sha256, r.source_key) for r in store.event_rows()
+        )
 
 
 def run_sync_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -283,29 +291,40 @@ def test_replaced_and_deleted_events_are_replaced_centrally(tmp_path, central):
     with Store.open(path) as store:
         assert sync(store, target, batch_size=5).complete
         deployment = store.deployments()[0].id
-        events = store.event_rows()
-        first, last = min(r.start for r in events), max(r.start for r in events)
-        # A `process` rerun: events found again are rewritten (other counts), the rest are
-        # deleted, a new one appears; the roll-up follows.
+        # A `process` rerun of the same clip: events found again are rewritten (other
+        # counts), the rest are deleted, a new one appears; the roll-up follows.
         keep = []
         for i in range(0, 12, 2):
             start = T0 + timedelta(minutes=7 * i + 4)
-            keep.append(store.write_event(closed_event(start, SHARED_SHA, wolf=i + 1), deployment))
+            keep.append(
+                store.write_event(
+                    closed_event(start, SHARED_SHA, wolf=i + 1), deployment, source_key=CLIP
+                )
+            )
         keep.append(
             store.write_event(
-                closed_event(T0 + timedelta(minutes=3), SHARED_SHA, lynx=2), deployment
+                closed_event(T0 + timedelta(minutes=3), SHARED_SHA, lynx=2),
+                deployment,
+                source_key=CLIP,
             )
         )
-        removed = store.delete_stale_events(deployment, first, last, keep)
-        assert removed == 6
+        removed = store.delete_stale_events(deployment, {CLIP}, keep)
+        assert len(removed) == 6
+        # Another clip with the same file time: an event starting at the same moment is
+        # another event, here and centrally.
+        store.write_event(
+            closed_event(T0 + timedelta(minutes=3), SHARED_SHA, lynx=1),
+            deployment,
+            source_key=OTHER_CLIP,
+        )
         store.rollup(minutes=15)
         result = sync(store, target, batch_size=4)
         assert result.complete and result.deleted >= 6
     assert central_events(central, "trap-d") == local_events(path)
     local, fleet = report(str(path)), report(central)
-    assert fleet["totals"] == local["totals"] == {"lynx": 2, "wolf": 1 + 3 + 5 + 7 + 9 + 11}
+    assert fleet["totals"] == local["totals"] == {"lynx": 3, "wolf": 1 + 3 + 5 + 7 + 9 + 11}
     assert counts_by_label(fleet) == counts_by_label(local)
-    assert table_counts(central)["events"] == 7
+    assert table_counts(central)["events"] == 8
 
 
 def test_new_rows_after_a_sync_are_pushed_incrementally(tmp_path, central):
@@ -442,7 +461,7 @@ def test_setup_as_owner_then_traps_with_row_rights_only(tmp_path, server, centra
     owner = make_url(central)
     setup = run_sync_cli("--to", central, "--setup", cwd=tmp_path)
     assert setup.returncode == 0, setup.stderr
-    assert setup.stdout.strip() == f"{parse_url(central).shown}: schema 0004"
+    assert setup.stdout.strip() == f"{parse_url(central).shown}: schema 0005"
 
     suffix = owner.database[-8:]
     trap_role, reader_role, password = f"trap_{suffix}", f"reader_{suffix}", "trap-pw-0815"
@@ -485,7 +504,7 @@ def test_the_central_schema_matches_the_models_on_postgresql(central):
         with store.engine.connect() as connection:
             context = MigrationContext.configure(connection, opts={"compare_type": True})
             assert compare_metadata(context, Base.metadata) == []
-            assert store.schema_revision() == "0004"
+            assert store.schema_revision() == "0005"
             assert connection.scalar(select(func.count()).select_from(text("sync_changes"))) == 0
     finally:
         store.close()
@@ -525,8 +544,8 @@ def _field_trap_at_0002(path: Path) -> None:
 def test_a_field_trap_upgraded_to_0003_pushes_its_old_rows(tmp_path, central):
     path = tmp_path / "field.sqlite"
     _field_trap_at_0002(path)
-    with Store.open(path) as store:  # upgrades to the head (0004)
-        assert store.schema_revision() == "0004"
+    with Store.open(path) as store:  # upgrades to the head (0005)
+        assert store.schema_revision() == "0005"
         store.rollup(minutes=15)
         result = sync(store, parse_url(central), batch_size=2)
     assert result.complete and result.kinds["event"] == 3
@@ -561,4 +580,4 @@ def test_downgrading_0003_keeps_every_row(tmp_path):
     assert triggers == (0,) and "origin" not in columns
     assert totals == before
     with Store.open(path) as store:  # and up again
-        assert store.schema_revision() == "0004" and store.totals() == before
+        assert store.schema_revision() == "0005" and store.totals() == before
