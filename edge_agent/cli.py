@@ -259,11 +259,13 @@ def process(
 
 
 def _progress_printer() -> Callable[[int, int | None, int], None]:
+    from edge_agent.service import plural
+
     tty = sys.stderr.isatty()
 
     def show(frames: int, total: int | None, events: int) -> None:
         done = f"{frames}/{total} frames ({100 * frames / total:.0f}%)" if total else f"{frames}"
-        message = f"{done}, {events} events"
+        message = f"{done}, {plural(events, 'event')}"
         if tty:
             click.echo(f"\r{message}  ", err=True, nl=False)
         else:
