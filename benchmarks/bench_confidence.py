@@ -20,8 +20,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edge_agent.classifier import Classifier  # noqa: E402
 from edge_agent.manifest import read_manifest  # noqa: E402
+from edge_agent.vision.classifier import Classifier  # noqa: E402
 from trainer.data import load_datasets, stratified_split  # noqa: E402
 from trainer.evaluate import align_to_labels  # noqa: E402
 

@@ -2,7 +2,7 @@
 
 ``make demo`` shows one scene (``edge_agent.demo.SCENE_SEED``). This renders the same kind of
 scene for each seed (sprites, paths and events drawn from it), runs ``trapcount process``
-on it through ``edge_agent.demo`` with each model, and compares the per-label MaxN totals
+on it through ``edge_agent.demo.sample`` with each model, and compares the per-label MaxN totals
 with the truth the scene generator knows. Per model it prints the scenes counted exactly
 right, the animals counted under their own label (per label, the smaller of counted and
 true), and the animals the privacy checks took for people.
@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edge_agent import demo
+from edge_agent.demo import sample as demo
 
 
 def counted_totals(model: Path, seed: int, out: Path) -> tuple[dict[str, int], dict[str, int]]:

@@ -39,7 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edge_agent.classifier import Classifier  # noqa: E402
+from edge_agent.vision.classifier import Classifier  # noqa: E402
 
 CIFAR_JPEG = ROOT.parent / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
 

@@ -39,7 +39,7 @@ from bench_inference import time_per_image  # noqa: I001
 
 import numpy as np
 
-from edge_agent.classifier import Classifier, load_interpreter_class
+from edge_agent.vision.classifier import Classifier, load_interpreter_class
 from edge_agent.manifest import sha256_file, write_manifest
 
 

@@ -5,7 +5,7 @@ model.json, metrics.json) this prints two rows, the Keras float model and the in
 model, with:
 
 - validation accuracy: from the folder's metrics.json (measured by the export on the
-  run's validation split, int8 through ``edge_agent.classifier``), or recomputed on the
+  run's validation split, int8 through ``edge_agent.vision.classifier``), or recomputed on the
   same split with ``--data ARCHIVE`` (slower: decodes and predicts 10,000 images); with
   ``--val-split F`` too, every model on the same fraction F of the seeded split, for models
   that held out different fractions (F at most the smallest of them);
@@ -39,7 +39,7 @@ from bench_inference import load_images, time_per_image  # noqa: I001
 
 import numpy as np
 
-from edge_agent.classifier import Classifier
+from edge_agent.vision.classifier import Classifier
 
 PI4_INT8_MACS_PER_S = 3.0e9
 PI4_CALL_OVERHEAD_S = 1e-4

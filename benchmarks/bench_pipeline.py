@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 
 def make_clip(path: Path) -> int:
-    from edge_agent import scenes
-    from edge_agent.demo import SPRITES
+    from edge_agent.demo import scenes
+    from edge_agent.demo.sample import SPRITES
 
     scene = scenes.example_scene(
         width=640, height=480, fps=10.0, gap_s=20.0, seed=3, sprites=scenes.FolderSprites(SPRITES)
@@ -59,15 +59,15 @@ def worker(mode: str, video: Path, model: Path | None) -> dict[str, float]:
         seconds = time.perf_counter() - started
     else:
         from edge_agent.config import settings_from_dict
-        from edge_agent.pipeline import Pipeline
-        from edge_agent.service import load_classifier, process_source
-        from edge_agent.store import Store
+        from edge_agent.counting.pipeline import Pipeline
+        from edge_agent.service.daemon import load_classifier, process_source
+        from edge_agent.store.database import Store
 
         settings = settings_from_dict(
             {"source": {"uri": str(video)}, "classifier": {"num_threads": 1}}
         )
         if mode == "motion":
-            from edge_agent.sources import open_source
+            from edge_agent.capture.sources import open_source
 
             pipeline = Pipeline(settings, None)
             started = time.perf_counter()
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(worker(args.worker, args.video, args.model)))
         return 0
 
-    from edge_agent.service import default_model_dir
+    from edge_agent.service.daemon import default_model_dir
 
     model = (args.model or default_model_dir()).resolve()
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,6 +1,6 @@
 """Pipeline frame rate with the privacy checks on (``privacy.mode = drop``) against off.
 
-Renders a synthetic scene (``edge_agent.scenes``) in which a person (the NASA astronaut
+Renders a synthetic scene (``edge_agent.demo.scenes``) in which a person (the NASA astronaut
 photograph from scikit-image when installed, else a grey figure) walks across while animals
 cross below, then runs ``edge_agent.pipeline.Pipeline`` over the same frames in memory with
 the classifier of a model folder (default ``models/default``; motion only, every track
@@ -31,9 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from edge_agent.config import Settings  # noqa: E402
-from edge_agent.pipeline import Pipeline  # noqa: E402
-from edge_agent.privacy import PrivacyGuard  # noqa: E402
-from edge_agent.scenes import ProceduralSprites, Scene, crossing  # noqa: E402
+from edge_agent.counting.pipeline import Pipeline  # noqa: E402
+from edge_agent.demo.scenes import ProceduralSprites, Scene, crossing  # noqa: E402
+from edge_agent.vision.privacy import PrivacyGuard  # noqa: E402
 
 START = datetime(2024, 6, 1, 10, tzinfo=UTC)
 
@@ -87,7 +87,7 @@ def main() -> None:
     if not args.motion_only and not (args.model / "model.tflite").is_file():
         print(f"no model.tflite in {args.model}: motion only", file=sys.stderr)
     elif not args.motion_only:
-        from edge_agent.classifier import Classifier
+        from edge_agent.vision.classifier import Classifier
 
         classifier = Classifier(args.model)
 

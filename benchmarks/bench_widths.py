@@ -54,8 +54,8 @@ def perturbed(model, scale: float = 1e-3) -> None:
 def int8_file_and_latency(model, repeats: int) -> tuple[int, float]:
     from bench_inference import time_per_image
 
-    from edge_agent.classifier import Classifier
     from edge_agent.manifest import Manifest, sha256_file, write_manifest
+    from edge_agent.vision.classifier import Classifier
     from trainer.export import convert_int8, tensor_specs
 
     rng = np.random.default_rng(2)

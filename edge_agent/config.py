@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from edge_agent.camtrap_schema import FEATURE_TYPES
+from edge_agent.office.camtrap_schema import FEATURE_TYPES
 
 
 class ConfigError(ValueError):

@@ -4,7 +4,7 @@
 
 writes ``edge_agent/samples/sprites/<class>/<index>.png``: a few images of each animal class
 drawn at random (fixed seed) from the CIFAR-10 training set. They are upscaled and walked
-across a synthetic background by ``edge_agent.scenes`` to make the sample camera-trap video.
+across a synthetic background by ``edge_agent.demo.scenes`` to make the sample camera-trap video.
 """
 
 from __future__ import annotations

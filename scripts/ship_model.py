@@ -69,7 +69,7 @@ def ship(run: Path, dest: Path) -> None:
     model = keras.models.load_model(run / "model.keras", compile=False)
     model.save(dest / "model.keras")
 
-    from edge_agent.classifier import Classifier
+    from edge_agent.vision.classifier import Classifier
 
     with Classifier(dest) as classifier:
         accuracy = classifier.manifest.accuracy

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent import demo
-from edge_agent.classifier import Classifier
 from edge_agent.cli import main as trapcount
-from edge_agent.service import default_model_dir
+from edge_agent.demo import sample as demo
+from edge_agent.service.daemon import default_model_dir
+from edge_agent.vision.classifier import Classifier
 
 
 def test_the_shipped_model_matches_its_manifest() -> None:

@@ -20,7 +20,13 @@ import pytest
 from click.testing import CliRunner
 
 from edge_agent.cli import cli
-from edge_agent.scenes import ProceduralSprites, Scene, crossing, write_sprite_dataset, write_video
+from edge_agent.demo.scenes import (
+    ProceduralSprites,
+    Scene,
+    crossing,
+    write_sprite_dataset,
+    write_video,
+)
 from tests.helpers import browser
 
 START = datetime(2026, 6, 1, 5, 0, tzinfo=UTC)
@@ -188,8 +194,8 @@ def test_review_export_finetune_compare_and_reload(tmp_path, base_model):
 
     # 6. The agent hot-reloads the new model (copied over the running one) and counts hares.
     from edge_agent.config import settings_from_dict
-    from edge_agent.service import Service, load_classifier
-    from edge_agent.store import Store
+    from edge_agent.service.daemon import Service, load_classifier
+    from edge_agent.store.database import Store
 
     live = tmp_path / "live-model"
     live.mkdir()
@@ -231,7 +237,7 @@ def test_review_export_finetune_compare_and_reload(tmp_path, base_model):
         assert "hare" in service.classifier.labels
         # The running service, now on the new model, counts the hare: its own frame path
         # (the capture job calls _process per frame; shutdown closes the open events).
-        from edge_agent.sources import open_source
+        from edge_agent.capture.sources import open_source
 
         with open_source(settings.source.model_copy(update={"uri": str(hares)})) as source:
             for timestamp, frame in source:

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.classifier import Classifier
 from edge_agent.manifest import Manifest, read_manifest
+from edge_agent.vision.classifier import Classifier
 from trainer.data import DataError, Dataset, load_datasets, stratified_split, usable_cores
 
 log = logging.getLogger("trapcount.trainer")

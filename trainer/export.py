@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.classifier import load_interpreter_class
 from edge_agent.manifest import (
     MANIFEST_FILENAME,
     MODEL_FILENAME,
@@ -40,6 +39,7 @@ from edge_agent.manifest import (
     utc_now_iso,
     write_manifest,
 )
+from edge_agent.vision.classifier import load_interpreter_class
 from trainer import calibrate
 from trainer.data import DataError, Dataset, calibration_images, load_datasets, stratified_split
 from trainer.evaluate import (

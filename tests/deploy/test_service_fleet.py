@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from edge_agent import notify
 from edge_agent.config import settings_from_dict
-from edge_agent.service import Service, load_classifier
-from edge_agent.store import Store
+from edge_agent.service import notify
+from edge_agent.service.daemon import Service, load_classifier
+from edge_agent.store.database import Store
 from tests.deploy.postgres import shared_server
 from tests.helpers.media import crossings_video, tiny_model_dir, wait_for
 

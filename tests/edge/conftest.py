@@ -1,5 +1,5 @@
 """Fixtures for the frame-pipeline tests. Scenes, videos and sprite data come from
-``edge_agent.scenes`` (the README demo and the benchmarks use the same generator); this
+``edge_agent.demo.scenes`` (the README demo and the benchmarks use the same generator); this
 file only wires them to pytest."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.scenes import write_sprite_dataset
+from edge_agent.demo.scenes import write_sprite_dataset
 
 
 @pytest.fixture(scope="session")

@@ -15,17 +15,17 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from edge_agent.camtrap import (
+from edge_agent.cli import cli
+from edge_agent.config import Settings, settings_from_dict
+from edge_agent.office.camtrap import (
     ExportError,
     camtrap_time,
     export_camtrap_dp,
     validate_package,
 )
-from edge_agent.camtrap_schema import PROFILE_URL, SCHEMA_URLS, TABLES, columns, table_schema
-from edge_agent.cli import cli
-from edge_agent.config import Settings, settings_from_dict
-from edge_agent.reports import Window, open_stores, parse_bound
-from edge_agent.taxa import DEFAULT_TAXA, TaxonMap
+from edge_agent.office.camtrap_schema import PROFILE_URL, SCHEMA_URLS, TABLES, columns, table_schema
+from edge_agent.office.reports import Window, open_stores, parse_bound
+from edge_agent.office.taxa import DEFAULT_TAXA, TaxonMap
 from tests.helpers.media import REPO, write_config
 from tests.helpers.trap_databases import (
     MEADOW,

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from edge_agent.config import EventSettings
-from edge_agent.counting import ClosedEvent, EventCounter, LabelObservation, observations
-from edge_agent.tracking import Track
+from edge_agent.counting.events import ClosedEvent, EventCounter, LabelObservation, observations
+from edge_agent.counting.tracking import Track
 
 T0 = datetime(2024, 6, 1, 4, 0, tzinfo=UTC)
 FPS = 10

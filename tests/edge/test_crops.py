@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_agent.classifier import crop_square, square_box, to_rgb_input
+from edge_agent.vision.classifier import crop_square, square_box, to_rgb_input
 
 
 def test_square_box_keeps_centre_and_grows_to_longest_side() -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from edge_agent.doctor import FAIL, OK, WARN, check_clock, check_disk
+from edge_agent.service.doctor import FAIL, OK, WARN, check_clock, check_disk
 from tests.helpers.media import (
     copy_model,
     crossings_video,

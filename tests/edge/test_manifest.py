@@ -124,6 +124,13 @@ def test_the_shipped_cifar10_and_the_test_models_labels_keep_the_rule(tmp_path: 
     assert read_manifest(REPO / "models" / "default").labels == [
         "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
     ]  # fmt: skip
-    sprites = ["boar", "deer", "fox", "hare", "cat", "dog"]  # edge_agent.scenes, the tiny model
+    sprites = [
+        "boar",
+        "deer",
+        "fox",
+        "hare",
+        "cat",
+        "dog",
+    ]  # edge_agent.demo.scenes, the tiny model
     for labels in (LABELS, list(CLASSES), [*CLASSES, "badger"], sprites, ["red_fox", "roe-deer"]):
         assert read_manifest(write_labels(tmp_path, labels)).labels == labels

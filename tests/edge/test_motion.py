@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge_agent.config import MotionSettings
-from edge_agent.motion import MotionGate, merge_boxes
+from edge_agent.vision.motion import MotionGate, merge_boxes
 
 
 def backdrop(width: int = 320, height: int = 240, seed: int = 0) -> np.ndarray:

@@ -11,12 +11,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge_agent import scenes
-from edge_agent.classifier import Classifier
+from edge_agent.capture.sources import open_source
 from edge_agent.config import Settings
-from edge_agent.counting import ClosedEvent
-from edge_agent.pipeline import Pipeline
-from edge_agent.sources import open_source
+from edge_agent.counting.events import ClosedEvent
+from edge_agent.counting.pipeline import Pipeline
+from edge_agent.demo import scenes
+from edge_agent.vision.classifier import Classifier
 
 START = datetime(2024, 6, 1, 21, 0, tzinfo=UTC)
 

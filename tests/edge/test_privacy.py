@@ -15,11 +15,11 @@ from click.testing import CliRunner
 
 from edge_agent.cli import cli
 from edge_agent.config import MediaSettings, PrivacySettings
-from edge_agent.media import Best, MediaKeeper
-from edge_agent.privacy import PrivacyGuard, blur_regions, face_cascade
-from edge_agent.scenes import ProceduralSprites, Scene, crossing, write_video
-from edge_agent.store import Store
-from edge_agent.tracking import Track
+from edge_agent.counting.tracking import Track
+from edge_agent.demo.scenes import ProceduralSprites, Scene, crossing, write_video
+from edge_agent.service.media import Best, MediaKeeper
+from edge_agent.store.database import Store
+from edge_agent.vision.privacy import PrivacyGuard, blur_regions, face_cascade
 
 skimage_data = pytest.importorskip("skimage.data", reason="the astronaut photo needs scikit-image")
 
@@ -193,7 +193,7 @@ def test_collect_export_feeds_the_trainer(tmp_path, sprite_model):
     model, initialised from the session's sprite model."""
     pytest.importorskip("tensorflow", reason="training needs TensorFlow")
     from edge_agent.config import TrapSettings
-    from edge_agent.scenes import write_sprite_dataset
+    from edge_agent.demo.scenes import write_sprite_dataset
     from trainer.train import train_and_export
 
     write_sprite_dataset(tmp_path / "sprites", per_class=12, size=48, seed=3)
@@ -289,7 +289,7 @@ def test_the_disk_guard_stops_media_writes_before_the_disk_is_full(
     tmp_path, small_fs, people_video, sprite_model
 ):
     from edge_agent.config import TrapSettings
-    from edge_agent.media import write_private
+    from edge_agent.service.media import write_private
 
     config = tmp_path / "trap.toml"
     config.write_text("[media]\nmin_free_mb = 1.0\n", encoding="utf-8")
@@ -357,7 +357,7 @@ def test_the_disk_guard_stops_media_writes_before_the_disk_is_full(
 
 def test_retention_deletes_old_media_only_and_records_it(tmp_path):
     from edge_agent.config import TrapSettings
-    from edge_agent.media import apply_retention
+    from edge_agent.service.media import apply_retention
 
     with Store.open(tmp_path / "r.sqlite") as store:
         deployment = store.ensure_deployment(TrapSettings())
@@ -383,7 +383,7 @@ def test_retention_deletes_old_media_only_and_records_it(tmp_path):
 
 def test_doctor_shows_the_media_folder_and_the_disk_guard(tmp_path):
     from edge_agent.config import settings_from_dict
-    from edge_agent.doctor import OK, WARN, check_media
+    from edge_agent.service.doctor import OK, WARN, check_media
 
     def check(**media):
         settings = settings_from_dict({"media": {"media_dir": "media", **media}}, tmp_path)

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from edge_agent.cli import cli
 from edge_agent.config import TrapSettings
-from edge_agent.reports import (
+from edge_agent.office.reports import (
     Window,
     build_report,
     load,
@@ -24,7 +24,7 @@ from edge_agent.reports import (
     period_of,
     spreadsheet_safe,
 )
-from edge_agent.store import Store
+from edge_agent.store.database import Store
 from tests.helpers.trap_databases import (
     MEADOW,
     MEADOW_EVENTS,

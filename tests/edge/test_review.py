@@ -18,9 +18,9 @@ from sqlalchemy.engine import Engine
 
 from edge_agent.cli import cli
 from edge_agent.config import TrapSettings
-from edge_agent.media import export_dataset
-from edge_agent.review import ReviewError, check_bind, create_app, normalise_label, redact
-from edge_agent.store import Store
+from edge_agent.office.review import ReviewError, check_bind, create_app, normalise_label, redact
+from edge_agent.service.media import export_dataset
+from edge_agent.store.database import Store
 from tests.helpers.media import start_trapcount, stop, wait_for
 
 pytest.importorskip("flask", reason="the review page needs Flask (the review extra)")

@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from edge_agent.config import TrapSettings
-from edge_agent.counting import ClosedEvent, LabelObservation
+from edge_agent.counting.events import ClosedEvent, LabelObservation
 from edge_agent.manifest import Manifest, TensorSpec
-from edge_agent.store import (
+from edge_agent.store.database import (
     SchemaTooNewError,
     Store,
     StoreError,
@@ -303,7 +303,7 @@ def test_the_models_compile_for_postgresql_with_timestamptz():
     from sqlalchemy.dialects import postgresql
     from sqlalchemy.schema import CreateTable
 
-    from edge_agent.store import Base, UTCDateTime
+    from edge_agent.store.database import Base, UTCDateTime
 
     dialect = postgresql.dialect()
     for table in Base.metadata.sorted_tables:

@@ -1,5 +1,5 @@
 """Fleet sync against a real PostgreSQL server: trap databases built with the real Store API
-in tmp_path, pushed with `trapcount sync` / ``edge_agent.sync``, read back with the report
+in tmp_path, pushed with `trapcount sync` / ``edge_agent.store.sync``, read back with the report
 code. Two traps at once; the server stopped in the middle; reruns that change nothing;
 replaced and deleted events; passwords that never show."""
 
@@ -18,10 +18,10 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
 from edge_agent.config import TrapSettings, settings_from_dict
-from edge_agent.counting import ClosedEvent, LabelObservation
+from edge_agent.counting.events import ClosedEvent, LabelObservation
 from edge_agent.manifest import Manifest, TensorSpec
-from edge_agent.store import Store
-from edge_agent.sync import SyncError, parse_url, pending_changes, resolve_target, sync
+from edge_agent.store.database import Store
+from edge_agent.store.sync import SyncError, parse_url, pending_changes, resolve_target, sync
 from tests.deploy.postgres import shared_server
 from tests.helpers.media import subprocess_env, trapcount_command
 
@@ -395,7 +395,7 @@ def test_password_file_env_and_config_and_no_password_anywhere(tmp_path, central
 def test_a_password_file_open_to_everyone_is_refused_unread(tmp_path):
     """As ssh refuses such a key and libpq such a ~/.pgpass; 0600 and the group-readable
     0640 that deploy/ gives root:trapcount stay allowed. No server needed: it stops first."""
-    from edge_agent.sync import read_password_file
+    from edge_agent.store.sync import read_password_file
 
     secret = tmp_path / "sync.password"
     secret.write_text("pw-4711\n")
@@ -496,8 +496,8 @@ def test_the_central_schema_matches_the_models_on_postgresql(central):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from edge_agent.store import Base
-    from edge_agent.sync import open_central
+    from edge_agent.store.database import Base
+    from edge_agent.store.sync import open_central
 
     store = open_central(parse_url(central))
     try:
@@ -559,7 +559,7 @@ def test_downgrading_0003_keeps_every_row(tmp_path):
     from alembic import command
     from alembic.config import Config
 
-    from edge_agent.store import MIGRATIONS_DIR
+    from edge_agent.store.database import MIGRATIONS_DIR
 
     path = make_trap(tmp_path / "trap.sqlite", "trap-down", events=5, seed=1)
     with Store.open(path) as store:

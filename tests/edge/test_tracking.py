@@ -6,7 +6,7 @@ import math
 from datetime import UTC, datetime, timedelta
 
 from edge_agent.config import TrackingSettings
-from edge_agent.tracking import Track, Tracker, iou
+from edge_agent.counting.tracking import Track, Tracker, iou
 
 T0 = datetime(2024, 6, 1, 4, 0, tzinfo=UTC)
 SIZE = (320, 240)

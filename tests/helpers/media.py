@@ -1,6 +1,6 @@
 """Small real inputs for the tests: generated videos, model folders, configs, subprocesses.
 
-Videos come from ``edge_agent.scenes`` (noisy textured background, procedural animals of
+Videos come from ``edge_agent.demo.scenes`` (noisy textured background, procedural animals of
 known classes on known paths), written with OpenCV; nothing is mocked.
 """
 
@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from edge_agent.scenes import Scene, crossing, lingering, write_video
+from edge_agent.demo.scenes import Scene, crossing, lingering, write_video
 from tests.helpers import tiny_model
 
 REPO = Path(__file__).resolve().parents[2]

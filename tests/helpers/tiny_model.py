@@ -51,11 +51,11 @@ def model_dir(cache_root: Path, seed: int) -> Path:
 
 def train_and_export(out: Path, seed: int = 0, epochs: int = 8) -> Path:
     """The trainer's own ``tiny`` recipe on crops of the procedural animals of
-    ``edge_agent.scenes``, cut the way the pipeline cuts them, so the model recognises the
+    ``edge_agent.demo.scenes``, cut the way the pipeline cuts them, so the model recognises the
     animals in the generated videos (the same recipe as the ``sprite_model`` fixture)."""
     import tempfile
 
-    from edge_agent.scenes import write_sprite_dataset
+    from edge_agent.demo.scenes import write_sprite_dataset
     from trainer.train import train_and_export as train
 
     with tempfile.TemporaryDirectory() as tmp:

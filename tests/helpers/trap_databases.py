@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from edge_agent.config import TrapSettings
-from edge_agent.counting import ClosedEvent, LabelObservation
+from edge_agent.counting.events import ClosedEvent, LabelObservation
 from edge_agent.manifest import Manifest, TensorSpec
-from edge_agent.store import Store
+from edge_agent.store.database import Store
 
 LABELS = ["airplane", "automobile", "bird", "boar", "cat", "deer", "fox", "person", "unknown"]
 SHA_OLD = "a1" * 32

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edge_agent.classifier import Classifier
+from edge_agent.vision.classifier import Classifier
 from tests.trainer.conftest import CLASSES, synthetic_image
 from trainer import cli
 from trainer.data import make_tf_dataset, training_steps

@@ -10,8 +10,8 @@ import keras
 import numpy as np
 import pytest
 
-from edge_agent.classifier import Classifier
 from edge_agent.manifest import read_manifest
+from edge_agent.vision.classifier import Classifier
 from tests.trainer.conftest import CLASSES
 from trainer import calibrate
 from trainer.data import load_datasets, stratified_split

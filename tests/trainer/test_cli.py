@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from edge_agent.classifier import Classifier
 from edge_agent.manifest import read_manifest
+from edge_agent.vision.classifier import Classifier
 from tests.trainer.conftest import CLASSES, write_class_folders
 from trainer.cli import main
 

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from edge_agent.classifier import load_interpreter_class
+from edge_agent.vision.classifier import load_interpreter_class
 from tests.trainer.test_airbench import sample_images
 from trainer.export import convert_int8
 from trainer.int8_graph import fold_pooled_batchnorm, int8_ready, snap_whitening

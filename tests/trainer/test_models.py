@@ -100,7 +100,7 @@ def test_replace_head_keeps_resnet_logit_scale():
 
 
 def test_resnet_batchnorm_folds_into_the_convolutions_in_int8():
-    from edge_agent.classifier import load_interpreter_class
+    from edge_agent.vision.classifier import load_interpreter_class
     from trainer.export import convert_int8
 
     model = make_model("resnet", (32, 32, 3), 3, width=4)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.classifier import Classifier
+from edge_agent.vision.classifier import Classifier
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ship_model.py"
 

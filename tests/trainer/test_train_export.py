@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge_agent.classifier import Classifier
 from edge_agent.manifest import ModelContractError, read_manifest, sha256_file
+from edge_agent.vision.classifier import Classifier
 from tests.trainer.conftest import CLASSES, synthetic_image, write_class_folders
 from trainer.data import DataError
 from trainer.export import QuantizationDropError

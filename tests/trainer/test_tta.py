@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edge_agent.classifier import Classifier, load_interpreter_class
 from edge_agent.manifest import read_manifest
+from edge_agent.vision.classifier import Classifier, load_interpreter_class
 from tests.trainer.test_airbench import sample_images
 from tests.trainer.test_int8_graph import predict, trained_looking_airbench
 from trainer import calibrate

@@ -36,12 +36,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_agent.classifier import square_box
 from edge_agent.config import MediaSettings
+from edge_agent.counting.tracking import Track
 from edge_agent.labels import is_valid_label
-from edge_agent.privacy import UNCHECKED, Box, Prepared, PrivacyGuard
-from edge_agent.store import Media, Store, as_utc
-from edge_agent.tracking import Track
+from edge_agent.store.database import Media, Store, as_utc
+from edge_agent.vision.classifier import square_box
+from edge_agent.vision.privacy import UNCHECKED, Box, Prepared, PrivacyGuard
 
 log = logging.getLogger(__name__)
 

@@ -50,7 +50,7 @@ import cv2
 import numpy as np
 
 from edge_agent.config import MotionSettings
-from edge_agent.scene_change import LIGHT, SceneChangeDetector
+from edge_agent.vision.scene_change import LIGHT, SceneChangeDetector
 
 Box = tuple[int, int, int, int]
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent import __version__
-from edge_agent.reports import (
+from edge_agent.office.reports import (
     ReportData,
     group_rows,
     heartbeat_health,
@@ -33,7 +33,7 @@ from edge_agent.reports import (
     trap_zones,
     zone_of,
 )
-from edge_agent.taxa import TaxonMap
+from edge_agent.office.taxa import TaxonMap
 
 MAX_EVENT_ROWS = 500
 # Colour-blind-friendly (Okabe-Ito, then Tableau) with grey for "unknown".

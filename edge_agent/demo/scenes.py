@@ -36,7 +36,7 @@ from zoneinfo import ZoneInfo
 import cv2
 import numpy as np
 
-from edge_agent.classifier import crop_square
+from edge_agent.vision.classifier import crop_square
 
 # -- sprites -------------------------------------------------------------------------------
 

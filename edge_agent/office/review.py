@@ -40,7 +40,7 @@ from urllib.parse import quote
 from sqlalchemy import update
 
 from edge_agent import labels as label_rules
-from edge_agent.store import Media, Store
+from edge_agent.store.database import Media, Store
 
 EMPTY = "empty"
 PERSON = "person"

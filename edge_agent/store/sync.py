@@ -41,7 +41,7 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from edge_agent.store import (
+from edge_agent.store.database import (
     Count,
     Deployment,
     Event,

@@ -1,6 +1,6 @@
 """``make demo``: make a sample camera-trap video, count it with the shipped model, compare.
 
-    python -m edge_agent.demo [--out demo-out] [--model models/default] [--seed N]
+    python -m edge_agent.demo.sample [--out demo-out] [--model models/default] [--seed N]
 
 The video is synthetic: CIFAR-10 photographs of animals (``edge_agent/samples/sprites``,
 made by ``scripts/make_demo_sprites.py``) walk across a textured background in three events
@@ -16,8 +16,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from edge_agent import cli, scenes
-from edge_agent.service import default_model_dir
+from edge_agent import cli
+from edge_agent.demo import scenes
+from edge_agent.service.daemon import default_model_dir
 
 SPRITES = Path(__file__).resolve().parent / "samples" / "sprites"
 EVENT_GAP_S = 10.0

@@ -39,17 +39,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge_agent import notify
-from edge_agent.classifier import Classifier
+import edge_agent
 from edge_agent.config import ClassifierSettings, Settings
 from edge_agent.manifest import ModelContractError, model_paths
-from edge_agent.store import LIVE_SOURCE, Store, StoreError, utc_now
+from edge_agent.service import notify
+from edge_agent.store.database import LIVE_SOURCE, Store, StoreError, utc_now
+from edge_agent.vision.classifier import Classifier
 
 if TYPE_CHECKING:
-    from edge_agent.counting import ClosedEvent
-    from edge_agent.media import MediaKeeper
-    from edge_agent.pipeline import Pipeline
-    from edge_agent.privacy import PrivacyGuard
+    from edge_agent.counting.events import ClosedEvent
+    from edge_agent.counting.pipeline import Pipeline
+    from edge_agent.service.media import MediaKeeper
+    from edge_agent.vision.privacy import PrivacyGuard
 
 log = logging.getLogger("trapcount.service")
 
@@ -71,7 +72,7 @@ def default_model_dir() -> Path:
     env = os.environ.get(MODEL_ENV)
     if env:
         return Path(env).expanduser()
-    beside_package = Path(__file__).resolve().parent.parent / "models" / "default"
+    beside_package = Path(edge_agent.__file__).resolve().parent.parent / "models" / "default"
     if beside_package.exists():
         return beside_package
     return Path.cwd() / "models" / "default"
@@ -92,7 +93,7 @@ def resolve_model_dir(
 def check_files(settings: Settings) -> None:
     """The files the config names besides the model (``motion.mask``), before anything is
     opened or created: a ConfigError naming the key when one is missing or unreadable."""
-    from edge_agent.pipeline import motion_mask
+    from edge_agent.counting.pipeline import motion_mask
 
     motion_mask(settings)
 
@@ -290,7 +291,7 @@ class EventSink:
 
 def privacy_guard(settings: Settings) -> PrivacyGuard | None:
     """The person/face checks of ``privacy.mode``; None (with a warning) when it is off."""
-    from edge_agent.privacy import PrivacyGuard
+    from edge_agent.vision.privacy import PrivacyGuard
 
     if settings.privacy.mode == "off":
         log.warning("privacy.mode = off: people are not detected, images are not checked")
@@ -306,7 +307,7 @@ def media_keeper(
     media_dir: Path | None = None,
 ) -> MediaKeeper | None:
     """The media keeper for ``media_dir`` (else ``media.media_dir``); None when neither."""
-    from edge_agent.media import MediaKeeper
+    from edge_agent.service.media import MediaKeeper
 
     if media_dir is None and settings.media.media_dir:
         media_dir = settings.resolve(settings.media.media_dir)
@@ -368,10 +369,10 @@ def process_source(
     times overlap. An event the database refused is retried as the run goes on and at its
     end (``END_RETRIES``); what still fails is an error that says to rerun. With
     ``media_dir`` (else ``media.media_dir``), crops are kept for retraining
-    (``edge_agent.media``).
+    (``edge_agent.service.media``).
     """
-    from edge_agent.pipeline import Pipeline
-    from edge_agent.sources import open_source
+    from edge_agent.capture.sources import open_source
+    from edge_agent.counting.pipeline import Pipeline
 
     deployment_id = store.ensure_deployment(settings.trap)
     store.register_model(classifier.manifest)
@@ -701,7 +702,7 @@ class Service:
     def _capture_session(self, session_stop: threading.Event, burst: int | None) -> None:
         """Read frames until stopped, outside the active hours, the file ends or (``burst``)
         that many frames were taken; then release the source."""
-        from edge_agent.sources import SourceError, open_source
+        from edge_agent.capture.sources import SourceError, open_source
 
         continuous = burst is None
         taken = 0
@@ -774,7 +775,7 @@ class Service:
         return False
 
     def _process(self, timestamp: datetime, frame: Any) -> None:
-        from edge_agent.pipeline import Pipeline
+        from edge_agent.counting.pipeline import Pipeline
 
         with self._pipeline_lock:
             if self._pipeline is None:
@@ -817,7 +818,7 @@ class Service:
 
     def _retention_job(self) -> None:
         """Delete kept media older than ``media.retention_days`` (counts stay)."""
-        from edge_agent.media import apply_retention
+        from edge_agent.service.media import apply_retention
 
         try:
             deleted = apply_retention(self.store, self.settings.media, utc_now())
@@ -852,7 +853,7 @@ class Service:
     # -- fleet sync -----------------------------------------------------------------------
 
     def _add_sync_job(self, scheduler: Any, now: datetime) -> None:
-        from edge_agent.sync import SyncError, resolve_target
+        from edge_agent.store.sync import SyncError, resolve_target
 
         try:
             self._sync_target = resolve_target(self.settings)
@@ -881,7 +882,7 @@ class Service:
 
     def _sync_job(self) -> None:
         """Push what changed to the central database when due; back off while it fails."""
-        from edge_agent.sync import SyncError, sync
+        from edge_agent.store.sync import SyncError, sync
 
         if self.stop_event.is_set() or time.monotonic() < self._sync_due:
             return

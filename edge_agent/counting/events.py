@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from edge_agent.config import EventSettings
 
 if TYPE_CHECKING:  # counting needs tracks' attributes only, not the tracker
-    from edge_agent.tracking import Track
+    from edge_agent.counting.tracking import Track
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,7 @@ from sqlalchemy.types import TypeDecorator
 
 if TYPE_CHECKING:
     from edge_agent.config import TrapSettings
-    from edge_agent.counting import ClosedEvent
+    from edge_agent.counting.events import ClosedEvent
     from edge_agent.manifest import Manifest
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ class Deployment(Base):
     start: Mapped[datetime] = mapped_column("start_time")
     end: Mapped[datetime | None] = mapped_column("end_time")
     # Fleet sync (revision 0003): in a central database, the trap database a row came from
-    # and its id there (edge_agent.sync); NULL on a trap.
+    # and its id there (edge_agent.store.sync); NULL on a trap.
     origin: Mapped[str | None] = mapped_column(String(64))
     origin_id: Mapped[int | None] = mapped_column(Integer)
 
@@ -196,7 +196,7 @@ class Event(Base):
     frames: Mapped[int] = mapped_column(Integer)
     written_at: Mapped[datetime]
     # Fleet sync (revision 0003): in a central database, the trap database a row came from
-    # and its id there (edge_agent.sync); NULL on a trap.
+    # and its id there (edge_agent.store.sync); NULL on a trap.
     origin: Mapped[str | None] = mapped_column(String(64))
     origin_id: Mapped[int | None] = mapped_column(Integer)
     # The footage the event was found in (revision 0005): the file's content identity for a
@@ -271,13 +271,13 @@ class Heartbeat(Base):
     # Added by revision 0004: the disk guard had stopped media writes (None: no media kept).
     media_paused: Mapped[bool | None] = mapped_column()
     # Fleet sync (revision 0003): in a central database, the trap database a row came from
-    # and its id there (edge_agent.sync); NULL on a trap.
+    # and its id there (edge_agent.store.sync); NULL on a trap.
     origin: Mapped[str | None] = mapped_column(String(64))
     origin_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class Media(Base):
-    """A kept crop or frame (revision 0004): for retraining and review (``edge_agent.media``)."""
+    """A kept crop or frame (revision 0004): for retraining and review (``edge_agent.service.media``)."""
 
     __tablename__ = "media"
 

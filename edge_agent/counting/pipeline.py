@@ -17,11 +17,11 @@ is pure computation on what it is given.
 - **Motion-only mode.** ``Pipeline(settings, classifier=None, label="animal")`` labels
   every crop ``label`` with confidence 1.0: counts per event of "animal", what the motion
   gate and the tracker alone can say (tests; a trap running without a model).
-- **People.** With a ``privacy`` guard (``edge_agent.privacy``), each counted track's box
+- **People.** With a ``privacy`` guard (``edge_agent.vision.privacy``), each counted track's box
   is checked for a face or a person, at most ``privacy.max_checks_per_track`` times and
   each time only when its box grew by a quarter since the last check: a cost per track, not
   per frame. A person track is labelled ``person`` (counted, never an animal).
-- **Media.** With a ``media`` keeper (``edge_agent.media``), each counted track's best
+- **Media.** With a ``media`` keeper (``edge_agent.service.media``), each counted track's best
   (largest) crop is remembered for the keeper to write when its event closes.
 - **Hot reload.** ``set_classifier()`` between frames; tracks keep the votes they have.
 - **Pauses.** After more than ``PAUSE_S`` without frames (interval capture with a long
@@ -49,13 +49,13 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from edge_agent.capture.sources import SourceError, source_kind
 from edge_agent.config import ConfigError, Settings
-from edge_agent.counting import ClosedEvent, EventCounter
-from edge_agent.motion import Box, MotionGate
-from edge_agent.privacy import PrivacyGuard
-from edge_agent.scene_change import CUT
-from edge_agent.sources import SourceError, source_kind
-from edge_agent.tracking import Track, Tracker
+from edge_agent.counting.events import ClosedEvent, EventCounter
+from edge_agent.counting.tracking import Track, Tracker
+from edge_agent.vision.motion import Box, MotionGate
+from edge_agent.vision.privacy import PrivacyGuard
+from edge_agent.vision.scene_change import CUT
 
 log = logging.getLogger(__name__)
 

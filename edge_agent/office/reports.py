@@ -36,7 +36,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from edge_agent import __version__
-from edge_agent.store import (
+from edge_agent.store.database import (
     EventRow,
     Store,
     StoreError,

@@ -9,11 +9,11 @@ One package holds ``datapackage.json`` and three CSV tables:
   latest event or heartbeat.
 - ``observations.csv``: one row per event and label at ``observationLevel=event``, with
   ``count`` = the event's MaxN, ``observationType`` and ``scientificName`` from the label
-  -> taxon map (``edge_agent.taxa``), ``classificationMethod=machine``, the classifier's
+  -> taxon map (``edge_agent.office.taxa``), ``classificationMethod=machine``, the classifier's
   mean confidence as ``classificationProbability`` and the model version as
   ``classifiedBy``. ``mediaID`` is empty: an event-level observation names no single file.
 - ``media.csv``: the kept frames and crops when the database has a ``media`` table
-  (revision 0004, ``edge_agent.media``; ``filePublic=false`` unless a file is explicitly
+  (revision 0004, ``edge_agent.service.media``; ``filePublic=false`` unless a file is explicitly
   clear of people), else just its header. The package files are created 0600 in a 0700
   folder.
 
@@ -23,7 +23,7 @@ its end up, so the written interval always holds the event.
 
 The package names the official profile and table schemas by URL. :func:`validate_package`
 checks a package offline: the tables with Frictionless against local table schemas (the
-project's own, ``edge_agent.camtrap_schema``, or the official files when given), and
+project's own, ``edge_agent.office.camtrap_schema``, or the official files when given), and
 ``datapackage.json`` against the required properties (or the official profile).
 """
 
@@ -44,12 +44,12 @@ from typing import Any
 from sqlalchemy import MetaData, Table, select
 
 from edge_agent import __version__
-from edge_agent.camtrap_schema import PROFILE_URL, SCHEMA_URLS, TABLES, columns, table_schema
 from edge_agent.config import Settings
 from edge_agent.labels import RULE, is_valid_label, shown
-from edge_agent.reports import Deployment, ReportData, Row, Window, load, zone_of
-from edge_agent.store import Store, has_table
-from edge_agent.taxa import TaxonMap
+from edge_agent.office.camtrap_schema import PROFILE_URL, SCHEMA_URLS, TABLES, columns, table_schema
+from edge_agent.office.reports import Deployment, ReportData, Row, Window, load, zone_of
+from edge_agent.office.taxa import TaxonMap
+from edge_agent.store.database import Store, has_table
 
 # What the profile requires of datapackage.json (checked without the profile at hand).
 REQUIRED_PROPERTIES = (

@@ -25,7 +25,7 @@ import click
 from edge_agent import __version__
 from edge_agent.config import ConfigError, Settings, load_config, settings_from_dict
 from edge_agent.manifest import ModelContractError
-from edge_agent.store import StoreError
+from edge_agent.store.database import StoreError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,7 +47,7 @@ def library_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from edge_agent.sources import SourceError
+        from edge_agent.capture.sources import SourceError
 
         try:
             return func(*args, **kwargs)
@@ -87,7 +87,7 @@ def _parse_time(value: str | None, zone: str, option: str) -> datetime | None:
 
 def _stop_on_signals(stop: threading.Event) -> None:
     """SIGTERM, SIGINT and SIGHUP end ``process`` as its input would: open events written."""
-    from edge_agent.service import STOP_SIGNALS
+    from edge_agent.service.daemon import STOP_SIGNALS
 
     def handle(_signum: int, _frame: Any) -> None:
         stop.set()
@@ -127,8 +127,8 @@ def run(config: Path) -> None:
     refused and the running one kept). On SIGTERM/SIGINT the open events are closed and
     written and the exit status is 0. Logs go to stderr (journald-friendly under systemd).
     """
-    from edge_agent.logging_setup import setup_logging
-    from edge_agent.service import resolve_model_dir, run_service
+    from edge_agent.service.daemon import resolve_model_dir, run_service
+    from edge_agent.service.logging_setup import setup_logging
 
     settings = _load_settings(config)
     setup_logging(settings.service.log_level)
@@ -190,16 +190,16 @@ def process(
     it again over the same footage (after a crash, or with other settings) replaces the
     earlier run's events instead of counting twice. Progress goes to stderr.
     """
-    from edge_agent.logging_setup import setup_logging
-    from edge_agent.reports import summary_table
-    from edge_agent.service import (
+    from edge_agent.office.reports import summary_table
+    from edge_agent.service.daemon import (
         check_files,
         load_classifier,
         plural,
         process_source,
         resolve_model_dir,
     )
-    from edge_agent.store import Store, summarize_rows
+    from edge_agent.service.logging_setup import setup_logging
+    from edge_agent.store.database import Store, summarize_rows
 
     # A file or folder is relative to the working directory (not to the config file).
     is_path = "://" not in source and not source.isdigit()
@@ -259,7 +259,7 @@ def process(
 
 
 def _progress_printer() -> Callable[[int, int | None, int], None]:
-    from edge_agent.service import plural
+    from edge_agent.service.daemon import plural
 
     tty = sys.stderr.isatty()
 
@@ -299,7 +299,7 @@ def _report_databases(databases: tuple[str, ...], config: Path | None) -> list[s
 
 
 def _report_window(since: str | None, until: str | None) -> Any:
-    from edge_agent.reports import Window, parse_bound
+    from edge_agent.office.reports import Window, parse_bound
 
     def bound(value: str | None, option: str, end: bool) -> Any:
         if value is None:
@@ -372,7 +372,7 @@ def report(
     intervals), "deployments", "models", "health" and, with --by, "groups". Times are ISO
     8601 in the trap's time zone, with the offset. An empty range prints an empty table.
     """
-    from edge_agent.reports import build_report, load, open_stores, render_csv, render_table
+    from edge_agent.office.reports import build_report, load, open_stores, render_csv, render_table
 
     by = tuple(dict.fromkeys(by))  # --by day --by day is --by day
     _check_groupings(by)
@@ -382,10 +382,10 @@ def report(
     document = build_report(data, by=by)
     _note_duplicates(data.duplicate_events)
     if html is not None:
-        from edge_agent.taxa import TaxonMap
+        from edge_agent.office.taxa import TaxonMap
 
         try:
-            from edge_agent.html_report import write_html
+            from edge_agent.office.html_report import write_html
 
             write_html(data, html, TaxonMap(load_config(config).export.taxa))
         except ImportError as exc:
@@ -429,8 +429,8 @@ def collect_export(db: str, out: Path) -> None:
     Crops whose label is not a valid folder name (a tampered or foreign database) are
     skipped and counted.
     """
-    from edge_agent.media import export_dataset
-    from edge_agent.store import Store
+    from edge_agent.service.media import export_dataset
+    from edge_agent.store.database import Store
 
     with Store.open(db, create=False) as store:
         result = export_dataset(store, out)
@@ -473,7 +473,7 @@ def review(db: str, media_dir: Path, host: str, port: int, token: str | None) ->
     """Review the kept crops in a browser: confirm, relabel or mark empty, one at a time
     with the keyboard or in bulk. Decisions go to the database at once; ``collect export``
     then writes the reviewed dataset. Needs Flask (the ``review`` extra)."""
-    from edge_agent.review import ReviewError, check_bind
+    from edge_agent.office.review import ReviewError, check_bind
 
     try:
         check_bind(host, token)
@@ -485,7 +485,7 @@ def review(db: str, media_dir: Path, host: str, port: int, token: str | None) ->
         raise click.ClickException(
             "the review page needs Flask: pip install 'trapcount[review]'"
         ) from None
-    from edge_agent.review import serve
+    from edge_agent.office.review import serve
 
     shown = f"[{host}]" if ":" in host else host
 
@@ -547,8 +547,8 @@ def export_camtrap_dp(
     machine, the classifier's confidence and the model version. Deployments need
     coordinates (trap.latitude, trap.longitude). Times are ISO 8601 with the trap's offset.
     """
-    from edge_agent.camtrap import ExportError, export_camtrap_dp, validate_package
-    from edge_agent.reports import open_stores
+    from edge_agent.office.camtrap import ExportError, export_camtrap_dp, validate_package
+    from edge_agent.office.reports import open_stores
 
     settings = load_config(config)
     window = _report_window(since, until)
@@ -616,7 +616,7 @@ def export_csv(
 
     events.csv has one line per event and label; counts.csv one per deployment, local
     period (--by) and label: events, count (the sum of MaxN) and the largest MaxN."""
-    from edge_agent.reports import (
+    from edge_agent.office.reports import (
         CSV_EVENT_COLUMNS,
         event_record,
         group_columns,
@@ -664,9 +664,9 @@ def doctor(config: Path, db: str | None, source_timeout: float) -> None:
     writable, healthy and private, the disk has room and the clock is plausible. Prints a
     table: check, status (ok, warn, FAIL), detail.
     """
-    from edge_agent.doctor import render, run_checks
-    from edge_agent.logging_setup import setup_logging
-    from edge_agent.service import resolve_model_dir
+    from edge_agent.service.daemon import resolve_model_dir
+    from edge_agent.service.doctor import render, run_checks
+    from edge_agent.service.logging_setup import setup_logging
 
     settings = load_config(config)
     setup_logging("ERROR")
@@ -731,10 +731,10 @@ def sync(
     read and write rows. The URL is never printed with its password.
     """
     from edge_agent.config import Settings
-    from edge_agent.logging_setup import setup_logging
-    from edge_agent.store import Store
-    from edge_agent.sync import SyncError, open_central, resolve_target
-    from edge_agent.sync import sync as run_sync
+    from edge_agent.service.logging_setup import setup_logging
+    from edge_agent.store.database import Store
+    from edge_agent.store.sync import SyncError, open_central, resolve_target
+    from edge_agent.store.sync import sync as run_sync
 
     settings = load_config(config) if config is not None else Settings()
     setup_logging("ERROR" if quiet else "WARNING")

@@ -1,0 +1,5 @@
+"""``python -m edge_agent.cli``: the ``trapcount`` command."""
+
+from edge_agent.cli import main
+
+main()
