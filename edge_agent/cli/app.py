@@ -25,7 +25,7 @@ import click
 from edge_agent import __version__
 from edge_agent.config import ConfigError, Settings, load_config, settings_from_dict
 from edge_agent.manifest import ModelContractError
-from edge_agent.store.database import StoreError
+from edge_agent.store.errors import StoreError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -199,7 +199,8 @@ def process(
         resolve_model_dir,
     )
     from edge_agent.service.logging_setup import setup_logging
-    from edge_agent.store.database import Store, summarize_rows
+    from edge_agent.store.database import Store
+    from edge_agent.store.queries import summarize_rows
 
     # A file or folder is relative to the working directory (not to the config file).
     is_path = "://" not in source and not source.isdigit()

@@ -49,7 +49,8 @@ from edge_agent.labels import RULE, is_valid_label, shown
 from edge_agent.office.camtrap_schema import PROFILE_URL, SCHEMA_URLS, TABLES, columns, table_schema
 from edge_agent.office.reports import Deployment, ReportData, Row, Window, load, zone_of
 from edge_agent.office.taxa import TaxonMap
-from edge_agent.store.database import Store, has_table
+from edge_agent.store.database import Store
+from edge_agent.store.queries import has_table
 
 # What the profile requires of datapackage.json (checked without the profile at hand).
 REQUIRED_PROPERTIES = (

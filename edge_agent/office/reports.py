@@ -36,13 +36,9 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from edge_agent import __version__
-from edge_agent.store.database import (
-    EventRow,
-    Store,
-    StoreError,
-    event_written_times,
-    heartbeat_rows,
-)
+from edge_agent.store.database import Store
+from edge_agent.store.errors import StoreError
+from edge_agent.store.queries import EventRow, event_written_times, heartbeat_rows
 
 PERIODS = ("hour", "day", "week")
 GROUPINGS = ("event", *PERIODS, "deployment")

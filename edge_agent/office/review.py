@@ -40,7 +40,8 @@ from urllib.parse import quote
 from sqlalchemy import update
 
 from edge_agent import labels as label_rules
-from edge_agent.store.database import Media, Store
+from edge_agent.store.database import Store
+from edge_agent.store.models import Media
 
 EMPTY = "empty"
 PERSON = "person"

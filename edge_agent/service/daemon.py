@@ -43,7 +43,9 @@ import edge_agent
 from edge_agent.config import ClassifierSettings, Settings
 from edge_agent.manifest import ModelContractError, model_paths
 from edge_agent.service import notify
-from edge_agent.store.database import LIVE_SOURCE, Store, StoreError, utc_now
+from edge_agent.store.database import Store
+from edge_agent.store.errors import StoreError
+from edge_agent.store.models import LIVE_SOURCE, utc_now
 from edge_agent.vision.classifier import Classifier
 
 if TYPE_CHECKING:

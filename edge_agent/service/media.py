@@ -39,7 +39,8 @@ import numpy as np
 from edge_agent.config import MediaSettings
 from edge_agent.counting.tracking import Track
 from edge_agent.labels import is_valid_label
-from edge_agent.store.database import Media, Store, as_utc
+from edge_agent.store.database import Store
+from edge_agent.store.models import Media, as_utc
 from edge_agent.vision.classifier import square_box
 from edge_agent.vision.privacy import UNCHECKED, Box, Prepared, PrivacyGuard
 

@@ -41,15 +41,15 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from edge_agent.store.database import (
+from edge_agent.store.database import Store
+from edge_agent.store.errors import StoreError
+from edge_agent.store.models import (
     Count,
     Deployment,
     Event,
     Heartbeat,
     ModelVersion,
     Observation,
-    Store,
-    StoreError,
     SyncChange,
     SyncState,
     utc_now,

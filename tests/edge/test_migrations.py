@@ -11,7 +11,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
-from edge_agent.store.database import Base, SchemaTooNewError, Store, StoreError
+from edge_agent.store.database import Store
+from edge_agent.store.errors import SchemaTooNewError, StoreError
+from edge_agent.store.models import Base
 from tests.helpers.media import run_trapcount
 
 SHA = "ef" * 32

@@ -412,7 +412,7 @@ def test_process_writes_an_event_the_database_refused_for_a_while(tmp_path, mode
 
 
 def test_process_says_what_it_could_not_write_and_how_to_count_it(tmp_path, model):
-    from edge_agent.store.database import StoreError
+    from edge_agent.store.errors import StoreError
 
     with pytest.raises(StoreError) as failed:
         _process_while_refused(tmp_path, model, recovers=False)

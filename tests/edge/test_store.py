@@ -15,12 +15,9 @@ import pytest
 from edge_agent.config import TrapSettings
 from edge_agent.counting.events import ClosedEvent, LabelObservation
 from edge_agent.manifest import Manifest, TensorSpec
-from edge_agent.store.database import (
-    SchemaTooNewError,
-    Store,
-    StoreError,
-    interval_floor,
-)
+from edge_agent.store.database import Store
+from edge_agent.store.errors import SchemaTooNewError, StoreError
+from edge_agent.store.models import interval_floor
 
 T0 = datetime(2024, 6, 1, 4, 0, 0, tzinfo=UTC)
 SHA = "ab" * 32
@@ -303,7 +300,7 @@ def test_the_models_compile_for_postgresql_with_timestamptz():
     from sqlalchemy.dialects import postgresql
     from sqlalchemy.schema import CreateTable
 
-    from edge_agent.store.database import Base, UTCDateTime
+    from edge_agent.store.models import Base, UTCDateTime
 
     dialect = postgresql.dialect()
     for table in Base.metadata.sorted_tables:

@@ -496,7 +496,7 @@ def test_the_central_schema_matches_the_models_on_postgresql(central):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from edge_agent.store.database import Base
+    from edge_agent.store.models import Base
     from edge_agent.store.sync import open_central
 
     store = open_central(parse_url(central))

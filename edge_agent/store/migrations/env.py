@@ -11,7 +11,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from edge_agent.store.database import Base
+from edge_agent.store.models import Base
 
 config = context.config
 target_metadata = Base.metadata
