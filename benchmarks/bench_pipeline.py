@@ -60,14 +60,15 @@ def worker(mode: str, video: Path, model: Path | None) -> dict[str, float]:
     else:
         from edge_agent.config import settings_from_dict
         from edge_agent.counting.pipeline import Pipeline
-        from edge_agent.service.daemon import load_classifier, process_source
+        from edge_agent.service.batch import process_source
+        from edge_agent.service.model import load_classifier
         from edge_agent.store.database import Store
 
         settings = settings_from_dict(
             {"source": {"uri": str(video)}, "classifier": {"num_threads": 1}}
         )
         if mode == "motion":
-            from edge_agent.capture.sources import open_source
+            from edge_agent.capture.factory import open_source
 
             pipeline = Pipeline(settings, None)
             started = time.perf_counter()
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(worker(args.worker, args.video, args.model)))
         return 0
 
-    from edge_agent.service.daemon import default_model_dir
+    from edge_agent.service.model import default_model_dir
 
     model = (args.model or default_model_dir()).resolve()
     with tempfile.TemporaryDirectory() as tmp:

@@ -9,7 +9,7 @@ import pytest
 
 from edge_agent.cli import main as trapcount
 from edge_agent.demo import sample as demo
-from edge_agent.service.daemon import default_model_dir
+from edge_agent.service.model import default_model_dir
 from edge_agent.vision.classifier import Classifier
 
 

@@ -47,7 +47,7 @@ def library_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from edge_agent.capture.sources import SourceError
+        from edge_agent.capture.frames import SourceError
 
         try:
             return func(*args, **kwargs)
@@ -127,8 +127,9 @@ def run(config: Path) -> None:
     refused and the running one kept). On SIGTERM/SIGINT the open events are closed and
     written and the exit status is 0. Logs go to stderr (journald-friendly under systemd).
     """
-    from edge_agent.service.daemon import resolve_model_dir, run_service
+    from edge_agent.service.daemon import run_service
     from edge_agent.service.logging_setup import setup_logging
+    from edge_agent.service.model import resolve_model_dir
 
     settings = _load_settings(config)
     setup_logging(settings.service.log_level)
@@ -191,16 +192,13 @@ def process(
     earlier run's events instead of counting twice. Progress goes to stderr.
     """
     from edge_agent.office.reports import summary_table
-    from edge_agent.service.daemon import (
-        check_files,
-        load_classifier,
-        plural,
-        process_source,
-        resolve_model_dir,
-    )
+    from edge_agent.service.batch import process_source
     from edge_agent.service.logging_setup import setup_logging
+    from edge_agent.service.model import load_classifier, resolve_model_dir
+    from edge_agent.service.wiring import check_files
     from edge_agent.store.database import Store
     from edge_agent.store.queries import summarize_rows
+    from edge_agent.text import plural
 
     # A file or folder is relative to the working directory (not to the config file).
     is_path = "://" not in source and not source.isdigit()
@@ -260,7 +258,7 @@ def process(
 
 
 def _progress_printer() -> Callable[[int, int | None, int], None]:
-    from edge_agent.service.daemon import plural
+    from edge_agent.text import plural
 
     tty = sys.stderr.isatty()
 
@@ -665,9 +663,9 @@ def doctor(config: Path, db: str | None, source_timeout: float) -> None:
     writable, healthy and private, the disk has room and the clock is plausible. Prints a
     table: check, status (ok, warn, FAIL), detail.
     """
-    from edge_agent.service.daemon import resolve_model_dir
     from edge_agent.service.doctor import render, run_checks
     from edge_agent.service.logging_setup import setup_logging
+    from edge_agent.service.model import resolve_model_dir
 
     settings = load_config(config)
     setup_logging("ERROR")

@@ -49,7 +49,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from edge_agent.capture.sources import SourceError, source_kind
+from edge_agent.capture.factory import source_kind
+from edge_agent.capture.frames import SourceError
 from edge_agent.config import ConfigError, Settings
 from edge_agent.counting.events import ClosedEvent, EventCounter
 from edge_agent.counting.tracking import Track, Tracker

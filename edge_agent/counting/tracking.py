@@ -146,8 +146,8 @@ class Track:
     # Per axis (x, y): [extreme position, direction (-1, 0, 1), time of the last turn].
     _swing: list[list] = field(default_factory=list)
     quick_reversals: int = 0
-    # Privacy (``edge_agent.vision.privacy``): a face or a person was found in its box; checks so far
-    # and the box area of the last check (each check looks at a larger box).
+    # Privacy (``edge_agent.vision.privacy``): a face or a person was found in its box;
+    # checks so far and the box area of the last check (each check looks at a larger box).
     person: bool = False
     person_checks: int = 0
     person_area: int = 0

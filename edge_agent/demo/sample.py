@@ -18,7 +18,7 @@ from pathlib import Path
 
 from edge_agent import cli
 from edge_agent.demo import scenes
-from edge_agent.service.daemon import default_model_dir
+from edge_agent.service.model import default_model_dir
 
 SPRITES = Path(__file__).resolve().parent / "samples" / "sprites"
 EVENT_GAP_S = 10.0

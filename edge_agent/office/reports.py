@@ -39,6 +39,7 @@ from edge_agent import __version__
 from edge_agent.store.database import Store
 from edge_agent.store.errors import StoreError
 from edge_agent.store.queries import EventRow, event_written_times, heartbeat_rows
+from edge_agent.text import format_table
 
 PERIODS = ("hour", "day", "week")
 GROUPINGS = ("event", *PERIODS, "deployment")
@@ -657,29 +658,6 @@ def build_report(
 
 
 # -- text and CSV -------------------------------------------------------------------------
-
-
-def format_table(headers: list[str], rows: list[list[Any]]) -> str:
-    """A plain aligned text table; numbers right-aligned."""
-    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
-    widths = [len(h) for h in headers]
-    for row in cells:
-        widths = [max(w, len(v)) for w, v in zip(widths, row, strict=True)]
-    numeric = [
-        all(isinstance(row[i], int | float) for row in rows) and bool(rows)
-        for i in range(len(headers))
-    ]
-
-    def line(values: list[str]) -> str:
-        parts = [
-            v.rjust(w) if num else v.ljust(w)
-            for v, w, num in zip(values, widths, numeric, strict=True)
-        ]
-        return "  ".join(parts).rstrip()
-
-    out = [line(headers), line(["-" * w for w in widths])]
-    out.extend(line(row) for row in cells)
-    return "\n".join(out)
 
 
 def summary_table(summary: dict[str, dict[str, int]]) -> str:

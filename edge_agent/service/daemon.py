@@ -1,16 +1,19 @@
-"""The long-running trap service (``trapcount run``) and the batch run (``trapcount process``).
+"""``trapcount run``: the long-running trap service under APScheduler 3.
 
-The service wires a frame source, the pipeline and the store together under APScheduler 3:
+The service wires a frame source, the pipeline and the store together (``wiring``, as
+``process`` does) and runs these jobs, each in ``schedule.guarded``:
 
 - **capture**: ``continuous`` keeps a capture worker running while inside the active hours
   (cron fields ``capture.active_hours`` / ``capture.active_days_of_week`` in the trap's time
   zone); ``interval`` grabs ``burst_frames`` frames every ``interval_s``. Outside the active
-  hours the source is closed, so the camera is released (and the Pi can idle).
+  hours the source is closed, so the camera is released (and the Pi can idle). A source
+  that fails is retried with back-off (``source.reconnect_*``).
 - **roll-up** of events into per-interval counts every ``storage.rollup_minutes``.
 - **heartbeat** every ``service.heartbeat_s``: frames, fps, open events, model, free disk.
 - **model check** every ``service.model_check_s``: when ``model.tflite`` or ``model.json``
   changes, a new classifier is built completely and swapped in between two frames; a model
   that does not load (hash mismatch, damaged file) is refused and the old one kept.
+- **retention** of kept media (``media.retention_check_s``) when media are kept.
 - **sync** every ``sync.interval_s`` when a central database is configured (``sync.url`` or
   the ``sync.url_env`` variable): in its own single thread, so counting never waits for
   it; while the network is down it backs off (``sync.backoff_initial_s`` doubling up to
@@ -19,8 +22,8 @@ The service wires a frame source, the pipeline and the store together under APSc
   heartbeat and, under ``WatchdogSec``, from a watchdog job in between that pings only
   while heartbeats are on time; ``STOPPING=1`` on shutdown.
 
-Every closed event is written in its own transaction as soon as it closes. SIGTERM/SIGINT
-stop capture, close the open events, write them, roll up and exit 0 within
+Every closed event is written in its own transaction as soon as it closes. SIGTERM, SIGINT
+and SIGHUP stop capture, close the open events, write them, roll up and exit 0 within
 ``service.shutdown_timeout_s`` or so; ``kill -9`` loses only the events still open.
 """
 
@@ -28,104 +31,42 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import edge_agent
-from edge_agent.config import ClassifierSettings, Settings
-from edge_agent.manifest import ModelContractError, model_paths
+from edge_agent.backoff import Backoff
+from edge_agent.capture.factory import open_source
+from edge_agent.capture.frames import SourceError
+from edge_agent.capture.live import redact
+from edge_agent.config import Settings
+from edge_agent.manifest import ModelContractError
 from edge_agent.service import notify
+from edge_agent.service.media import apply_retention
+from edge_agent.service.model import load_classifier, model_signature
+from edge_agent.service.schedule import ActiveHours, Pacer, guarded
+from edge_agent.service.wiring import check_files, wire
 from edge_agent.store.database import Store
 from edge_agent.store.errors import StoreError
-from edge_agent.store.models import LIVE_SOURCE, utc_now
+from edge_agent.store.models import utc_now
+from edge_agent.store.sync import SyncError, resolve_target, sync
 from edge_agent.vision.classifier import Classifier
 
 if TYPE_CHECKING:
-    from edge_agent.counting.events import ClosedEvent
     from edge_agent.counting.pipeline import Pipeline
-    from edge_agent.service.media import MediaKeeper
-    from edge_agent.vision.privacy import PrivacyGuard
 
 log = logging.getLogger("trapcount.service")
 
-MODEL_ENV = "TRAPCOUNT_MODEL"
 CAPTURE_POLL_S = 5.0  # how often the capture job checks the active hours and the worker
-MAX_PENDING_EVENTS = 10_000
+
 # Signals that stop the service (and `process`) cleanly: open events closed and written,
 # counts rolled up. SIGHUP is what a dropped SSH session sends.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-
-
-# -- model location and loading -----------------------------------------------------------
-
-
-def default_model_dir() -> Path:
-    """The shipped model: ``$TRAPCOUNT_MODEL``, else ``models/default`` next to the
-    ``edge_agent`` package (a source checkout or an editable install), else under the
-    working directory."""
-    env = os.environ.get(MODEL_ENV)
-    if env:
-        return Path(env).expanduser()
-    beside_package = Path(edge_agent.__file__).resolve().parent.parent / "models" / "default"
-    if beside_package.exists():
-        return beside_package
-    return Path.cwd() / "models" / "default"
-
-
-def resolve_model_dir(
-    settings: Settings, *, config_given: bool, override: str | Path | None = None
-) -> Path:
-    """``--model`` wins, then the config's ``classifier.model_dir`` (relative to the config
-    file); else (no config, or no model_dir in it) the shipped default model."""
-    if override is not None:
-        return Path(override).expanduser().resolve()
-    if config_given and settings.classifier.model_dir:
-        return settings.resolve(settings.classifier.model_dir).resolve()
-    return default_model_dir().resolve()
-
-
-def check_files(settings: Settings) -> None:
-    """The files the config names besides the model (``motion.mask``), before anything is
-    opened or created: a ConfigError naming the key when one is missing or unreadable."""
-    from edge_agent.counting.pipeline import motion_mask
-
-    motion_mask(settings)
-
-
-def load_classifier(model_dir: Path, settings: ClassifierSettings) -> Classifier:
-    """Build a classifier completely (manifest, hash, tensors) or raise ModelContractError."""
-    try:
-        return Classifier(
-            model_dir,
-            num_threads=settings.num_threads,
-            confidence_threshold=settings.confidence_threshold,
-            max_batch=settings.max_batch,
-        )
-    except OSError as exc:
-        raise ModelContractError(f"cannot read model {model_dir}: {exc.strerror or exc}") from None
-
-
-def model_signature(model_dir: Path) -> tuple[Any, ...] | None:
-    """What changes when either model file is replaced (inode, size, mtime)."""
-    signature: list[Any] = []
-    for path in model_paths(model_dir):
-        try:
-            info = path.stat()
-        except OSError:
-            return None
-        signature.append((info.st_ino, info.st_size, info.st_mtime_ns))
-    return tuple(signature)
-
-
-# -- small system probes ------------------------------------------------------------------
 
 
 def free_disk_bytes(path: Path | None) -> int | None:
@@ -145,335 +86,6 @@ def cpu_temperature_c() -> float | None:
         return round(int(raw) / 1000.0, 1)
     except (OSError, ValueError):
         return None
-
-
-def redact(uri: str) -> str:
-    """A source URI fit for a log: a stream URL's password replaced by ***."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(uri)
-    if parts.password:
-        return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
-    return uri
-
-
-class ActiveHours:
-    """Cron hour and day-of-week fields, evaluated in the trap's time zone."""
-
-    def __init__(self, hours: str, days_of_week: str, timezone: str) -> None:
-        from apscheduler.triggers.cron import CronTrigger
-
-        self.always = hours.strip() == "*" and days_of_week.strip() == "*"
-        self._trigger = CronTrigger(
-            day_of_week=days_of_week, hour=hours, minute="*", second="*", timezone=timezone
-        )
-        self.description = f"hours {hours!r}, days {days_of_week!r} ({timezone})"
-
-    def contains(self, when: datetime) -> bool:
-        if self.always:
-            return True
-        second = when.replace(microsecond=0)
-        return self._trigger.get_next_fire_time(None, second) == second
-
-    def next_start(self, when: datetime) -> datetime | None:
-        return self._trigger.get_next_fire_time(None, when)
-
-
-# -- writing events -----------------------------------------------------------------------
-
-
-def plural(count: int, noun: str) -> str:
-    """``1 event``, ``3 events``."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-def describe_event(event: ClosedEvent) -> str:
-    labels = ", ".join(f"{o.label} x{o.max_n}" for o in event.observations) or "nothing"
-    seconds = (event.end - event.start).total_seconds()
-    return f"{event.start.isoformat(timespec='seconds')} +{seconds:.1f}s: {labels}"
-
-
-class EventSink:
-    """Writes closed events one transaction each; keeps the ones a failing database
-    refused and retries them before the next; remembers the time range to roll up.
-
-    ``origin``: the identity of the file an event's first frame came from (a source's
-    ``origin_of``), stored as the event's ``source_key`` so that a rerun of ``process``
-    replaces the events of the same footage and nothing else; None (a live camera) is
-    ``live``. ``retry_note``: what the error line promises about events a write failed on.
-    """
-
-    def __init__(
-        self,
-        store: Store,
-        deployment_id: int,
-        on_written: Callable[[ClosedEvent, int], None] | None = None,
-        *,
-        origin: Callable[[datetime], str | None] | None = None,
-        retry_note: str = "kept in memory and retried before the next write",
-    ) -> None:
-        self.store = store
-        self.deployment_id = deployment_id
-        self.on_written = on_written
-        self.origin = origin
-        self.retry_note = retry_note
-        self.written = 0
-        self.event_ids: list[int] = []
-        self._pending: list[ClosedEvent] = []
-        self._dirty: tuple[datetime, datetime] | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def pending(self) -> int:
-        return len(self._pending)
-
-    def source_key(self, event: ClosedEvent) -> str:
-        key = self.origin(event.start) if self.origin is not None else None
-        return key or LIVE_SOURCE
-
-    def write(self, events: Iterable[ClosedEvent]) -> int:
-        with self._lock:
-            self._pending.extend(events)
-            written = 0
-            while self._pending:
-                event = self._pending[0]
-                try:
-                    event_id = self.store.write_event(
-                        event, self.deployment_id, source_key=self.source_key(event)
-                    )
-                except StoreError as exc:
-                    waiting = plural(len(self._pending), "event")
-                    log.error("%s; %s %s", exc, waiting, self.retry_note)
-                    del self._pending[:-MAX_PENDING_EVENTS]
-                    break
-                self._pending.pop(0)
-                self.event_ids.append(event_id)
-                self._mark_dirty(event.start)
-                written += 1
-                log.info("event %d: %s", event_id, describe_event(event))
-                if self.on_written is not None:
-                    try:
-                        self.on_written(event, event_id)
-                    except Exception as exc:  # media must never stop the counting
-                        log.error("media of event %d not kept: %s", event_id, exc)
-            self.written += written
-            return written
-
-    def mark_dirty(self, since: datetime, until: datetime) -> None:
-        """Have the next roll-up recompute the intervals of [since, until] too."""
-        with self._lock:
-            self._mark_dirty(since)
-            self._mark_dirty(until)
-
-    def _mark_dirty(self, start: datetime) -> None:
-        if self._dirty is None:
-            self._dirty = (start, start)
-        else:
-            self._dirty = (min(self._dirty[0], start), max(self._dirty[1], start))
-
-    def rollup(self, minutes: int) -> int:
-        """Recompute the counts of the intervals that got new events; 0 when none did."""
-        with self._lock:
-            dirty, self._dirty = self._dirty, None
-        if dirty is None:
-            return 0
-        try:
-            return self.store.rollup(
-                dirty[1] + timedelta(microseconds=1),
-                since=dirty[0],
-                minutes=minutes,
-                deployment_id=self.deployment_id,
-            )
-        except StoreError:
-            with self._lock:  # try those intervals again next time
-                for moment in dirty:
-                    self._mark_dirty(moment)
-            raise
-
-
-def privacy_guard(settings: Settings) -> PrivacyGuard | None:
-    """The person/face checks of ``privacy.mode``; None (with a warning) when it is off."""
-    from edge_agent.vision.privacy import PrivacyGuard
-
-    if settings.privacy.mode == "off":
-        log.warning("privacy.mode = off: people are not detected, images are not checked")
-        return None
-    return PrivacyGuard(settings.privacy)
-
-
-def media_keeper(
-    settings: Settings,
-    store: Store,
-    deployment_id: int,
-    guard: PrivacyGuard | None,
-    media_dir: Path | None = None,
-) -> MediaKeeper | None:
-    """The media keeper for ``media_dir`` (else ``media.media_dir``); None when neither."""
-    from edge_agent.service.media import MediaKeeper
-
-    if media_dir is None and settings.media.media_dir:
-        media_dir = settings.resolve(settings.media.media_dir)
-    if media_dir is None:
-        return None
-    return MediaKeeper(settings.media, Path(media_dir), store, deployment_id, guard)
-
-
-def keeper_callback(keeper: MediaKeeper | None) -> Callable[[ClosedEvent, int], None] | None:
-    if keeper is None:
-        return None
-
-    def keep(event: ClosedEvent, event_id: int) -> None:
-        keeper.keep(event_id, event.tracks)
-
-    return keep
-
-
-# -- the batch run: trapcount process ----------------------------------------------------
-
-
-@dataclass
-class ProcessResult:
-    frames: int = 0
-    motion_frames: int = 0
-    events: int = 0
-    first: datetime | None = None
-    last: datetime | None = None
-    interrupted: bool = False
-    replaced: int = 0  # events of an earlier run over the same footage that were dropped
-    event_ids: list[int] = field(default_factory=list)
-    media_dir: Path | None = None  # where crops were kept (None: none were)
-    media_written: int = 0
-    media_private: int = 0  # images not written because they showed people
-    media_paused: bool = False  # the disk guard stopped media writes
-    person_checks: int = 0
-
-
-ProgressCallback = Callable[[int, int | None, int], None]
-
-
-def process_source(
-    settings: Settings,
-    store: Store,
-    classifier: Classifier,
-    *,
-    start_time: datetime | None = None,
-    stop_event: threading.Event | None = None,
-    progress: ProgressCallback | None = None,
-    progress_every_s: float = 1.0,
-    media_dir: Path | None = None,
-) -> ProcessResult:
-    """Run the pipeline over a finite source (video file, image folder) to its end.
-
-    Events are written as they close (so an interrupted run keeps them), the rest are
-    closed at the end, and the counts of the covered intervals are rolled up. Processing
-    the same footage again (the same files, by content: ``sources.file_identity``) replaces
-    the events an earlier run found in it; other footage is never touched, even when its
-    times overlap. An event the database refused is retried as the run goes on and at its
-    end (``END_RETRIES``); what still fails is an error that says to rerun. With
-    ``media_dir`` (else ``media.media_dir``), crops are kept for retraining
-    (``edge_agent.service.media``).
-    """
-    from edge_agent.capture.sources import open_source
-    from edge_agent.counting.pipeline import Pipeline
-
-    deployment_id = store.ensure_deployment(settings.trap)
-    store.register_model(classifier.manifest)
-    guard = privacy_guard(settings)
-    keeper = media_keeper(settings, store, deployment_id, guard, media_dir)
-    sink = EventSink(
-        store,
-        deployment_id,
-        keeper_callback(keeper),
-        retry_note="retried before the next event and at the end of the run",
-    )
-    result = ProcessResult()
-    pipeline = Pipeline(settings, classifier, privacy=guard, media=keeper)
-    last_report = time.monotonic()
-    footage: set[str] = set()
-    try:
-        with open_source(
-            settings.source,
-            timezone=settings.trap.timezone,
-            start_time=start_time,
-            stop_event=stop_event,
-            base_dir=settings.base_dir,
-        ) as source:
-            sink.origin = source.origin_of
-            total = getattr(source, "frame_count", None)
-            if total is None and hasattr(source, "__len__"):
-                total = len(source)
-            try:
-                for timestamp, frame in source:
-                    if result.first is None:
-                        result.first = timestamp
-                    result.last = timestamp
-                    sink.write(pipeline.process(timestamp, frame))
-                    result.frames += 1
-                    now = time.monotonic()
-                    if progress is not None and now - last_report >= progress_every_s:
-                        last_report = now
-                        progress(result.frames, total, sink.written)
-            except KeyboardInterrupt:
-                result.interrupted = True
-            if stop_event is not None and stop_event.is_set():
-                result.interrupted = True
-            footage = source.origins_read
-    finally:
-        # Whatever happened, the events still open are closed and written.
-        sink.write(pipeline.close(result.last))
-        _retry_pending(sink)
-        result.motion_frames = int(getattr(pipeline, "motion_frames", 0))
-        result.person_checks = pipeline.person_checks
-        if keeper is not None:
-            result.media_dir = keeper.media_dir
-            result.media_written = keeper.written
-            result.media_private = keeper.dropped_private
-            result.media_paused = keeper.paused
-    if footage and not sink.pending:
-        # Rerunning over the same footage: an event found before but not now (different
-        # settings or model) would otherwise still be counted. Events keep their ids when
-        # found again (same footage, same start), so only the stale ones go. An interrupted
-        # run did not see the rest of its files: their later events stay.
-        removed = store.delete_stale_events(
-            deployment_id,
-            footage,
-            keep=sink.event_ids,
-            until=result.last if result.interrupted else None,
-        )
-        result.replaced = len(removed)
-        for start in removed:
-            sink.mark_dirty(start, start)
-    if result.first is not None and result.last is not None:
-        sink.mark_dirty(result.first, result.last)
-    sink.rollup(settings.storage.rollup_minutes)
-    if progress is not None:
-        progress(result.frames, result.frames, sink.written)
-    result.events = sink.written
-    result.event_ids = list(sink.event_ids)
-    if sink.pending:
-        raise StoreError(
-            f"{plural(sink.pending, 'event')} could not be written to {store.where}; the "
-            "counts written so far are kept: rerun the same command to count the rest "
-            "(a rerun replaces the events of the same footage)"
-        )
-    return result
-
-
-# Events the database refused are written again at the end of a run, this many times,
-# this far apart (a database locked by a long report, a disk that filled for a moment).
-END_RETRIES = 3
-END_RETRY_DELAY_S = 1.0
-
-
-def _retry_pending(sink: EventSink) -> None:
-    for _attempt in range(END_RETRIES):
-        if not sink.pending:
-            return
-        time.sleep(END_RETRY_DELAY_S)
-        sink.write(())
-
-
-# -- the service: trapcount run ----------------------------------------------------------
 
 
 class Service:
@@ -497,11 +109,11 @@ class Service:
             settings.capture.active_days_of_week,
             settings.trap.timezone,
         )
-        self.deployment_id = store.ensure_deployment(settings.trap)
-        store.register_model(classifier.manifest)
-        self.privacy = privacy_guard(settings)
-        self.keeper = media_keeper(settings, store, self.deployment_id, self.privacy)
-        self.sink = EventSink(store, self.deployment_id, keeper_callback(self.keeper))
+        self.wiring = wire(settings, store, classifier)
+        self.deployment_id = self.wiring.deployment_id
+        self.privacy = self.wiring.privacy
+        self.keeper = self.wiring.keeper
+        self.sink = self.wiring.sink
 
         self._pipeline: Pipeline | None = None
         self._pipeline_lock = threading.Lock()  # pipeline.process vs. model swap vs. close
@@ -509,7 +121,7 @@ class Service:
         self._session_stop: threading.Event | None = None
         self._source_finished = False  # a file or folder source that reached its end
         self._retry_at = 0.0
-        self._retry_delay = settings.source.reconnect_initial_s
+        self._retry = Backoff(settings.source.reconnect_initial_s, settings.source.reconnect_max_s)
         self._last_processed: datetime | None = None
         self._last_timestamp: datetime | None = None
 
@@ -523,7 +135,10 @@ class Service:
         self._last_beat_done = self._started  # when a heartbeat job last ran to its end
         self._sync_target: Any = None  # edge_agent.sync.SyncTarget when syncing
         self._sync_due = 0.0
-        self._sync_delay = settings.sync.backoff_initial_s
+        # Jitter, so that a fleet that lost its server does not retry in step.
+        self._sync_retry = Backoff(
+            settings.sync.backoff_initial_s, settings.sync.backoff_max_s, jitter=0.2
+        )
 
     # -- counters -------------------------------------------------------------------------
 
@@ -589,44 +204,29 @@ class Service:
         now = datetime.now(UTC)
         capture = self.settings.capture
         capture_every = capture.interval_s if capture.mode == "interval" else CAPTURE_POLL_S
-        scheduler.add_job(
-            self._capture_job,
-            "interval",
-            seconds=capture_every,
-            id="capture",
-            next_run_time=now,
-        )
-        scheduler.add_job(
-            self._rollup_job,
-            "interval",
-            minutes=self.settings.storage.rollup_minutes,
-            id="rollup",
-        )
-        scheduler.add_job(
-            self._heartbeat_job,
-            "interval",
-            seconds=self.settings.service.heartbeat_s,
-            id="heartbeat",
-            next_run_time=now,
-        )
-        scheduler.add_job(
-            self._model_check_job,
-            "interval",
-            seconds=self.settings.service.model_check_s,
-            id="model_check",
-        )
+        jobs: list[tuple[str, Callable[[], Any], float, datetime | None]] = [
+            ("capture", self._capture_job, capture_every, now),
+            ("roll-up", self._rollup_job, self.settings.storage.rollup_minutes * 60.0, None),
+            ("heartbeat", self._heartbeat_job, self.settings.service.heartbeat_s, now),
+            ("model check", self._model_check_job, self.settings.service.model_check_s, None),
+        ]
         if self.keeper is not None:
-            scheduler.add_job(
-                self._retention_job,
-                "interval",
-                seconds=self.settings.media.retention_check_s,
-                id="retention",
-                next_run_time=now,
-            )
-        self._add_sync_job(scheduler, now)
+            retention_s = self.settings.media.retention_check_s
+            jobs.append(("retention", self._retention_job, retention_s, now))
         watchdog_s = notify.watchdog_interval_s()
         if watchdog_s is not None:
-            scheduler.add_job(self._watchdog_job, "interval", seconds=watchdog_s, id="watchdog")
+            jobs.append(("watchdog", self._watchdog_job, watchdog_s, None))
+        for name, job, every_s, first in jobs:
+            # APScheduler takes next_run_time=None as "paused": leave it out to run on time.
+            start = {} if first is None else {"next_run_time": first}
+            scheduler.add_job(
+                guarded(name, job),
+                "interval",
+                seconds=every_s,
+                id=name.replace(" ", "_").replace("-", ""),
+                **start,
+            )
+        self._add_sync_job(scheduler, now)
         self._scheduler = scheduler
         scheduler.start()
         log.info(
@@ -704,8 +304,6 @@ class Service:
     def _capture_session(self, session_stop: threading.Event, burst: int | None) -> None:
         """Read frames until stopped, outside the active hours, the file ends or (``burst``)
         that many frames were taken; then release the source."""
-        from edge_agent.capture.sources import SourceError, open_source
-
         continuous = burst is None
         taken = 0
         try:
@@ -718,7 +316,7 @@ class Service:
                 self.sink.origin = source.origin_of
                 if continuous:
                     log.info("capture started: %s", source.description)
-                pacer = _Pacer(self.settings.service.replay_speed if not source.live else 0)
+                pacer = Pacer(self.settings.service.replay_speed if not source.live else 0)
                 next_check = time.monotonic() + 1.0
                 exhausted = True
                 for timestamp, frame in source:
@@ -750,7 +348,7 @@ class Service:
                 log.debug("burst: %d frame(s), source released", taken)
             else:
                 log.info("capture stopped after %d frame(s), source released", taken)
-            self._retry_delay = self.settings.source.reconnect_initial_s
+            self._retry.reset()
         except SourceError as exc:
             self._schedule_retry(f"capture: {exc}")
         except Exception:  # a damaged frame or a pipeline bug must not stop the trap
@@ -761,8 +359,7 @@ class Service:
                 self._close_pipeline()
 
     def _schedule_retry(self, reason: str) -> None:
-        delay = self._retry_delay
-        self._retry_delay = min(delay * 2, self.settings.source.reconnect_max_s)
+        delay = self._retry.next()
         self._retry_at = time.monotonic() + delay
         log.error("%s; retrying in %.0f s", reason, delay)
 
@@ -777,13 +374,9 @@ class Service:
         return False
 
     def _process(self, timestamp: datetime, frame: Any) -> None:
-        from edge_agent.counting.pipeline import Pipeline
-
         with self._pipeline_lock:
             if self._pipeline is None:
-                self._pipeline = Pipeline(
-                    self.settings, self.classifier, privacy=self.privacy, media=self.keeper
-                )
+                self._pipeline = self.wiring.pipeline(self.classifier)
             closed = self._pipeline.process(timestamp, frame)
             self._last_timestamp = timestamp
         if closed:
@@ -810,38 +403,26 @@ class Service:
     # -- scheduled jobs -------------------------------------------------------------------
 
     def _rollup_job(self) -> None:
-        try:
-            rows = self.sink.rollup(self.settings.storage.rollup_minutes)
-        except StoreError as exc:
-            log.error("roll-up failed: %s", exc)
-            return
+        rows = self.sink.rollup(self.settings.storage.rollup_minutes)
         if rows:
             log.info("roll-up: %d count row(s) updated", rows)
 
     def _retention_job(self) -> None:
         """Delete kept media older than ``media.retention_days`` (counts stay)."""
-        from edge_agent.service.media import apply_retention
-
-        try:
-            deleted = apply_retention(self.store, self.settings.media, utc_now())
-        except StoreError as exc:
-            log.error("retention failed: %s", exc)
-            return
+        deleted = apply_retention(self.store, self.settings.media, utc_now())
         if deleted:
             log.info("retention: %d media file(s) deleted", deleted)
 
     def _heartbeat_job(self) -> None:
-        try:
-            self._write_heartbeat()
-        except StoreError as exc:
-            log.error("heartbeat not written: %s", exc)
-        finally:
-            self._last_beat_done = time.monotonic()
-            notify.watchdog()  # the scheduler is alive: tell systemd's watchdog
         notify.status(
             f"{self.frames} frames, {self.sink.written} events written, "
             f"{'capturing' if self.capturing else 'idle'}"
         )
+        try:
+            self._write_heartbeat()
+        finally:
+            self._last_beat_done = time.monotonic()
+            notify.watchdog()  # the scheduler is alive: tell systemd's watchdog
 
     def _watchdog_job(self) -> None:
         """Ping systemd's watchdog between heartbeats while they run on time: a scheduler
@@ -855,8 +436,6 @@ class Service:
     # -- fleet sync -----------------------------------------------------------------------
 
     def _add_sync_job(self, scheduler: Any, now: datetime) -> None:
-        from edge_agent.store.sync import SyncError, resolve_target
-
         try:
             self._sync_target = resolve_target(self.settings)
         except SyncError as exc:
@@ -877,15 +456,12 @@ class Service:
         log.info("sync to %s every %.0f s", self._sync_target.shown, sync.interval_s)
 
     def _sync_backoff(self, reason: str) -> None:
-        delay = self._sync_delay
-        self._sync_delay = min(delay * 2, self.settings.sync.backoff_max_s)
-        self._sync_due = time.monotonic() + delay * random.uniform(0.8, 1.2)
-        log.warning("sync failed: %s; next try in about %.0f s", reason, delay)
+        nominal = self._sync_retry.delay  # before jitter: "about" this
+        self._sync_due = time.monotonic() + self._sync_retry.next()
+        log.warning("sync failed: %s; next try in about %.0f s", reason, nominal)
 
     def _sync_job(self) -> None:
         """Push what changed to the central database when due; back off while it fails."""
-        from edge_agent.store.sync import SyncError, sync
-
         if self.stop_event.is_set() or time.monotonic() < self._sync_due:
             return
         settings = self.settings.sync
@@ -904,7 +480,7 @@ class Service:
             log.exception("sync crashed")
             self._sync_backoff("sync crashed")
             return
-        self._sync_delay = settings.backoff_initial_s
+        self._sync_retry.reset()
         self._sync_due = time.monotonic() + settings.interval_s
         if result.units:
             log.info("sync: %s", result.describe())
@@ -997,29 +573,6 @@ class Service:
         return True
 
 
-class _Pacer:
-    """``service.replay_speed``: play a recorded file as if it were live."""
-
-    def __init__(self, speed: float) -> None:
-        self.speed = speed
-        self._origin: tuple[datetime, float] | None = None
-
-    def wait(self, timestamp: datetime, stop: threading.Event) -> bool:
-        """Sleep until ``timestamp`` is due; False when ``stop`` was set meanwhile."""
-        if self.speed <= 0:
-            return True
-        if self._origin is None:
-            self._origin = (timestamp, time.monotonic())
-            return True
-        first, began = self._origin
-        due = began + (timestamp - first).total_seconds() / self.speed
-        delay = due - time.monotonic()
-        if delay > 5.0:  # a long gap in a folder of stills: do not sleep for hours
-            self._origin = (timestamp, time.monotonic())
-            delay = 0.0
-        return not (delay > 0 and stop.wait(delay))
-
-
 def run_service(
     settings: Settings,
     *,
@@ -1040,17 +593,3 @@ def run_service(
             return service.run()
     finally:
         (service.classifier if service is not None else classifier).close()
-
-
-__all__ = [
-    "ActiveHours",
-    "EventSink",
-    "ProcessResult",
-    "Service",
-    "default_model_dir",
-    "load_classifier",
-    "process_source",
-    "resolve_model_dir",
-    "run_service",
-    "utc_now",
-]

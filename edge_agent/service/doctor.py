@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from edge_agent.config import Settings
-from edge_agent.office.reports import format_table
+from edge_agent.text import format_table
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 EARLIEST_PLAUSIBLE = datetime(2025, 1, 1, tzinfo=UTC)
@@ -47,7 +47,7 @@ def _guard(name: str, check: Callable[[], Check]) -> Check:
 
 def check_source(settings: Settings, timeout_s: float = 10.0) -> Check:
     """Open the source and wait up to ``timeout_s`` for one frame."""
-    from edge_agent.capture.sources import open_source, source_kind
+    from edge_agent.capture.factory import open_source, source_kind
 
     kind = source_kind(settings.source, base_dir=settings.base_dir)
     stop = threading.Event()
@@ -84,7 +84,7 @@ def check_source(settings: Settings, timeout_s: float = 10.0) -> Check:
 
 
 def check_model(model_dir: Path, settings: Settings) -> Check:
-    from edge_agent.service.daemon import load_classifier
+    from edge_agent.service.model import load_classifier
 
     with load_classifier(model_dir, settings.classifier) as classifier:
         manifest = classifier.manifest

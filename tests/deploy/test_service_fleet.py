@@ -16,7 +16,8 @@ from sqlalchemy.engine import make_url
 
 from edge_agent.config import settings_from_dict
 from edge_agent.service import notify
-from edge_agent.service.daemon import Service, load_classifier
+from edge_agent.service.daemon import Service
+from edge_agent.service.model import load_classifier
 from edge_agent.store.database import Store
 from tests.deploy.postgres import shared_server
 from tests.helpers.media import crossings_video, tiny_model_dir, wait_for

@@ -409,7 +409,7 @@ def test_a_missing_model_is_one_line(tmp_path, clip):
 
 def test_a_config_without_model_dir_uses_the_shipped_model(tmp_path, clip):
     from edge_agent.manifest import read_manifest
-    from edge_agent.service.daemon import default_model_dir
+    from edge_agent.service.model import default_model_dir
 
     (tmp_path / "site").mkdir()
     config = write_config(tmp_path / "site" / "trap.toml", {"events": {"event_gap_s": 5.0}})

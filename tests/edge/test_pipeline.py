@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge_agent.capture.sources import open_source
+from edge_agent.capture.factory import open_source
 from edge_agent.config import Settings
 from edge_agent.counting.events import ClosedEvent
 from edge_agent.counting.pipeline import Pipeline

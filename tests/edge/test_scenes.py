@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_agent.capture.sources import ImageFolderSource, VideoFileSource
+from edge_agent.capture.folder import ImageFolderSource
+from edge_agent.capture.video import VideoFileSource
 from edge_agent.demo import scenes
 
 START = datetime(2024, 5, 1, 3, 0, tzinfo=UTC)

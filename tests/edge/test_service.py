@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 
 from edge_agent.config import settings_from_dict
-from edge_agent.service.daemon import ActiveHours, Service, load_classifier
+from edge_agent.service.daemon import Service
 from edge_agent.service.logging_setup import JournalFormatter, setup_logging, stream_is_journal
+from edge_agent.service.model import load_classifier
+from edge_agent.service.schedule import ActiveHours
 from edge_agent.store.database import Store
 from tests.helpers.media import (
     START,
@@ -309,7 +311,7 @@ def test_plain_lines_elsewhere(monkeypatch):
 
 
 def test_stream_passwords_stay_out_of_the_log():
-    from edge_agent.service.daemon import redact
+    from edge_agent.capture.live import redact
 
     assert redact("rtsp://admin:s3cret@10.0.0.5:554/stream1") == (
         "rtsp://admin:***@10.0.0.5:554/stream1"
@@ -375,7 +377,7 @@ def _process_while_refused(tmp_path, model, *, recovers: bool):
     again once the agent has logged its failed write."""
     import sqlite3
 
-    from edge_agent.service.daemon import process_source
+    from edge_agent.service.batch import process_source
 
     clip = crossings_video(tmp_path / "one.mp4", [("deer", 1, 1.0, 5.0)], duration_s=10.0)
     db = tmp_path / "refusing.sqlite"

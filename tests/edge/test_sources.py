@@ -15,17 +15,13 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_agent.capture.sources import (
-    Backoff,
-    ImageFolderSource,
-    LiveCaptureSource,
-    SourceError,
-    VideoFileSource,
-    jpeg_is_complete,
-    open_source,
-    parse_exif_datetime,
-    source_kind,
-)
+from edge_agent.backoff import Backoff
+from edge_agent.capture.exif import parse_exif_datetime
+from edge_agent.capture.factory import open_source, source_kind
+from edge_agent.capture.folder import ImageFolderSource, jpeg_is_complete
+from edge_agent.capture.frames import SourceError
+from edge_agent.capture.live import LiveCaptureSource
+from edge_agent.capture.video import VideoFileSource
 from edge_agent.config import SourceSettings
 from edge_agent.demo import scenes
 from tests.helpers.media import write_huge_png
@@ -95,7 +91,7 @@ def test_truncated_video_stops_cleanly_with_a_warning(
     cut = tmp_path / "cut.avi"
     cut.write_bytes(data[: len(data) * 6 // 10])
     with (
-        caplog.at_level(logging.INFO, logger="edge_agent.capture.sources"),
+        caplog.at_level(logging.INFO, logger="edge_agent.capture"),
         VideoFileSource(cut) as source,
     ):
         frames = list(source)
@@ -112,7 +108,7 @@ def test_complete_video_ends_without_a_warning(
     clip: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     with (
-        caplog.at_level(logging.INFO, logger="edge_agent.capture.sources"),
+        caplog.at_level(logging.INFO, logger="edge_agent.capture"),
         VideoFileSource(clip) as source,
     ):
         assert len(list(source)) == 20
@@ -216,7 +212,7 @@ def test_a_camera_that_fails_and_comes_back_is_reconnected(
     stop = threading.Event()
     plug_back = threading.Timer(0.6, os.rename, (unplugged, camera))
     frames = []
-    with caplog.at_level(logging.INFO, logger="edge_agent.capture.sources"):
+    with caplog.at_level(logging.INFO, logger="edge_agent.capture"):
         with open_source(settings, stop_event=stop) as source:
             assert isinstance(source, LiveCaptureSource)
             for timestamp, image in source:
@@ -362,7 +358,7 @@ def test_corrupt_and_truncated_jpegs_are_skipped_with_a_log_line(
     (tmp_path / "3.jpg").write_bytes(good[: len(good) - 60])  # cut short on the card
     write_jpeg(tmp_path / "4.jpg", grey(40), base + timedelta(seconds=3))
     with (
-        caplog.at_level(logging.WARNING, logger="edge_agent.capture.sources"),
+        caplog.at_level(logging.WARNING, logger="edge_agent.capture"),
         ImageFolderSource(tmp_path) as source,
     ):
         frames = list(source)
@@ -389,7 +385,7 @@ def test_a_huge_photo_is_skipped_with_one_warning_and_the_others_are_read(
     os.utime(tmp_path / "2-huge.png", (1_000_000, 1_000_000))  # first by time
     write_jpeg(tmp_path / "3.jpg", grey(30), base + timedelta(seconds=2))
     with (
-        caplog.at_level(logging.WARNING, logger="edge_agent.capture.sources"),
+        caplog.at_level(logging.WARNING, logger="edge_agent.capture"),
         ImageFolderSource(tmp_path) as source,
     ):
         frames = list(source)
@@ -420,7 +416,7 @@ def test_a_photo_the_decoder_cannot_allocate_is_skipped(
     os.utime(tmp_path / "2.png", (1_000_000, 1_000_000))
     env = {"OPENCV_IO_MAX_IMAGE_PIXELS": "1000000"}
     script = (
-        "import sys; from edge_agent.capture.sources import ImageFolderSource\n"
+        "import sys; from edge_agent.capture.folder import ImageFolderSource\n"
         "with ImageFolderSource(sys.argv[1]) as s:\n"
         "    print([int(f.image[0, 0, 0]) for f in s], s.skipped)\n"
     )
@@ -454,7 +450,7 @@ def test_a_video_stating_an_implausible_frame_rate_is_read_at_10_fps_with_a_warn
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = _avi_stating_fps(tmp_path / "broken.avi", scale=1000, rate=1)  # 0.001 fps
-    with caplog.at_level(logging.WARNING, logger="edge_agent.capture.sources"):
+    with caplog.at_level(logging.WARNING, logger="edge_agent.capture"):
         with VideoFileSource(path, start_time=START) as source:
             frames = list(source)
         assert source.fps == 10.0
