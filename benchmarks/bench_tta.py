@@ -62,7 +62,7 @@ VIEWS = {"none": 1, "flip": 2, "flip+shift": 6}
 def measure(model_dir: Path, data: list[str], threads: int) -> list[dict]:
     from edge_agent.vision.classifier import Classifier
     from trainer.evaluate import evaluation_set
-    from trainer.train import load_keras_model
+    from trainer.run_folder import load_keras_model
 
     _, val, where = evaluation_set(model_dir, data)
     print(f"# {model_dir}: {where}, {len(val)} images", file=sys.stderr)

@@ -25,8 +25,9 @@ sys.path.insert(0, os.getcwd())
 import keras
 
 from trainer.data import load_datasets, stratified_split
+from trainer.fit import compile_model
 from trainer.models import count_macs
-from trainer.train import compile_model, hparams_for
+from trainer.recipe import hparams_for
 
 OUT = os.environ.get("OUT", "/tmp")
 deadline = time.monotonic() + float(sys.argv[1])

@@ -185,4 +185,3 @@ class StopAfter(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if epoch + 1 >= self.last_epoch:
             self.model.stop_training = True
-

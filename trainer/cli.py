@@ -1,8 +1,13 @@
 """``trapcount-train``: labelled images -> Keras model -> int8 TFLite model with a manifest.
 
-A thin click layer over trainer.train / trainer.export / trainer.evaluate. Errors the user
-can fix (a missing path, one class only, an unwritable folder, a model that loses accuracy in
-quantization) end as one line on stderr and exit code 2, never a traceback.
+A thin click layer over trainer.run (train), trainer.export, trainer.evaluate and
+trainer.compare. The hyperparameter options of ``train`` are generated from the recipe
+(trainer.options). Errors the user can fix (a missing path, one class only, an unwritable
+folder, a model that loses accuracy in quantization) end as one line on stderr and exit
+code 2, never a traceback.
+
+Only click and the recipe are imported at start: ``--help`` must not load Keras, so each
+command imports what it runs when it runs.
 """
 
 from __future__ import annotations
@@ -14,50 +19,17 @@ from pathlib import Path
 
 import click
 
+from trainer.options import hparam_options, hparam_overrides
+from trainer.recipe import ARCHS, TTA_MODES, hparams_for
+
 # Before TensorFlow is imported anywhere: keep its C++ start-up chatter out of the logs.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 EXIT_BAD_INPUT = 2
-ARCH_CHOICES = ("seed", "resnet", "airbench", "tiny")
-DEFAULT_ARCH = "resnet"
-# trainer.tta.TTA_MODES, spelled out so that --help does not import Keras (a test checks).
-TTA_CHOICES = ("none", "flip", "flip-shift")
-
-
-def saved_network_arch(path: Path) -> str | None:
-    """The arch a saved .keras model was built as (our models are named after their arch),
-    read from the archive's config.json without importing Keras; None when it is not one
-    of ours or not a readable .keras file."""
-    import json
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-        return None
-    name = config.get("config", {}).get("name") if isinstance(config, dict) else None
-    return name if name in ARCH_CHOICES else None
 
 
 class TrainerCliError(click.ClickException):
     exit_code = EXIT_BAD_INPUT
-
-
-def _check_arch_matches(arch: str, init_from: Path) -> None:
-    """With --init-from the network is the saved one and --arch only picks the recipe, so an
-    --arch naming another network would be silently ignored where it matters most: refuse
-    it. (A file that is not one of our .keras archives is left to the loader to report.)"""
-    network = saved_network_arch(init_from)
-    if network is None or network == arch:
-        return
-    choices = f"give --arch {network} for its own recipe"
-    if network != DEFAULT_ARCH:
-        choices += f", or leave --arch out for {DEFAULT_ARCH}'s"
-    raise TrainerCliError(
-        f"--arch {arch} does not match the {network} network in {init_from}: with "
-        f"--init-from the network comes from the file and --arch only picks the recipe; " + choices
-    )
 
 
 class OneLineErrorGroup(click.Group):
@@ -90,11 +62,12 @@ class OneLineErrorGroup(click.Group):
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    # Imported when an error is raised: trainer.data and trainer.export load OpenCV and more.
     from edge_agent.manifest import ModelContractError
     from trainer.data import DataError
     from trainer.export import ExportError
-    from trainer.models import UnknownArchError
-    from trainer.train import RunError
+    from trainer.recipe import UnknownArchError
+    from trainer.run_folder import RunError
 
     return (DataError, ExportError, ModelContractError, RunError, UnknownArchError, ValueError)
 
@@ -160,7 +133,7 @@ def main() -> None:
 @data_option
 @click.option(
     "--arch",
-    type=click.Choice(ARCH_CHOICES),
+    type=click.Choice(ARCHS),
     default=None,
     help="seed: the original Keras CIFAR-10 recipe; resnet: BatchNorm ResNet-9; airbench: "
     "airbench94's whitened net and recipe (the shipped model; for large datasets); tiny: "
@@ -174,77 +147,7 @@ def main() -> None:
     default=None,
     help="Run folder (default runs/ARCH). Must not hold another run unless --resume.",
 )
-@click.option("--epochs", type=click.IntRange(min=1), help="Epochs (per-arch default).")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Batch size (per-arch default).")
-@click.option("--lr", type=float, help="Peak learning rate (per-arch default).")
-@click.option("--label-smoothing", type=float, help="Label smoothing (per-arch default).")
-@click.option(
-    "--width",
-    type=click.IntRange(min=1),
-    help="resnet: first-layer channels; airbench: first-group channels.",
-)
-@click.option(
-    "--weight-decay",
-    type=click.FloatRange(min=0.0),
-    help="Decoupled weight decay per step, times the learning rate (per-arch default).",
-)
-@click.option("--augment/--no-augment", default=None, help="Pad+crop+flip (per-arch default).")
-@click.option(
-    "--translate",
-    type=click.IntRange(min=0),
-    help="Augmentation crop offset in pixels (per-arch default; resnet: 1/8 of the side).",
-)
-@click.option(
-    "--cutout",
-    type=click.IntRange(min=0),
-    help="Augmentation: blank a random square of this side in pixels [default: 0, none].",
-)
-@click.option(
-    "--tta",
-    type=click.Choice(TTA_CHOICES),
-    help="Test-time augmentation baked into the .tflite: flip averages the crop and its "
-    "mirror image (twice the per-crop cost); flip-shift adds that pair shifted one pixel "
-    "each way, airbench's level 2 (6 times the cost) [default: per-arch].",
-)
-@click.option(
-    "--teacher",
-    type=click.Path(path_type=Path),
-    multiple=True,
-    help="Distil: a trained .keras classifier with the same labels; its softmax on each "
-    "augmented crop becomes part of the training target. Repeat for an ensemble: their "
-    "softmaxes are averaged.",
-)
-@click.option(
-    "--teacher-weight",
-    type=float,
-    help="Share of the target taken from --teacher; the rest is the label [default: 0.5].",
-)
-@click.option(
-    "--teacher-epochs",
-    type=int,
-    help="Train the teacher first, in this command: this recipe for N epochs on labels "
-    "alone, into OUT-teacher; then distil this run from it. Running the command again "
-    "continues an unfinished teacher.",
-)
-@click.option(
-    "--teacher-tta",
-    type=click.Choice(["none", "flip"]),
-    help="flip: each teacher's softmax is averaged over the crop and its mirror image "
-    "[default: none].",
-)
-@click.option("--seed", type=int, help="Random seed for weights, shuffling, augmentation.")
-@click.option("--val-split", type=float, help="Stratified validation fraction [default: 0.2].")
-@click.option("--split-seed", type=int, help="Seed of the validation split [default: 0].")
-@click.option(
-    "--input-size",
-    type=click.IntRange(min=8),
-    help="Model input side in pixels; images are resized to it [default: 32].",
-)
-@click.option(
-    "--max-quant-drop",
-    type=float,
-    help="Accuracy points int8 may lose against float before export fails [default: 1.0].",
-)
+@hparam_options
 @click.option(
     "--init-from",
     type=click.Path(path_type=Path),
@@ -269,36 +172,9 @@ def main() -> None:
 @cache_option
 @quiet_option
 def train(
-    data,
-    arch,
-    out,
-    epochs,
-    batch_size,
-    lr,
-    label_smoothing,
-    width,
-    weight_decay,
-    augment,
-    translate,
-    cutout,
-    tta,
-    teacher,
-    teacher_weight,
-    teacher_epochs,
-    teacher_tta,
-    seed,
-    val_split,
-    split_seed,
-    input_size,
-    max_quant_drop,
-    init_from,
-    resume,
-    stop_after,
-    no_export,
-    strategy,
-    no_cache,
-    quiet,
-) -> None:
+    data, arch, out, init_from, resume, stop_after, no_export, strategy, no_cache, quiet,
+    **hparam_values,
+) -> None:  # fmt: skip
     """Train a classifier on labelled images, then export it into the run folder.
 
     \b
@@ -310,20 +186,10 @@ def train(
     _setup_logging(quiet)
     if not resume and not data:
         raise TrainerCliError("give at least one --data (or --resume an existing run)")
-    if arch is not None and init_from and not resume:
-        _check_arch_matches(arch, init_from)
-    if arch is None:
-        arch = DEFAULT_ARCH
-        network = saved_network_arch(init_from) if init_from else None
-        if network and not resume:
-            # resnet's recipe (batch 256, peak lr 0.2, 40 epochs) suits the few hundred crops
-            # a site collects; airbench's (batch 1024, lr 1.5) gives them one step an epoch.
-            logging.getLogger("trapcount.trainer").info(
-                "fine-tuning a %s network with the %s recipe; --arch %s uses its own",
-                network,
-                arch,
-                network,
-            )
+    # The orchestration imports Keras (seconds): only now that a run is asked for.
+    from trainer.run import recipe_arch, run_training
+
+    arch = _run(lambda: recipe_arch(arch, init_from, resume=resume))
     out = out or Path("runs") / arch
     if resume and data:
         logging.getLogger("trapcount.trainer").warning(
@@ -331,78 +197,45 @@ def train(
         )
 
     def action():
-        from trainer.export import export_run
-        from trainer.train import hparams_for, train
-
-        hp = None
-        if not resume:
-            hp = hparams_for(
-                arch,
-                epochs=epochs,
-                batch_size=batch_size,
-                lr=lr,
-                label_smoothing=label_smoothing,
-                width=width,
-                weight_decay=weight_decay,
-                augment=augment,
-                translate=translate,
-                cutout=cutout,
-                tta=tta,
-                teacher=[str(t) for t in teacher] or None,
-                teacher_weight=teacher_weight,
-                teacher_tta=teacher_tta,
-                teacher_epochs=teacher_epochs,
-                seed=seed,
-                val_split=val_split,
-                split_seed=split_seed,
-                input_size=(input_size, input_size) if input_size else None,
-                max_quant_drop=max_quant_drop,
-            )
-        stop = stop_after
-        if hp is not None and hp.teacher_epochs:
-            from trainer.own_teacher import teacher_first
-
-            stage = teacher_first(
-                list(data), out, hp, stop_after=stop, strategy=strategy, use_cache=not no_cache
-            )
-            if not stage.student_may_start:
-                click.echo(
-                    f"stopped while training the teacher in {stage.folder}"
-                    if stage.model is None
-                    else f"trained the teacher {stage.model}; the student has not started"
-                )
-                click.echo("continue with the same command")
-                return
-            stop = stage.student_stop_after
-        result = train(
+        hp = None if resume else hparams_for(arch, **hparam_overrides(hparam_values))
+        return run_training(
             list(data),
             out,
             hp,
             resume=resume,
             init_from=init_from,
-            stop_after=stop,
+            stop_after=stop_after,
             strategy=strategy,
             use_cache=not no_cache,
+            export=not no_export,
+            max_quant_drop=hparam_values["max_quant_drop"],
         )
-        if not result.finished:
-            click.echo(
-                f"stopped after epoch {result.epochs_done} of {result.hp.epochs}; "
-                f"continue with: trapcount-train train --out {out} --resume"
-            )
-            return
-        if max_quant_drop is not None:
-            result.hp.max_quant_drop = max_quant_drop
-        if no_export:
-            result.model.save(out / "model.keras")
-            click.echo(
-                f"trained {out / 'model.keras'}; export with: trapcount-train export "
-                f"{out / 'model.keras'} --data ... --out {out}"
-            )
-            return
-        exported = export_run(result)
-        _print_summary(exported.out, exported.metrics)
 
-    _run(action)
+    _report_run(_run(action), out)
+
+
+def _report_run(outcome, out: Path) -> None:
+    """What a ``train`` invocation did, and how to go on when it stopped early."""
+    stage, result = outcome.teacher, outcome.trained
+    if result is None:
+        click.echo(
+            f"stopped while training the teacher in {stage.folder}"
+            if stage.model is None
+            else f"trained the teacher {stage.model}; the student has not started"
+        )
+        click.echo("continue with the same command")
+    elif not result.finished:
+        click.echo(
+            f"stopped after epoch {result.epochs_done} of {result.hp.epochs}; "
+            f"continue with: trapcount-train train --out {out} --resume"
+        )
+    elif outcome.exported is None:
+        click.echo(
+            f"trained {out / 'model.keras'}; export with: trapcount-train export "
+            f"{out / 'model.keras'} --data ... --out {out}"
+        )
+    else:
+        _print_summary(outcome.exported.out, outcome.exported.metrics)
 
 
 @main.command()
@@ -420,7 +253,7 @@ def train(
 @click.option("--split-seed", type=int, help="Validation split seed (default: from the run).")
 @click.option(
     "--tta",
-    type=click.Choice(TTA_CHOICES),
+    type=click.Choice(TTA_MODES),
     help="Test-time augmentation baked into the .tflite: none, flip (2 views) or flip-shift "
     "(6 views) (default: from the run, else none).",
 )
@@ -437,7 +270,7 @@ def export(model, data, out, max_quant_drop, val_split, split_seed, tta, no_cach
         raise TrainerCliError("give at least one --data to calibrate and measure on")
 
     def action():
-        from trainer.export import export_keras_file
+        from trainer.export import export_keras_file  # Keras: not for --help
 
         exported = export_keras_file(
             model,
@@ -487,8 +320,9 @@ def evaluate(model_dir, data, split, val_split, out, threads, no_cache, quiet) -
         raise TrainerCliError("give at least one --data to evaluate on")
 
     def action():
+        # The interpreter, and Keras for a float model: not for --help.
         from trainer.evaluate import evaluate_model_dir, plot_confusion
-        from trainer.train import write_json
+        from trainer.run_folder import write_json
 
         result = evaluate_model_dir(
             model_dir,
@@ -549,7 +383,7 @@ def compare(old, new, data, tolerance, force, threads, no_cache, quiet) -> None:
         raise TrainerCliError("give at least one --data to compare on")
 
     def action():
-        from trainer.compare import compare_models
+        from trainer.compare import compare_models  # the interpreter: not for --help
 
         return compare_models(
             old,

@@ -24,6 +24,7 @@ import numpy as np
 
 from edge_agent.manifest import read_manifest
 from trainer.data import DataError, Dataset, load_datasets
+from trainer.evaluate import predict_int8
 
 
 @dataclass
@@ -101,8 +102,6 @@ class Comparison:
 
 
 def _scores(model_dir: Path, data_specs: list[str], use_cache: bool, threads: int | None):
-    from trainer.evaluate import predict_int8
-
     manifest = read_manifest(model_dir)
     data: Dataset = load_datasets(
         data_specs, manifest.input_size, use_cache=use_cache, min_classes=1

@@ -1,6 +1,6 @@
 """Float and int8 accuracy, per-class recall and the confusion-matrix PNG.
 
-The int8 model is measured through ``edge_agent.classifier.Classifier``, the class the Pi
+The int8 model is measured through ``edge_agent.vision.classifier.Classifier``, the class the Pi
 runs, so the accuracy written into the manifest is what the trap gets (same quantization of
 the input, same interpreter, same output dequantization).
 """
@@ -16,7 +16,9 @@ import numpy as np
 
 from edge_agent.manifest import Manifest, read_manifest
 from edge_agent.vision.classifier import Classifier
+from trainer.calibrate import logit_model
 from trainer.data import DataError, Dataset, load_datasets, stratified_split, usable_cores
+from trainer.run_folder import KERAS_FILENAME, load_keras_model
 
 log = logging.getLogger("trapcount.trainer")
 
@@ -94,6 +96,7 @@ def align_to_labels(data: Dataset, labels: list[str]) -> Dataset:
 
 def plot_confusion(cm: np.ndarray, labels: list[str], path: Path, title: str) -> Path:
     """Row-normalized confusion matrix with counts, as a PNG (matplotlib, Agg backend)."""
+    # matplotlib (a second to import) only when a picture is drawn.
     import matplotlib
 
     matplotlib.use("Agg")
@@ -127,7 +130,7 @@ def plot_history(history: list[dict[str, float]], path: Path, title: str) -> Pat
     rows = [r for r in history if "epoch" in r]
     if not rows:
         return None
-    import matplotlib
+    import matplotlib  # only when a picture is drawn, as in plot_confusion
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -223,13 +226,11 @@ def evaluate_model_dir(
         "per_class_recall_int8": int8.per_class_recall(),
         "confusion_int8": int8.confusion.tolist(),
     }
-    keras_path = model_dir / "model.keras"
+    keras_path = model_dir / KERAS_FILENAME
     if keras_path.is_file():
-        from trainer.train import load_keras_model
-
         model = load_keras_model(keras_path)
         if manifest.tta != "none":  # measure the float model the way the .tflite runs it
-            from trainer.calibrate import logit_model
+            # Keras (seconds) only for a float model: compare and int8-only folders skip it.
             from trainer.tta import classifier_head
 
             model = classifier_head(logit_model(model), manifest.tta)

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_agent import __version__
 from edge_agent.manifest import (
     MANIFEST_FILENAME,
     MODEL_FILENAME,
@@ -50,11 +51,25 @@ from trainer.evaluate import (
     plot_history,
     predict_float,
 )
+from trainer.recipe import HParams
+from trainer.run_folder import (
+    CONFIG_FILENAME,
+    CONFUSION_FILENAME,
+    CURVE_FILENAME,
+    KERAS_FILENAME,
+    METRICS_FILENAME,
+    REJECTED_FILENAME,
+    TRAINING_DONE,
+    labels_beside,
+    load_keras_model,
+    read_config,
+    training_summary,
+    write_json,
+)
 
 log = logging.getLogger("trapcount.trainer")
 
 MIN_CALIBRATION_IMAGES = 200  # int8 quantization ranges (not confidence calibration)
-REJECTED_FILENAME = "model.rejected.tflite"
 
 
 class ExportError(RuntimeError):
@@ -70,7 +85,7 @@ class QuantizationDropError(ExportError):
         super().__init__(
             f"int8 accuracy {100 * int8_acc:.2f}% is {drop:.2f} points below float "
             f"{100 * float_acc:.2f}% (allowed: {limit:g}); model not exported, see "
-            f"{out / 'metrics.json'}"
+            f"{out / METRICS_FILENAME}"
         )
 
 
@@ -161,9 +176,9 @@ def export_model(
     ``tta="flip"`` bakes the mirror-image average into it (``trainer.tta``); the float
     accuracy is then that of the same two-view average. The graph converted is rewritten
     for int8 first (``trainer.int8_graph``); ``model.keras`` is saved as trained."""
-    from edge_agent import __version__
-    from trainer.int8_graph import int8_ready  # these import Keras: not at module load
-    from trainer.train import write_json
+    # These import Keras (seconds): when a model is exported, not when a command imports
+    # this module for ExportError or plot_run_curve.
+    from trainer.int8_graph import int8_ready
     from trainer.tta import classifier_head, views
 
     out = Path(out).expanduser()
@@ -184,7 +199,7 @@ def export_model(
         with contextlib.suppress(FileNotFoundError):
             (out / stale).unlink()
 
-    keras_path = out / "model.keras"
+    keras_path = out / KERAS_FILENAME
     tmp_keras = out / ".model.tmp.keras"
     model.save(tmp_keras)
     os.replace(tmp_keras, keras_path)
@@ -280,11 +295,11 @@ def export_model(
     plot_confusion(
         int8.confusion,
         labels,
-        out / "confusion.png",
+        out / CONFUSION_FILENAME,
         f"{arch} int8, validation n={len(val)}: {100 * int8.accuracy:.1f}% "
         f"(float {100 * flt.accuracy:.1f}%)",
     )
-    write_json(out / "metrics.json", metrics)
+    write_json(out / METRICS_FILENAME, metrics)
     log.info(
         "accuracy on validation: float %.2f%%, int8 %.2f%% (drop %.2f points, allowed %g)",
         100 * flt.accuracy,
@@ -349,41 +364,6 @@ def fitted_temperature(
     return temperature, info, logits
 
 
-def export_run(result) -> ExportResult:
-    """Export a finished :class:`trainer.train.TrainResult` into its run folder."""
-    from trainer.train import CONFIG_FILENAME, training_summary, write_json
-
-    hp = result.hp
-    try:
-        exported = export_model(
-            result.model,
-            train=result.split.train,
-            val=result.split.val,
-            out=result.out,
-            arch=result.config.get("network", hp.arch),
-            training=training_summary(result),
-            max_quant_drop=hp.max_quant_drop,
-            calibration_count=hp.calibration_images,
-            seed=hp.seed,
-            extra_metrics={"history": result.history},
-            tta=hp.tta,
-        )
-        plot_run_curve(
-            result.history,
-            result.config.get("network", hp.arch),
-            exported.metrics["int8_accuracy"],
-            result.out / "curve.png",
-        )
-        result.config["status"] = "finished"
-        return exported
-    except QuantizationDropError:
-        result.config["status"] = "rejected"
-        raise
-    finally:
-        result.config["hparams"] = hp.to_dict()
-        write_json(result.out / CONFIG_FILENAME, result.config)
-
-
 def export_keras_file(
     model_path: Path | str,
     data_specs: list[str],
@@ -403,15 +383,7 @@ def export_keras_file(
     (defaults 0.2 and 0). A finished run's config also gives the manifest the run's own
     training block and the export its accuracy curve, as if exported when it finished.
     """
-    import json
-
-    from trainer.train import (
-        CONFIG_FILENAME,
-        HParams,
-        labels_beside,
-        load_keras_model,
-        summary_from_config,
-    )
+    from trainer.models import count_macs  # Keras: see export_model
 
     model_path = Path(model_path).expanduser()
     model = load_keras_model(model_path)
@@ -419,7 +391,7 @@ def export_keras_file(
     config_path = model_path.parent / CONFIG_FILENAME
     if config_path.is_file():
         with contextlib.suppress(OSError, ValueError):
-            config = json.loads(config_path.read_text(encoding="utf-8"))
+            config = read_config(model_path.parent)
     hparams = config.get("hparams", {})
     fraction = val_split if val_split is not None else float(hparams.get("val_split", 0.2))
     seed = split_seed if split_seed is not None else int(hparams.get("split_seed", 0))
@@ -440,8 +412,6 @@ def export_keras_file(
         "params": int(model.count_params()),
         "exported_from": str(model_path.resolve()),
     }
-    from trainer.models import count_macs
-
     training["macs"] = count_macs(model)
     for key in ("epochs_done", "train_seconds", "code"):
         if key in config:
@@ -450,10 +420,10 @@ def export_keras_file(
         if key in hparams:
             training[key] = hparams[key]
     history = config.get("history") or []
-    finished_run = config.get("status") in ("trained", "finished", "rejected") and hparams
+    finished_run = config.get("status") in TRAINING_DONE and hparams
     if finished_run and val_split is None and split_seed is None:
         with contextlib.suppress(KeyError, TypeError, ValueError):
-            run_summary = summary_from_config(
+            run_summary = training_summary(
                 config, HParams.from_dict(hparams), int(config["epochs_done"])
             )
             training = {**run_summary, "exported_from": training["exported_from"]}
@@ -472,6 +442,9 @@ def export_keras_file(
     )
     if history:
         plot_run_curve(
-            history, training["arch"], exported.metrics["int8_accuracy"], exported.out / "curve.png"
+            history,
+            training["arch"],
+            exported.metrics["int8_accuracy"],
+            exported.out / CURVE_FILENAME,
         )
     return exported

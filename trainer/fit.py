@@ -32,7 +32,7 @@ from trainer.data import (
     training_steps,
 )
 from trainer.models import ARCHS, count_macs, init_whitening, make_model, replace_head
-from trainer.recipe import HParams, hparams_for, validate_hparams
+from trainer.recipe import DEFAULT_ARCH, HParams, hparams_for, validate_hparams
 from trainer.run_folder import (
     CHECKPOINT_FILENAME,
     CHECKPOINT_STATE,
@@ -127,7 +127,7 @@ def _resumed(out: Path) -> _Start:
 
 
 def _new_run(data, hp: HParams | None, init_from) -> _Start:
-    hp = hp or hparams_for("resnet")
+    hp = hp or hparams_for(DEFAULT_ARCH)
     validate_hparams(hp)
     if not data:
         raise DataError("no --data given")

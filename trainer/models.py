@@ -40,11 +40,8 @@ import keras
 import numpy as np
 from keras import layers
 
-ARCHS = ("seed", "resnet", "airbench", "tiny")
-
-
-class UnknownArchError(ValueError):
-    pass
+# The arch names are the recipes' (trainer.recipe); make_model builds a network for each.
+from trainer.recipe import ARCHS, UnknownArchError
 
 
 def _normalize(inputs):

@@ -92,7 +92,7 @@ class HParams:
     # Knowledge distillation: trained .keras classifiers (absolute paths) whose softmax on
     # each augmented crop, averaged over them, makes ``teacher_weight`` of the training
     # target; the rest is the label, smoothed. None: labels only.
-    teacher: list[str] | None = _hp(
+    teacher: list[str] | None = _hp(  # noqa: RUF009 - _hp gives a field(default=None)
         None,
         Flag(
             "Distil: a trained .keras classifier with the same labels; its softmax on each "

@@ -33,6 +33,8 @@ CHECKPOINT_STATE = "checkpoint.json"
 LOOKAHEAD_STATE = "lookahead.npz"  # the Lookahead average at the checkpoint's epoch
 KERAS_FILENAME = "model.keras"  # the float model as trained
 METRICS_FILENAME = "metrics.json"
+CONFUSION_FILENAME = "confusion.png"  # the int8 confusion matrix on the validation split
+CURVE_FILENAME = "curve.png"  # accuracy by epoch
 REJECTED_FILENAME = "model.rejected.tflite"
 # model.tflite and model.json are edge_agent.manifest's MODEL_FILENAME, MANIFEST_FILENAME.
 
@@ -166,7 +168,7 @@ def load_keras_model(path: Path | str, *, compile: bool = False):
     # need it. trainer.models and trainer.tta register the custom layers saved models hold.
     import keras
 
-    import trainer.models  # noqa: F401
+    import trainer.models
     import trainer.tta  # noqa: F401
 
     path = Path(path).expanduser()

@@ -99,4 +99,3 @@ def _checked_teacher(path: str, labels: list[str], input_size: tuple[int, int]):
     teacher.trainable = False
     log.info("distilling from %s (%s parameters)", path, f"{teacher.count_params():,}")
     return teacher
-

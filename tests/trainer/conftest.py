@@ -150,7 +150,7 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory, class_folders: Path, class_tar: Path):
     """One tiny model trained on folders + tar.gz and exported: the shared model folder."""
-    from trainer.train import train_and_export
+    from trainer.run import train_and_export
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     return train_and_export(data=[class_folders, class_tar], out=out, arch="tiny", epochs=2, seed=0)

@@ -13,9 +13,12 @@ from click.testing import CliRunner
 from edge_agent.vision.classifier import Classifier
 from tests.trainer.conftest import CLASSES, synthetic_image
 from trainer import cli
+from trainer.callbacks import Lookahead
 from trainer.data import make_tf_dataset, training_steps
 from trainer.models import ScaledBias, count_macs, init_whitening, make_model, replace_head
-from trainer.train import Lookahead, hparams_for, train_and_export
+from trainer.recipe import hparams_for
+from trainer.run import train_and_export
+from trainer.run_folder import saved_network_arch
 
 
 def sample_images(count: int = 300, seed: int = 0) -> np.ndarray:
@@ -253,7 +256,7 @@ def test_airbench_trains_exports_int8_and_runs_on_the_edge(class_folders: Path, 
 def test_saved_network_arch_reads_the_archive_without_keras(tmp_path: Path):
     model = make_model("tiny", (32, 32, 3), 3)
     model.save(tmp_path / "tiny.keras")
-    assert cli.saved_network_arch(tmp_path / "tiny.keras") == "tiny"
+    assert saved_network_arch(tmp_path / "tiny.keras") == "tiny"
     (tmp_path / "broken.keras").write_bytes(b"not a zip")
-    assert cli.saved_network_arch(tmp_path / "broken.keras") is None
-    assert cli.saved_network_arch(tmp_path / "missing.keras") is None
+    assert saved_network_arch(tmp_path / "broken.keras") is None
+    assert saved_network_arch(tmp_path / "missing.keras") is None

@@ -16,7 +16,7 @@ from tests.trainer.conftest import CLASSES
 from trainer import calibrate
 from trainer.data import load_datasets, stratified_split
 from trainer.export import export_model
-from trainer.train import load_keras_model
+from trainer.run_folder import load_keras_model
 
 
 def sampled_labels(logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:

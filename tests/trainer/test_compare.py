@@ -18,7 +18,7 @@ pytest.importorskip("tensorflow", reason="the trainer needs TensorFlow")
 @pytest.fixture(scope="module")
 def badger_run(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path) -> tuple[Path, Path]:
     """The shared tiny model fine-tuned with a new label (badger), and held-out data."""
-    from trainer.train import train_and_export
+    from trainer.run import train_and_export
 
     root = tmp_path_factory.mktemp("compare")
     train = write_class_folders(root / "train", 40, seed=11, classes=("badger", *CLASSES))

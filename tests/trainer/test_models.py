@@ -7,7 +7,7 @@ import pytest
 from keras import layers
 
 from trainer.models import UnknownArchError, count_macs, make_model, replace_head
-from trainer.train import ARCH_DEFAULTS, hparams_for
+from trainer.recipe import ARCH_DEFAULTS, hparams_for
 
 
 def test_seed_is_the_original_recipe_layer_for_layer():

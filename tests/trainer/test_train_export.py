@@ -15,7 +15,8 @@ from edge_agent.vision.classifier import Classifier
 from tests.trainer.conftest import CLASSES, synthetic_image, write_class_folders
 from trainer.data import DataError
 from trainer.export import QuantizationDropError
-from trainer.train import RunError, train_and_export
+from trainer.run import train_and_export
+from trainer.run_folder import RunError
 
 
 def fresh_images(per_class: int = 30, seed: int = 123) -> tuple[np.ndarray, np.ndarray]:
@@ -260,7 +261,7 @@ def test_several_teachers_are_averaged_into_one(tmp_path: Path):
     import keras
 
     from trainer.models import make_model
-    from trainer.train import load_teacher
+    from trainer.teacher import load_teacher
 
     paths = []
     for seed in (1, 2):
@@ -283,7 +284,7 @@ def test_flip_teacher_averages_each_crop_with_its_mirror_image(tmp_path: Path):
     import keras
 
     from trainer.models import make_model
-    from trainer.train import load_teacher
+    from trainer.teacher import load_teacher
 
     keras.utils.set_random_seed(1)
     path = tmp_path / "model.keras"

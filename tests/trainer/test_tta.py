@@ -15,9 +15,9 @@ from edge_agent.manifest import read_manifest
 from edge_agent.vision.classifier import Classifier, load_interpreter_class
 from tests.trainer.test_airbench import sample_images
 from tests.trainer.test_int8_graph import predict, trained_looking_airbench
-from trainer import calibrate
-from trainer.cli import TTA_CHOICES, main
-from trainer.train import hparams_for
+from trainer import calibrate, recipe
+from trainer.cli import main
+from trainer.recipe import hparams_for
 from trainer.tta import TTA_MODES, UnknownTTAError, classifier_head, shifted, views
 
 
@@ -85,7 +85,7 @@ def test_flip_shift_weights_the_six_views_as_airbench_does():
 
 def test_views_and_unknown_modes():
     assert (views("none"), views("flip"), views("flip-shift")) == (1, 2, 6)
-    assert TTA_CHOICES == TTA_MODES  # the CLI's list, kept Keras-free, is the real one
+    assert recipe.TTA_MODES == TTA_MODES  # the recipe's list, kept Keras-free, is the real one
     with pytest.raises(UnknownTTAError, match="rotate"):
         views("rotate")
     with pytest.raises(ValueError, match="test-time augmentation 'rotate'"):
