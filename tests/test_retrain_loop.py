@@ -63,7 +63,7 @@ def process(video: Path, db: Path, model: Path, config: Path, media: Path | None
 @pytest.fixture(scope="module")
 def base_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A tiny int8 model of boar, deer and fox (no hare), and its training crops."""
-    from trainer.train import train_and_export
+    from trainer.run import train_and_export
 
     root = tmp_path_factory.mktemp("base")
     crops = root / "crops"
@@ -164,7 +164,7 @@ def test_review_export_finetune_compare_and_reload(tmp_path, base_model):
 
     # 4. Fine-tune from the traps' model with the new label: the export, the base data, and
     #    more reviewed hare crops (from other traps).
-    from trainer.train import train_and_export
+    from trainer.run import train_and_export
 
     more = tmp_path / "more-hares"
     write_sprite_dataset(more, per_class=120, size=32, seed=5, sprites=ProceduralSprites(["hare"]))
