@@ -83,6 +83,7 @@ def expected_calibration_error(
 def logit_model(model):
     """The Keras model up to the input of its final softmax (every trapcount arch ends in
     one); a ``temperature`` layer from an earlier calibration is stepped over."""
+    # Keras only here: evaluate and compare import this module and run int8 models alone.
     import keras
 
     last = model.layers[-1]
@@ -100,7 +101,7 @@ def logit_model(model):
 def with_temperature(model, temperature: float):
     """``model`` with its logits divided by ``temperature`` before the softmax (a Rescaling
     layer: TFLite folds it into the int8 graph as one multiply)."""
-    import keras
+    import keras  # only here, as in logit_model
 
     logits = logit_model(model)
     scaled = keras.layers.Rescaling(1.0 / temperature, name="temperature")(logits.output)

@@ -578,6 +578,8 @@ def make_tf_dataset(
     ``soft_weight`` x its output on that very crop, after augmentation (the teacher sees
     what the student sees) plus the rest x the label smoothed by ``label_smoothing``.
     """
+    # TensorFlow only for the training pipeline: loading and splitting (evaluate, compare) do
+    # not need it.
     import tensorflow as tf
 
     height, width = images.shape[1:3]
