@@ -129,6 +129,12 @@ class CaptureSettings(_Section):
 
 
 class MotionSettings(_Section):
+    localiser: Literal["auto", "motion", "bursts"] = Field(
+        "auto",
+        description="How candidate animals are found: 'motion' (the motion gate on every frame: "
+        "video, live cameras), 'bursts' (photos grouped into bursts, each its own background) "
+        "or 'auto' (bursts for an image folder, motion otherwise).",
+    )
     method: Literal["mog2", "diff", "whole_frame"] = Field(
         "mog2", description="Background subtraction (mog2), frame differencing, or whole frame."
     )

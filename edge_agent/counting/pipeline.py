@@ -1,4 +1,4 @@
-"""One frame through the pipeline: motion gate -> tracker -> classifier -> event counter.
+"""One frame through the pipeline: localiser -> tracker -> classifier -> event counter.
 
 ``Pipeline.process(timestamp, frame)`` returns the events that closed at this frame;
 ``close()`` closes what is still open (end of a file, shutdown); ``run(source)`` does both
@@ -9,7 +9,7 @@ is pure computation on what it is given.
   in this frame, each track at most every ``tracking.classify_every`` frames (its first
   frame always) and at most ``tracking.max_votes`` times, all crops of a frame in one
   batch. On a Pi the crops, not the frames, cost inference time.
-- **Resting animals.** The boxes of live counted tracks are held in the motion gate (their
+- **Resting animals.** The boxes of live counted tracks are held in the localiser (their
   background is not learned, for up to ``motion.hold_max_s``), so an animal that rests in
   view stays visible and stays one track. A track that does not travel but sits still is
   held while it is judged, then counted if its outline is in the frame (an animal that
@@ -17,26 +17,20 @@ is pure computation on what it is given.
 - **Motion-only mode.** ``Pipeline(settings, classifier=None, label="animal")`` labels
   every crop ``label`` with confidence 1.0: counts per event of "animal", what the motion
   gate and the tracker alone can say (tests; a trap running without a model).
-- **People.** With a ``privacy`` guard (``edge_agent.vision.privacy``), each counted track's box
-  is checked for a face or a person, at most ``privacy.max_checks_per_track`` times and
-  each time only when its box grew by a quarter since the last check: a cost per track, not
-  per frame. A person track is labelled ``person`` (counted, never an animal).
-- **Media.** With a ``media`` keeper (``edge_agent.service.media``), each counted track's best
-  (largest) crop is remembered for the keeper to write when its event closes.
+- **People.** With a ``privacy`` guard (``edge_agent.vision.privacy``), each counted track's
+  box is checked for a face or a person, at most ``privacy.max_checks_per_track`` times
+  and each time only when its box grew by a quarter since the last check: a cost per
+  track, not per frame. A person track is labelled ``person`` (counted, never an animal).
+- **Media.** With a ``media`` keeper (``edge_agent.service.media``), each counted track's
+  best (largest) crop is remembered for the keeper to write when its event closes.
 - **Hot reload.** ``set_classifier()`` between frames; tracks keep the votes they have.
-- **Pauses.** After more than ``PAUSE_S`` without frames (interval capture with a long
-  interval) the old background is stale: it is relearned, the first frame after the pause
-  seeding it without a warm-up, so that a short burst still reports motion.
-- **Still photos** (``stills=True``; the default when ``settings.source`` is an image folder).
-  A camera trap's photos come in bursts a second or so apart, hours from the next burst,
-  too far apart in time for a background model to learn anything. Photos less than
-  ``tracking.stills_gap_s`` apart form a burst; each burst is processed when it is
-  complete (when a later photo or ``close()`` arrives): its per-pixel median is its
-  background (an animal crossing is absent from most photos at any pixel), every photo of
-  it is compared with that, and the tracker links across photos with still-photo
-  settings: a track needs 2 photos (``min_track_frames`` if lower), no minimum duration,
-  half a box size of travel (``min_displacement`` if lower), centres may be up to half the
-  frame width apart between photos, and a track survives the whole burst.
+- **Localisers.** Where the candidate boxes come from is the localiser's business
+  (``vision.candidates.Localiser``, chosen by ``vision.localiser.localiser_for`` from the
+  config unless one is given): the motion gate for video and live cameras, the burst
+  background for still photos. Some hold frames back (a burst is located when it is
+  complete); the pipeline steps through whatever frames they return, with the tracker
+  rules they ask for (``track_rules``), and ends every track and the open event when one
+  says the camera's view changed (``new_view``).
 """
 
 from __future__ import annotations
@@ -46,25 +40,18 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Protocol
 
-import cv2
 import numpy as np
 
-from edge_agent.capture.factory import source_kind
-from edge_agent.capture.frames import SourceError
-from edge_agent.config import ConfigError, Settings
+from edge_agent.config import Settings
 from edge_agent.counting.events import ClosedEvent, EventCounter
 from edge_agent.counting.tracking import Track, Tracker
-from edge_agent.vision.motion import Box, MotionGate
+from edge_agent.vision.candidates import Box, Localiser, Located
+from edge_agent.vision.localiser import localiser_for
 from edge_agent.vision.privacy import PrivacyGuard
-from edge_agent.vision.scene_change import CUT
 
 log = logging.getLogger(__name__)
 
 MOTION_ONLY_LABEL = "animal"
-# A pause longer than this (no frames) and the background is relearned.
-PAUSE_S = 60.0
-# Still photos: at most this many in one burst (a time-lapse folder is cut into chunks).
-MAX_BURST = 60
 
 
 class MediaObserver(Protocol):
@@ -82,27 +69,6 @@ class CropClassifier(Protocol):
     def classify_crops(self, frame_bgr: np.ndarray, boxes: list[Box]) -> list: ...
 
 
-def motion_mask(settings: Settings) -> np.ndarray | None:
-    """The ``motion.mask`` image (grey), or None without one; a ConfigError naming the key
-    when the file is missing or not an image."""
-    if not settings.motion.mask:
-        return None
-    path = settings.resolve(settings.motion.mask)
-    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path.is_file() else None
-    if mask is None:
-        problem = "not found" if not path.exists() else "not a readable image"
-        raise ConfigError(f"motion.mask: {path} is {problem}")
-    return mask
-
-
-def is_still_source(settings: Settings) -> bool:
-    """Whether ``settings.source`` is an image folder (still photos)."""
-    try:
-        return source_kind(settings.source, settings.base_dir) == "folder"
-    except SourceError:
-        return False
-
-
 class Pipeline:
     """Frames in, ``ClosedEvent``s out; see the module docstring."""
 
@@ -112,7 +78,7 @@ class Pipeline:
         classifier: CropClassifier | None = None,
         *,
         label: str = MOTION_ONLY_LABEL,
-        stills: bool | None = None,
+        localiser: Localiser | None = None,
         privacy: PrivacyGuard | None = None,
         media: MediaObserver | None = None,
     ) -> None:
@@ -121,22 +87,8 @@ class Pipeline:
         self.media = media
         self.person_checks = 0
         self.label = label
-        self.stills = is_still_source(settings) if stills is None else stills
-        motion = settings.motion
-        self.gate = MotionGate(motion, mask=motion_mask(settings))
-        tracking = settings.tracking
-        displacement = 0.0 if motion.method == "whole_frame" else tracking.min_displacement
-        if self.stills:
-            tracking = tracking.model_copy(
-                update={
-                    "min_track_frames": min(tracking.min_track_frames, 2),
-                    "min_track_s": 0.0,
-                    "max_distance": max(tracking.max_distance, 0.5),
-                    "max_missed_s": max(tracking.max_missed_s, tracking.stills_gap_s),
-                    "classify_every": 1,
-                }
-            )
-            displacement = min(displacement, 0.5)
+        self.localiser = localiser if localiser is not None else localiser_for(settings)
+        tracking, displacement = self.localiser.track_rules(settings.tracking)
         self.tracker = Tracker(tracking, min_displacement=displacement)
         self.counter = EventCounter(settings.events)
         self.classifier: CropClassifier | None = None
@@ -146,7 +98,6 @@ class Pipeline:
         self.crops_classified = 0
         self.events_closed = 0
         self.last_timestamp: datetime | None = None
-        self._burst: list[tuple[datetime, np.ndarray]] = []
 
     # -- public ------------------------------------------------------------------------
 
@@ -168,17 +119,10 @@ class Pipeline:
         if timestamp.tzinfo is None:
             raise ValueError("frame timestamps must be timezone-aware")
         timestamp = timestamp.astimezone(UTC)
-        if self.stills:
-            return self._add_photo(timestamp, frame)
-        if self.last_timestamp is not None:
-            pause = (timestamp - self.last_timestamp).total_seconds()
-            if pause > PAUSE_S:
-                self.gate.reset(skip_warmup=True)
-        boxes = self.gate.boxes(frame, hold=self._held_boxes(timestamp), timestamp=timestamp)
         closed: list[ClosedEvent] = []
-        if self.gate.scene_change == CUT:
-            closed = self._end_view(timestamp)
-        return closed + self._step(timestamp, frame, boxes)
+        for located in self.localiser.locate(timestamp, frame, self._held_boxes(timestamp)):
+            closed += self._step(located)
+        return closed
 
     def run(self, frames: Iterable[tuple[datetime, np.ndarray]]) -> Iterator[ClosedEvent]:
         """Process every ``(timestamp, frame)`` of ``frames`` (a source), then ``close()``;
@@ -193,14 +137,18 @@ class Pipeline:
         Events end at their last sighting, whenever the input stops, so ``timestamp`` is
         accepted for symmetry with ``process`` and not needed."""
         del timestamp
-        closed = self._flush_burst()
+        closed: list[ClosedEvent] = []
+        for located in self.localiser.flush():
+            closed += self._step(located)
         last = self.counter.close(self.tracker.close())
         self.events_closed += len(last)
         return closed + last
 
     # -- internals ---------------------------------------------------------------------
 
-    def _step(self, timestamp: datetime, frame: np.ndarray, boxes: list[Box]) -> list[ClosedEvent]:
+    def _step(self, located: Located) -> list[ClosedEvent]:
+        closed = self._end_view(located.timestamp) if located.new_view else []
+        timestamp, frame, boxes = located.timestamp, located.frame, located.boxes
         self.last_timestamp = timestamp
         self.frames += 1
         if boxes:
@@ -212,38 +160,16 @@ class Pipeline:
             self._check_people(frame, update.visible)
         if self.media is not None:
             self.media.observe(timestamp, frame, [t for t in update.visible if t.counted])
-        closed = self.counter.update(timestamp, update.visible, update.ended)
-        self.events_closed += len(closed)
-        return closed
+        ended = self.counter.update(timestamp, update.visible, update.ended)
+        self.events_closed += len(ended)
+        return closed + ended
 
     def _end_view(self, timestamp: datetime) -> list[ClosedEvent]:
-        """The camera's view changed (``scene_change.CUT``): every track ends and the open
+        """The camera's view changed (``Located.new_view``): every track ends and the open
         event closes, so that animals of two views are never counted together."""
         log.info("%s: the camera's view changed; tracks ended, event closed", timestamp)
         closed = self.counter.close(self.tracker.close())
         self.events_closed += len(closed)
-        return closed
-
-    def _add_photo(self, timestamp: datetime, frame: np.ndarray) -> list[ClosedEvent]:
-        closed: list[ClosedEvent] = []
-        if self._burst:
-            gap = (timestamp - self._burst[-1][0]).total_seconds()
-            same_size = self._burst[-1][1].shape == frame.shape
-            full = len(self._burst) >= MAX_BURST
-            if gap > self.settings.tracking.stills_gap_s or not same_size or full:
-                closed = self._flush_burst()
-        self._burst.append((timestamp, frame))
-        return closed
-
-    def _flush_burst(self) -> list[ClosedEvent]:
-        burst, self._burst = self._burst, []
-        if not burst:
-            return []
-        background = self.gate.burst_background([frame for _, frame in burst])
-        closed: list[ClosedEvent] = []
-        for timestamp, frame in burst:
-            boxes = self.gate.boxes_against(frame, background) if len(burst) > 1 else []
-            closed += self._step(timestamp, frame, boxes)
         return closed
 
     def _judge_still_tracks(self, timestamp: datetime, visible: list[Track]) -> None:
@@ -253,11 +179,11 @@ class Pipeline:
         for track in visible:
             if track.counted or track.rejected or track.still_verdict is not None:
                 continue
-            measured = self.gate.stillness(track.box)
+            measured = self.localiser.stillness(track.box)
             if measured is None:
                 continue
             if self.tracker.observe_stillness(track, timestamp, *measured):
-                self.tracker.settle(track, is_object=not self.gate.is_ghost(track.box))
+                self.tracker.settle(track, is_object=not self.localiser.is_ghost(track.box))
 
     def _held_boxes(self, timestamp: datetime) -> list[Box]:
         hold_s = self.settings.motion.hold_max_s

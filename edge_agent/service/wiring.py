@@ -11,11 +11,12 @@ from pathlib import Path
 
 from edge_agent.config import Settings
 from edge_agent.counting.events import ClosedEvent
-from edge_agent.counting.pipeline import Pipeline, motion_mask
+from edge_agent.counting.pipeline import Pipeline
 from edge_agent.service.media import MediaKeeper
 from edge_agent.service.sink import EventSink
 from edge_agent.store.database import Store
 from edge_agent.vision.classifier import Classifier
+from edge_agent.vision.localiser import motion_mask
 from edge_agent.vision.privacy import PrivacyGuard
 
 log = logging.getLogger("trapcount.service")

@@ -49,10 +49,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_agent.config import MotionSettings
-from edge_agent.vision.scene_change import LIGHT, SceneChangeDetector
-
-Box = tuple[int, int, int, int]
+from edge_agent.config import MotionSettings, TrackingSettings
+from edge_agent.vision.candidates import Box, Candidate, Located
+from edge_agent.vision.scene_change import CUT, LIGHT, SceneChangeDetector
 
 # MOG2 marks shadows 127 and foreground 255.
 _FOREGROUND = 200
@@ -416,3 +415,43 @@ def merge_boxes(blobs: list[list[int]], distance: float) -> list[list[int]]:
             if merged:
                 break
     return blobs
+
+
+# -- the motion gate as a localiser ---------------------------------------------------------
+
+MOTION = "motion"
+# A pause longer than this (no frames: interval capture with a long interval) and the old
+# background is stale: it is relearned, the first frame after the pause seeding it without
+# a warm-up, so that a short burst still reports motion.
+PAUSE_S = 60.0
+
+
+class MotionLocaliser:
+    """Video and live cameras (``candidates.Localiser``): the motion gate on every frame,
+    each frame located at once. A cut of the view (``scene_change``) marks the frame
+    ``new_view``; the ``whole_frame`` method needs no travel of a counted track."""
+
+    def __init__(self, settings: MotionSettings, *, mask: np.ndarray | None = None) -> None:
+        self.gate = MotionGate(settings, mask=mask)
+        self._last: datetime | None = None
+
+    def locate(self, timestamp: datetime, frame: np.ndarray, hold: Sequence[Box]) -> list[Located]:
+        if self._last is not None and (timestamp - self._last).total_seconds() > PAUSE_S:
+            self.gate.reset(skip_warmup=True)
+        self._last = timestamp
+        boxes = self.gate.boxes(frame, hold=hold, timestamp=timestamp)
+        found = [Candidate(box, MOTION) for box in boxes]
+        return [Located(timestamp, frame, found, new_view=self.gate.scene_change == CUT)]
+
+    def flush(self) -> list[Located]:
+        return []
+
+    def track_rules(self, tracking: TrackingSettings) -> tuple[TrackingSettings, float]:
+        whole_frame = self.gate.settings.method == "whole_frame"
+        return tracking, 0.0 if whole_frame else tracking.min_displacement
+
+    def stillness(self, box: Box) -> tuple[float, float, float] | None:
+        return self.gate.stillness(box)
+
+    def is_ghost(self, box: Box) -> bool:
+        return self.gate.is_ghost(box)

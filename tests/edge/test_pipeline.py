@@ -16,6 +16,7 @@ from edge_agent.config import Settings
 from edge_agent.counting.events import ClosedEvent
 from edge_agent.counting.pipeline import Pipeline
 from edge_agent.demo import scenes
+from edge_agent.vision.bursts import BurstLocaliser
 from edge_agent.vision.classifier import Classifier
 
 START = datetime(2024, 6, 1, 21, 0, tzinfo=UTC)
@@ -148,7 +149,7 @@ def test_image_folder_burst_with_exif_times_is_one_event(tmp_path: Path) -> None
     assert truth_per_event(truth) == [2, 1]
     settings = make_settings(folder, trap={"timezone": "America/Denver"})
     events, pipeline = process(folder, settings)
-    assert pipeline.stills
+    assert isinstance(pipeline.localiser, BurstLocaliser)  # an image folder: stills
     assert per_event(events) == [2, 1]
     assert START <= events[0].start <= START + timedelta(seconds=2)  # EXIF local -> UTC
     assert events[1].start >= START + timedelta(seconds=900)

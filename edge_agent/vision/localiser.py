@@ -1,0 +1,47 @@
+"""Choosing the localiser (``candidates.Localiser``) from the config, so that the pipeline
+never does: ``motion.localiser`` names it, ``auto`` takes the burst localiser for an image
+folder and the motion gate for everything else."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from edge_agent.capture.factory import source_kind
+from edge_agent.capture.frames import SourceError
+from edge_agent.config import ConfigError, Settings
+from edge_agent.vision.bursts import BurstLocaliser
+from edge_agent.vision.candidates import Localiser
+from edge_agent.vision.motion import MotionLocaliser
+
+
+def localiser_for(settings: Settings) -> Localiser:
+    """The localiser ``motion.localiser`` names (``auto``: see the module docstring)."""
+    kind = settings.motion.localiser
+    if kind == "auto":
+        kind = "bursts" if is_still_source(settings) else "motion"
+    mask = motion_mask(settings)
+    if kind == "bursts":
+        return BurstLocaliser(settings.motion, settings.tracking.stills_gap_s, mask=mask)
+    return MotionLocaliser(settings.motion, mask=mask)
+
+
+def is_still_source(settings: Settings) -> bool:
+    """Whether ``settings.source`` is an image folder (still photos)."""
+    try:
+        return source_kind(settings.source, settings.base_dir) == "folder"
+    except SourceError:
+        return False
+
+
+def motion_mask(settings: Settings) -> np.ndarray | None:
+    """The ``motion.mask`` image (grey), or None without one; a ConfigError naming the key
+    when the file is missing or not an image."""
+    if not settings.motion.mask:
+        return None
+    path = settings.resolve(settings.motion.mask)
+    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path.is_file() else None
+    if mask is None:
+        problem = "not found" if not path.exists() else "not a readable image"
+        raise ConfigError(f"motion.mask: {path} is {problem}")
+    return mask
