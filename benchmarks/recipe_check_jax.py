@@ -1,4 +1,4 @@
-"""Device check: does the resnet recipe (trainer.models + trainer.train hparams) reach >90%?
+"""Device check: does the resnet recipe (trainer.models + trainer.recipe hparams) reach >90%?
 
 Keras 3 on the JAX backend (the device has no TensorFlow); augmentation in numpy, same as
 the tf.data pipeline (reflect pad 4, random crop, flip). Same 40k/10k stratified split.

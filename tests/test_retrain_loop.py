@@ -194,7 +194,8 @@ def test_review_export_finetune_compare_and_reload(tmp_path, base_model):
 
     # 6. The agent hot-reloads the new model (copied over the running one) and counts hares.
     from edge_agent.config import settings_from_dict
-    from edge_agent.service.daemon import Service, load_classifier
+    from edge_agent.service.daemon import Service
+    from edge_agent.service.model import load_classifier
     from edge_agent.store.database import Store
 
     live = tmp_path / "live-model"
@@ -237,7 +238,7 @@ def test_review_export_finetune_compare_and_reload(tmp_path, base_model):
         assert "hare" in service.classifier.labels
         # The running service, now on the new model, counts the hare: its own frame path
         # (the capture job calls _process per frame; shutdown closes the open events).
-        from edge_agent.capture.sources import open_source
+        from edge_agent.capture.factory import open_source
 
         with open_source(settings.source.model_copy(update={"uri": str(hares)})) as source:
             for timestamp, frame in source:

@@ -19,7 +19,7 @@ def sprite_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     as on a Pi); about 20 s on two cores.
     """
     pytest.importorskip("tensorflow", reason="training the test model needs TensorFlow")
-    from trainer.train import train_and_export
+    from trainer.run import train_and_export
 
     root = tmp_path_factory.mktemp("sprite-model")
     write_sprite_dataset(root / "crops", per_class=150, size=32, seed=0)

@@ -194,7 +194,7 @@ def test_collect_export_feeds_the_trainer(tmp_path, sprite_model):
     pytest.importorskip("tensorflow", reason="training needs TensorFlow")
     from edge_agent.config import TrapSettings
     from edge_agent.demo.scenes import write_sprite_dataset
-    from trainer.train import train_and_export
+    from trainer.run import train_and_export
 
     write_sprite_dataset(tmp_path / "sprites", per_class=12, size=48, seed=3)
     db = tmp_path / "trap.sqlite"

@@ -2,7 +2,7 @@
 
 Built in a subprocess (``python -m tests.helpers.tiny_model OUT --seed N``) so TensorFlow
 never loads into the pytest process next to LiteRT, and cached on disk per seed. The model
-is the trainer's own export (``trainer.train.train_and_export``), so the tests run the same
+is the trainer's own export (``trainer.run.train_and_export``), so the tests run the same
 contract a trap gets: a directory with ``model.tflite`` + a matching ``model.json``.
 """
 
@@ -56,7 +56,7 @@ def train_and_export(out: Path, seed: int = 0, epochs: int = 8) -> Path:
     import tempfile
 
     from edge_agent.demo.scenes import write_sprite_dataset
-    from trainer.train import train_and_export as train
+    from trainer.run import train_and_export as train
 
     with tempfile.TemporaryDirectory() as tmp:
         write_sprite_dataset(Path(tmp) / "crops", per_class=150, size=INPUT_SIZE, seed=seed)
