@@ -298,7 +298,7 @@ def _report_databases(databases: tuple[str, ...], config: Path | None) -> list[s
 
 
 def _report_window(since: str | None, until: str | None) -> Any:
-    from edge_agent.office.reports import Window, parse_bound
+    from edge_agent.office.windows import Window, parse_bound
 
     def bound(value: str | None, option: str, end: bool) -> Any:
         if value is None:
@@ -371,7 +371,8 @@ def report(
     intervals), "deployments", "models", "health" and, with --by, "groups". Times are ISO
     8601 in the trap's time zone, with the offset. An empty range prints an empty table.
     """
-    from edge_agent.office.reports import build_report, load, open_stores, render_csv, render_table
+    from edge_agent.office.report_data import load, open_stores
+    from edge_agent.office.reports import build_report, render_csv, render_table
 
     by = tuple(dict.fromkeys(by))  # --by day --by day is --by day
     _check_groupings(by)
@@ -428,7 +429,7 @@ def collect_export(db: str, out: Path) -> None:
     Crops whose label is not a valid folder name (a tampered or foreign database) are
     skipped and counted.
     """
-    from edge_agent.service.media import export_dataset
+    from edge_agent.office.dataset import export_dataset
     from edge_agent.store.database import Store
 
     with Store.open(db, create=False) as store:
@@ -547,7 +548,7 @@ def export_camtrap_dp(
     coordinates (trap.latitude, trap.longitude). Times are ISO 8601 with the trap's offset.
     """
     from edge_agent.office.camtrap import ExportError, export_camtrap_dp, validate_package
-    from edge_agent.office.reports import open_stores
+    from edge_agent.office.report_data import open_stores
 
     settings = load_config(config)
     window = _report_window(since, until)
@@ -615,13 +616,12 @@ def export_csv(
 
     events.csv has one line per event and label; counts.csv one per deployment, local
     period (--by) and label: events, count (the sum of MaxN) and the largest MaxN."""
+    from edge_agent.office.report_data import load, open_stores
     from edge_agent.office.reports import (
         CSV_EVENT_COLUMNS,
         event_record,
         group_columns,
         group_rows,
-        load,
-        open_stores,
         to_csv,
     )
 

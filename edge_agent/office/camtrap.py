@@ -47,8 +47,9 @@ from edge_agent import __version__
 from edge_agent.config import Settings
 from edge_agent.labels import RULE, is_valid_label, shown
 from edge_agent.office.camtrap_schema import PROFILE_URL, SCHEMA_URLS, TABLES, columns, table_schema
-from edge_agent.office.reports import Deployment, ReportData, Row, Window, load, zone_of
+from edge_agent.office.report_data import Deployment, ReportData, Row, load
 from edge_agent.office.taxa import TaxonMap
+from edge_agent.office.windows import Window, zone_of
 from edge_agent.store.database import Store
 from edge_agent.store.queries import has_table
 

@@ -24,16 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent import __version__
-from edge_agent.office.reports import (
-    ReportData,
-    group_rows,
-    heartbeat_health,
-    local_iso,
-    summarize,
-    trap_zones,
-    zone_of,
-)
+from edge_agent.office.report_data import ReportData
+from edge_agent.office.reports import group_rows, heartbeat_health, summarize, trap_zones
 from edge_agent.office.taxa import TaxonMap
+from edge_agent.office.windows import local_iso, zone_of
 
 MAX_EVENT_ROWS = 500
 # Colour-blind-friendly (Okabe-Ito, then Tableau) with grey for "unknown".

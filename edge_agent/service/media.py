@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,7 +37,7 @@ import numpy as np
 
 from edge_agent.config import MediaSettings
 from edge_agent.counting.tracking import Track
-from edge_agent.labels import is_valid_label
+from edge_agent.files import make_private_dir, write_private
 from edge_agent.store.database import Store
 from edge_agent.store.models import Media, as_utc
 from edge_agent.vision.classifier import square_box
@@ -60,22 +59,6 @@ class Best:
     box: Box
     crop: np.ndarray  # BGR
     frame: np.ndarray | None  # BGR, with keep_frames
-
-
-def make_private_dir(path: Path) -> None:
-    """``path`` and its missing parents, created 0700."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to a new file created 0600 (never world-readable, even briefly)."""
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
 
 
 def free_bytes(path: Path) -> int | None:
@@ -291,75 +274,3 @@ def _crop(frame: np.ndarray, square: tuple[int, int, int, int], longest: int) ->
         scale = longest / side
         crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     return crop.copy()
-
-
-# -- trapcount collect export -------------------------------------------------------------
-
-UNREVIEWED_FILE = "unreviewed.txt"
-# Not classes to train an animal classifier on: people (privacy) and the unsure.
-# "empty": a reviewer said the crop shows no animal (``trapcount review``).
-NOT_TRAINED = frozenset({"person", "unknown", "empty"})
-
-
-@dataclass
-class DatasetExport:
-    out: Path
-    images: int
-    per_label: dict[str, int]
-    unreviewed: int
-    missing: int  # rows whose file is gone
-    # Rows skipped because their label is no valid folder name (edge_agent.labels: "../x",
-    # "a/b", from a tampered or foreign database), or their folder leads outside ``out``.
-    bad_labels: int = 0
-
-
-def inside(path: Path, root: Path) -> bool:
-    """Whether ``path`` resolves (symbolic links followed) to below ``root``."""
-    try:
-        return path.resolve().is_relative_to(root.resolve())
-    except (OSError, RuntimeError):
-        return False
-
-
-def export_dataset(store: Store, out: Path) -> DatasetExport:
-    """Write the kept crops as an image-folder dataset ``out/<label>/<file>`` (the reviewed
-    label if set, else the predicted one) that ``trapcount-train --data`` reads, plus
-    ``out/unreviewed.txt`` listing those still unreviewed (relative paths, one a line).
-    People, ``unknown`` and crops a reviewer marked ``empty`` are not exported; folders are
-    0700, files 0600. A row whose label is no valid label is skipped and counted, never
-    written outside ``out`` nor into nested folders."""
-    out = Path(out)
-    make_private_dir(out)
-    per_label: dict[str, int] = {}
-    unreviewed: list[str] = []
-    missing = bad_labels = 0
-    for row in store.media(kind="crop"):
-        label = row.reviewed_label or row.label
-        if label in NOT_TRAINED or row.privacy_status == "blurred":
-            continue
-        if not is_valid_label(label):
-            bad_labels += 1
-            continue
-        folder = out / label
-        target = folder / f"m{row.id}-{Path(row.path).name}"
-        # In depth: a valid label is one plain name, but out/<label> may be a symbolic link.
-        if not inside(target, out):
-            bad_labels += 1
-            continue
-        try:
-            data = Path(row.path).read_bytes()
-        except OSError:
-            missing += 1
-            continue
-        make_private_dir(folder)
-        target.unlink(missing_ok=True)
-        write_private(target, data)
-        per_label[label] = per_label.get(label, 0) + 1
-        if row.reviewed_label is None:
-            unreviewed.append(f"{label}/{target.name}")
-    listing = out / UNREVIEWED_FILE
-    listing.unlink(missing_ok=True)
-    write_private(listing, "".join(f"{line}\n" for line in unreviewed).encode())
-    return DatasetExport(
-        out, sum(per_label.values()), per_label, len(unreviewed), missing, bad_labels
-    )

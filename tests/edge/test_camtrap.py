@@ -24,8 +24,9 @@ from edge_agent.office.camtrap import (
     validate_package,
 )
 from edge_agent.office.camtrap_schema import PROFILE_URL, SCHEMA_URLS, TABLES, columns, table_schema
-from edge_agent.office.reports import Window, open_stores, parse_bound
+from edge_agent.office.report_data import open_stores
 from edge_agent.office.taxa import DEFAULT_TAXA, TaxonMap
+from edge_agent.office.windows import Window, parse_bound
 from tests.helpers.media import REPO, write_config
 from tests.helpers.trap_databases import (
     MEADOW,

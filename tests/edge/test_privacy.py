@@ -289,7 +289,7 @@ def test_the_disk_guard_stops_media_writes_before_the_disk_is_full(
     tmp_path, small_fs, people_video, sprite_model
 ):
     from edge_agent.config import TrapSettings
-    from edge_agent.service.media import write_private
+    from edge_agent.files import write_private
 
     config = tmp_path / "trap.toml"
     config.write_text("[media]\nmin_free_mb = 1.0\n", encoding="utf-8")

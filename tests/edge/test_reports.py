@@ -15,15 +15,9 @@ from click.testing import CliRunner
 
 from edge_agent.cli import cli
 from edge_agent.config import TrapSettings
-from edge_agent.office.reports import (
-    Window,
-    build_report,
-    load,
-    open_stores,
-    parse_bound,
-    period_of,
-    spreadsheet_safe,
-)
+from edge_agent.office.report_data import load, open_stores
+from edge_agent.office.reports import build_report, spreadsheet_safe
+from edge_agent.office.windows import Window, parse_bound, period_of
 from edge_agent.store.database import Store
 from tests.helpers.trap_databases import (
     MEADOW,

@@ -18,8 +18,8 @@ from sqlalchemy.engine import Engine
 
 from edge_agent.cli import cli
 from edge_agent.config import TrapSettings
+from edge_agent.office.dataset import export_dataset
 from edge_agent.office.review import ReviewError, check_bind, create_app, normalise_label, redact
-from edge_agent.service.media import export_dataset
 from edge_agent.store.database import Store
 from tests.helpers.media import start_trapcount, stop, wait_for
 
