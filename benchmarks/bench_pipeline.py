@@ -33,13 +33,13 @@ sys.path.insert(0, str(ROOT))
 
 
 def make_clip(path: Path) -> int:
-    from edge_agent.demo import scenes
+    from edge_agent.demo import scenes, sprites, writers
     from edge_agent.demo.sample import SPRITES
 
     scene = scenes.example_scene(
-        width=640, height=480, fps=10.0, gap_s=20.0, seed=3, sprites=scenes.FolderSprites(SPRITES)
+        width=640, height=480, fps=10.0, gap_s=20.0, seed=3, sprites=sprites.FolderSprites(SPRITES)
     )
-    scenes.write_video(scene, path, event_gap_s=10.0)
+    writers.write_video(scene, path, event_gap_s=10.0)
     return scene.frame_count
 
 

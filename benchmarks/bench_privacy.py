@@ -32,7 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 from edge_agent.config import Settings  # noqa: E402
 from edge_agent.counting.pipeline import Pipeline  # noqa: E402
-from edge_agent.demo.scenes import ProceduralSprites, Scene, crossing  # noqa: E402
+from edge_agent.demo.scenes import Scene, crossing  # noqa: E402
+from edge_agent.demo.sprites import ProceduralSprites  # noqa: E402
 from edge_agent.vision.privacy import PrivacyGuard  # noqa: E402
 
 START = datetime(2024, 6, 1, 10, tzinfo=UTC)

@@ -20,13 +20,9 @@ import pytest
 from click.testing import CliRunner
 
 from edge_agent.cli import cli
-from edge_agent.demo.scenes import (
-    ProceduralSprites,
-    Scene,
-    crossing,
-    write_sprite_dataset,
-    write_video,
-)
+from edge_agent.demo.scenes import Scene, crossing
+from edge_agent.demo.sprites import ProceduralSprites
+from edge_agent.demo.writers import write_sprite_dataset, write_video
 from tests.helpers import browser
 
 START = datetime(2026, 6, 1, 5, 0, tzinfo=UTC)

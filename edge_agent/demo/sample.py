@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from edge_agent import cli
-from edge_agent.demo import scenes
+from edge_agent.demo import scenes, sprites, writers
 from edge_agent.service.model import default_model_dir
 
 SPRITES = Path(__file__).resolve().parent / "samples" / "sprites"
@@ -59,13 +59,13 @@ def sample_scene(seed: int = SCENE_SEED) -> scenes.Scene:
         fps=10.0,
         gap_s=2 * EVENT_GAP_S,
         seed=seed,
-        sprites=scenes.FolderSprites(SPRITES),
+        sprites=sprites.FolderSprites(SPRITES),
     )
 
 
 def make_sample_video(out_dir: Path, seed: int = SCENE_SEED) -> tuple[Path, scenes.SceneTruth]:
     video = out_dir / "sample.mp4"
-    truth = scenes.write_video(sample_scene(seed), video, event_gap_s=EVENT_GAP_S)
+    truth = writers.write_video(sample_scene(seed), video, event_gap_s=EVENT_GAP_S)
     return video, truth
 
 

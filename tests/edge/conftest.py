@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.demo.scenes import write_sprite_dataset
+from edge_agent.demo.writers import write_sprite_dataset
 
 
 @pytest.fixture(scope="session")

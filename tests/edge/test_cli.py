@@ -14,7 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from edge_agent.cli import cli
-from edge_agent.demo.scenes import Scene, crossing, write_image_burst
+from edge_agent.demo.scenes import Scene, crossing
+from edge_agent.demo.writers import write_image_burst
 from tests.helpers.media import (
     START,
     copy_model,
@@ -256,7 +257,7 @@ def test_a_photo_folder_inside_a_clips_time_span_keeps_the_clips_counts(tmp_path
 
 def test_process_with_start_time_and_the_model_from_the_environment(tmp_path, model):
     scene = Scene(duration_s=10.0, walks=crossing("fox", 1.0, 5.0), seed=5)
-    from edge_agent.demo.scenes import write_video
+    from edge_agent.demo.writers import write_video
 
     write_video(scene, tmp_path / "fox.mp4", event_gap_s=5.0)
     result = run_trapcount(

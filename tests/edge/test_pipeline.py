@@ -15,7 +15,7 @@ from edge_agent.capture.factory import open_source
 from edge_agent.config import Settings
 from edge_agent.counting.events import ClosedEvent
 from edge_agent.counting.pipeline import Pipeline
-from edge_agent.demo import scenes
+from edge_agent.demo import scenes, writers
 from edge_agent.vision.bursts import BurstLocaliser
 from edge_agent.vision.classifier import Classifier
 
@@ -56,7 +56,7 @@ def truth_per_event(truth: scenes.SceneTruth) -> list[int]:
 @pytest.mark.parametrize("k", [1, 2, 3])
 def test_k_individuals_together_give_maxn_k(tmp_path: Path, k: int) -> None:
     scene = scenes.Scene(duration_s=9, walks=scenes.crossing("deer", 1.0, 7.0, k=k), seed=k)
-    truth = scenes.write_video(scene, tmp_path / "group.avi", event_gap_s=5)
+    truth = writers.write_video(scene, tmp_path / "group.avi", event_gap_s=5)
     assert truth_per_event(truth) == [k]  # the scene really shows k at once
     events, pipeline = process(truth.path, make_settings(events={"event_gap_s": 5}))
     assert [e.counts for e in events] == [{"animal": k}]
@@ -77,7 +77,7 @@ def test_the_swaying_branch_makes_no_event(tmp_path: Path) -> None:
         ],
         seed=11,
     )
-    truth = scenes.write_video(scene, tmp_path / "branch.avi")
+    truth = writers.write_video(scene, tmp_path / "branch.avi")
     assert truth.events == []
     events, pipeline = process(truth.path, make_settings())
     assert events == []
@@ -91,7 +91,7 @@ def test_a_branch_beside_the_animals_changes_nothing(tmp_path: Path) -> None:
         branches=[scenes.Branch(base=(0.8, 0.0), length=0.4, amplitude=15, period=1.2)],
         seed=12,
     )
-    truth = scenes.write_video(scene, tmp_path / "branch_and_boars.mp4", event_gap_s=5)
+    truth = writers.write_video(scene, tmp_path / "branch_and_boars.mp4", event_gap_s=5)
     events, _ = process(truth.path, make_settings(events={"event_gap_s": 5}))
     assert per_event(events) == truth_per_event(truth) == [2]
 
@@ -102,7 +102,7 @@ def test_one_animal_lingering_for_a_minute_is_one_individual(tmp_path: Path, wan
     scene = scenes.Scene(
         duration_s=72, fps=3, walks=[scenes.lingering("boar", 2.0, 60.0, wander=wander)], seed=5
     )
-    truth = scenes.write_video(scene, tmp_path / "linger.avi", event_gap_s=60)
+    truth = writers.write_video(scene, tmp_path / "linger.avi", event_gap_s=60)
     events, _ = process(truth.path, make_settings())
     assert [e.counts for e in events] == [{"animal": 1}]
     event = events[0]
@@ -113,7 +113,7 @@ def test_one_animal_lingering_for_a_minute_is_one_individual(tmp_path: Path, wan
 def test_two_events_separated_by_more_than_the_gap_are_two_events(tmp_path: Path) -> None:
     walks = scenes.crossing("fox", 1.0, 5.0) + scenes.crossing("fox", 19.0, 5.0, direction=-1)
     scene = scenes.Scene(duration_s=26, walks=walks, seed=6)
-    truth = scenes.write_video(scene, tmp_path / "two.avi", event_gap_s=8)
+    truth = writers.write_video(scene, tmp_path / "two.avi", event_gap_s=8)
     assert truth_per_event(truth) == [1, 1]  # 13 s apart
     events, _ = process(truth.path, make_settings(events={"event_gap_s": 8}))
     assert per_event(events) == [1, 1]
@@ -126,7 +126,7 @@ def test_two_events_separated_by_more_than_the_gap_are_two_events(tmp_path: Path
 
 def test_media_time_gives_the_same_events_whatever_the_processing_speed(tmp_path: Path) -> None:
     scene = scenes.Scene(duration_s=10, walks=scenes.crossing("hare", 2.0, 5.0), seed=7)
-    truth = scenes.write_video(scene, tmp_path / "hare.mp4", start_time=START)
+    truth = writers.write_video(scene, tmp_path / "hare.mp4", start_time=START)
     events, _ = process(truth.path, make_settings(events={"event_gap_s": 5}))
     (event,) = events
     # The hare enters at 2 s and leaves by 7 s of media time, however fast the run was.
@@ -143,7 +143,7 @@ def test_image_folder_burst_with_exif_times_is_one_event(tmp_path: Path) -> None
     scene = scenes.Scene(duration_s=910, walks=walks, seed=8)
     times = [0.5 + i for i in range(6)] + [900.2 + 0.8 * i for i in range(5)]
     folder = tmp_path / "DCIM"
-    truth = scenes.write_image_burst(
+    truth = writers.write_image_burst(
         scene, folder, times, start_time=START, timezone="America/Denver", event_gap_s=60
     )
     assert truth_per_event(truth) == [2, 1]
@@ -160,7 +160,7 @@ def test_whole_frame_mode_counts_presence_in_a_close_up_trap(tmp_path: Path) -> 
     # A close-up trap: the animal fills most of the view.
     walks = [scenes.Walk("fox", ((1.0, -0.3, 0.5), (6.0, 1.3, 0.5)), width=0.9)]
     scene = scenes.Scene(duration_s=9, walks=walks, seed=9)
-    truth = scenes.write_video(scene, tmp_path / "closeup.avi", event_gap_s=5)
+    truth = writers.write_video(scene, tmp_path / "closeup.avi", event_gap_s=5)
     settings = make_settings(motion={"method": "whole_frame"}, events={"event_gap_s": 5})
     events, pipeline = process(truth.path, settings)
     assert per_event(events) == [1]
@@ -209,7 +209,7 @@ def test_general_scenes_count_like_the_truth(
         noise=float(rng.uniform(2, 6)),
         seed=seed,
     )
-    truth = scenes.write_video(scene, tmp_path / "scene.mp4", event_gap_s=5)
+    truth = writers.write_video(scene, tmp_path / "scene.mp4", event_gap_s=5)
     events, _ = process(truth.path, make_settings(events={"event_gap_s": 5}))
     assert per_event(events) == truth_per_event(truth)
 
@@ -231,7 +231,7 @@ def test_counts_per_label_equal_the_truth(tmp_path: Path, sprite_model: Path) ->
         branches=[scenes.Branch(base=(0.93, 0.0), length=0.3)],
         seed=13,
     )
-    truth = scenes.write_video(scene, tmp_path / "mixed.mp4", event_gap_s=5)
+    truth = writers.write_video(scene, tmp_path / "mixed.mp4", event_gap_s=5)
     assert truth.totals == {"boar": 3, "deer": 2, "fox": 2, "hare": 1}
     settings = make_settings(events={"event_gap_s": 5})
     with Classifier(sprite_model, confidence_threshold=0.5) as classifier:
@@ -249,7 +249,7 @@ def test_counts_per_label_equal_the_truth(tmp_path: Path, sprite_model: Path) ->
 
 def test_no_motion_means_the_classifier_never_runs(tmp_path: Path, sprite_model: Path) -> None:
     scene = scenes.Scene(duration_s=6, seed=14)
-    truth = scenes.write_video(scene, tmp_path / "empty.avi")
+    truth = writers.write_video(scene, tmp_path / "empty.avi")
     with Classifier(sprite_model) as classifier:
         events, pipeline = process(truth.path, make_settings(), classifier)
     assert events == []
@@ -261,7 +261,7 @@ def test_no_motion_means_the_classifier_never_runs(tmp_path: Path, sprite_model:
 def test_hot_swapped_classifier_labels_the_next_event(tmp_path: Path, sprite_model: Path) -> None:
     walks = scenes.crossing("fox", 1.0, 5.0) + scenes.crossing("fox", 15.0, 5.0)
     scene = scenes.Scene(duration_s=21, walks=walks, seed=15)
-    truth = scenes.write_video(scene, tmp_path / "swap.avi", event_gap_s=5)
+    truth = writers.write_video(scene, tmp_path / "swap.avi", event_gap_s=5)
     pipeline = Pipeline(make_settings(events={"event_gap_s": 5}), classifier=None)
     events: list[ClosedEvent] = []
     with (
@@ -283,7 +283,7 @@ def test_an_animal_that_appears_and_rests_without_walking_in_counts_once(
     # It steps out of cover (appears in place), grazes for 40 s and is gone again.
     resting = scenes.Walk("hare", ((3.0, 0.45, 0.6), (43.0, 0.45, 0.6)), width=0.15, wander=0.01)
     scene = scenes.Scene(duration_s=46, fps=4, walks=[resting], seed=16)
-    truth = scenes.write_video(scene, tmp_path / "rest.avi", event_gap_s=60)
+    truth = writers.write_video(scene, tmp_path / "rest.avi", event_gap_s=60)
     events, _ = process(truth.path, make_settings())
     assert [e.counts for e in events] == [{"animal": 1}]
     assert events[0].duration_s > 35
@@ -294,7 +294,7 @@ def test_a_clip_that_starts_with_the_animal_in_view_counts_it_once(tmp_path: Pat
     with it; when it walks off, the ground it stood on shows as a "ghost" that never counts."""
     deer = scenes.Walk("deer", ((0.0, 0.4, 0.6), (4.0, 0.4, 0.6), (8.0, 1.2, 0.6)), width=0.16)
     scene = scenes.Scene(duration_s=10, walks=[deer], seed=17)
-    truth = scenes.write_video(scene, tmp_path / "pir.avi", event_gap_s=60)
+    truth = writers.write_video(scene, tmp_path / "pir.avi", event_gap_s=60)
     events, _ = process(truth.path, make_settings())
     assert [e.counts for e in events] == [{"animal": 1}]
     assert events[0].observations[0].tracks == 1

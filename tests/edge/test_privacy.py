@@ -16,7 +16,9 @@ from click.testing import CliRunner
 from edge_agent.cli import cli
 from edge_agent.config import MediaSettings, PrivacySettings
 from edge_agent.counting.tracking import Track
-from edge_agent.demo.scenes import ProceduralSprites, Scene, crossing, write_video
+from edge_agent.demo.scenes import Scene, crossing
+from edge_agent.demo.sprites import ProceduralSprites
+from edge_agent.demo.writers import write_video
 from edge_agent.service.media import Best, MediaKeeper
 from edge_agent.store.database import Store
 from edge_agent.vision.privacy import PrivacyGuard, blur_regions, face_cascade
@@ -193,7 +195,7 @@ def test_collect_export_feeds_the_trainer(tmp_path, sprite_model):
     model, initialised from the session's sprite model."""
     pytest.importorskip("tensorflow", reason="training needs TensorFlow")
     from edge_agent.config import TrapSettings
-    from edge_agent.demo.scenes import write_sprite_dataset
+    from edge_agent.demo.writers import write_sprite_dataset
     from trainer.run import train_and_export
 
     write_sprite_dataset(tmp_path / "sprites", per_class=12, size=48, seed=3)

@@ -11,7 +11,7 @@ import pytest
 
 from edge_agent.capture.folder import ImageFolderSource
 from edge_agent.capture.video import VideoFileSource
-from edge_agent.demo import scenes
+from edge_agent.demo import scenes, sprites, writers
 
 START = datetime(2024, 5, 1, 3, 0, tzinfo=UTC)
 
@@ -64,7 +64,7 @@ def test_branch_sways_but_stays_put() -> None:
 @pytest.mark.parametrize("suffix", [".mp4", ".avi"])
 def test_write_video_is_readable_with_media_time(tmp_path: Path, suffix: str) -> None:
     scene = scenes.Scene(duration_s=2, fps=8, walks=scenes.crossing("hare", 0, 2), seed=0)
-    truth = scenes.write_video(scene, tmp_path / f"clip{suffix}", start_time=START)
+    truth = writers.write_video(scene, tmp_path / f"clip{suffix}", start_time=START)
     assert truth.path == tmp_path / f"clip{suffix}"
     assert truth.frames == 16 and truth.fps == 8 and truth.start_time == START
     with VideoFileSource(truth.path) as source:
@@ -78,7 +78,7 @@ def test_write_video_is_readable_with_media_time(tmp_path: Path, suffix: str) ->
 def test_write_image_burst_writes_exif_times_in_the_trap_zone(tmp_path: Path) -> None:
     scene = scenes.Scene(duration_s=5, walks=scenes.crossing("deer", 0, 4), seed=0)
     times = [0.5, 1.25, 2.0, 2.75]
-    truth = scenes.write_image_burst(
+    truth = writers.write_image_burst(
         scene, tmp_path, times, start_time=START, timezone="Pacific/Auckland"
     )
     assert truth.frames == 4 and truth.totals == {"deer": 1}
@@ -90,23 +90,23 @@ def test_write_image_burst_writes_exif_times_in_the_trap_zone(tmp_path: Path) ->
 
 
 def test_write_sprite_dataset_writes_classifier_sized_crops(tmp_path: Path) -> None:
-    counts = scenes.write_sprite_dataset(tmp_path, per_class=3, size=32, seed=1)
+    counts = writers.write_sprite_dataset(tmp_path, per_class=3, size=32, seed=1)
     assert counts == {"deer": 3, "boar": 3, "fox": 3, "hare": 3}
     files = sorted(tmp_path.glob("*/*.png"))
     assert len(files) == 12
     crop = cv2.imread(str(files[0]))
     assert crop.shape == (32, 32, 3)
     again = tmp_path / "again"
-    scenes.write_sprite_dataset(again, per_class=3, size=32, seed=1)
+    writers.write_sprite_dataset(again, per_class=3, size=32, seed=1)
     assert np.array_equal(crop, cv2.imread(str(again / files[0].relative_to(tmp_path))))
 
 
 def test_procedural_classes_differ_in_colour() -> None:
-    sprites = scenes.ProceduralSprites()
+    procedural = sprites.ProceduralSprites()
     rng = np.random.default_rng(0)
     means = {}
-    for label in sprites.labels:
-        image, alpha = sprites.sprite(label, 60, rng)
+    for label in procedural.labels:
+        image, alpha = procedural.sprite(label, 60, rng)
         assert image.shape[:2] == alpha.shape and image.shape[1] == 60
         means[label] = image[alpha > 0.5].mean(axis=0)
     labels = list(means)
@@ -114,22 +114,22 @@ def test_procedural_classes_differ_in_colour() -> None:
         for b in labels[i + 1 :]:
             assert np.abs(means[a] - means[b]).max() > 20, (a, b)
     with pytest.raises(ValueError, match="no procedural sprite"):
-        scenes.ProceduralSprites(["unicorn"])
+        sprites.ProceduralSprites(["unicorn"])
 
 
 def test_folder_sprites_paste_real_images(tmp_path: Path) -> None:
     for label, colour in (("cat", (0, 0, 255)), ("dog", (255, 0, 0))):
         (tmp_path / label).mkdir()
         cv2.imwrite(str(tmp_path / label / "0001.png"), np.full((32, 32, 3), colour, np.uint8))
-    sprites = scenes.FolderSprites(tmp_path)
-    assert sprites.labels == ["cat", "dog"]
-    image, alpha = sprites.sprite("cat", 64, np.random.default_rng(0))
+    folder = sprites.FolderSprites(tmp_path)
+    assert folder.labels == ["cat", "dog"]
+    image, alpha = folder.sprite("cat", 64, np.random.default_rng(0))
     assert image.shape == (64, 64, 3) and alpha.min() == 1.0
-    scene = scenes.Scene(walks=scenes.crossing("dog", 0, 4), sprites=sprites, seed=0)
+    scene = scenes.Scene(walks=scenes.crossing("dog", 0, 4), sprites=folder, seed=0)
     frame = scene.render(2.0, 0)
     assert (frame[..., 0] > 200).sum() > 500  # the blue dog is in the frame
     with pytest.raises(ValueError, match="no class"):
-        scenes.Scene(walks=scenes.crossing("fox", 0, 4), sprites=sprites)
+        scenes.Scene(walks=scenes.crossing("fox", 0, 4), sprites=folder)
 
 
 def test_example_scene_has_three_events_and_a_branch() -> None:

@@ -23,7 +23,7 @@ from edge_agent.capture.frames import SourceError
 from edge_agent.capture.live import LiveCaptureSource
 from edge_agent.capture.video import VideoFileSource
 from edge_agent.config import SourceSettings
-from edge_agent.demo import scenes
+from edge_agent.demo import scenes, writers
 from tests.helpers.media import write_huge_png
 
 START = datetime(2024, 6, 1, 4, 0, tzinfo=UTC)
@@ -38,7 +38,7 @@ def small_scene(seconds: float = 2.0, fps: float = 10.0) -> scenes.Scene:
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("clips") / "clip.avi"
-    scenes.write_video(small_scene(), path, start_time=START)
+    writers.write_video(small_scene(), path, start_time=START)
     return path
 
 
@@ -118,7 +118,7 @@ def test_complete_video_ends_without_a_warning(
 def test_a_video_whose_header_is_lost_is_a_one_line_error(clip: Path, tmp_path: Path) -> None:
     # An .mp4 keeps its index at the end: cut short, it cannot be opened at all.
     mp4 = tmp_path / "clip.mp4"
-    scenes.write_video(small_scene(1.0), mp4)
+    writers.write_video(small_scene(1.0), mp4)
     data = mp4.read_bytes()
     mp4.write_bytes(data[: len(data) // 2])
     with pytest.raises(SourceError, match="cannot decode video") as info:
@@ -277,7 +277,7 @@ def write_jpeg(path: Path, image: np.ndarray, taken: datetime | None, **exif: ob
         _ok, data = cv2.imencode(".jpg", image)
         path.write_bytes(data.tobytes())
     else:
-        path.write_bytes(scenes.jpeg_with_exif(image, scenes.exif_app1(taken, **exif)))
+        path.write_bytes(writers.jpeg_with_exif(image, writers.exif_app1(taken, **exif)))
 
 
 def grey(value: int) -> np.ndarray:
@@ -285,16 +285,16 @@ def grey(value: int) -> np.ndarray:
 
 
 def test_exif_datetime_in_the_trap_zone_becomes_utc() -> None:
-    app1 = scenes.exif_app1(datetime(2024, 7, 1, 6, 15, 30))
-    data = scenes.jpeg_with_exif(grey(50), app1)
+    app1 = writers.exif_app1(datetime(2024, 7, 1, 6, 15, 30))
+    data = writers.jpeg_with_exif(grey(50), app1)
     assert parse_exif_datetime(data, "Europe/Berlin") == datetime(2024, 7, 1, 4, 15, 30, tzinfo=UTC)
     assert parse_exif_datetime(data, "UTC") == datetime(2024, 7, 1, 6, 15, 30, tzinfo=UTC)
 
 
 def test_exif_subseconds_offset_and_big_endian() -> None:
     taken = datetime(2024, 1, 5, 23, 59, 59)
-    app1 = scenes.exif_app1(taken, subsec="25", offset="-05:00", big_endian=True)
-    data = scenes.jpeg_with_exif(grey(80), app1)
+    app1 = writers.exif_app1(taken, subsec="25", offset="-05:00", big_endian=True)
+    data = writers.jpeg_with_exif(grey(80), app1)
     # OffsetTimeOriginal wins over the configured zone.
     assert parse_exif_datetime(data, "Europe/Berlin") == datetime(
         2024, 1, 6, 4, 59, 59, 250000, tzinfo=UTC
@@ -305,12 +305,12 @@ def test_no_or_broken_exif_gives_none() -> None:
     _ok, plain = cv2.imencode(".jpg", grey(10))
     assert parse_exif_datetime(plain.tobytes()) is None
     assert parse_exif_datetime(b"not a jpeg") is None
-    broken = scenes.exif_app1(datetime(2024, 1, 1))[:30]
+    broken = writers.exif_app1(datetime(2024, 1, 1))[:30]
     assert parse_exif_datetime(b"\xff\xd8" + broken + b"\xff\xd9") is None
 
 
 def test_jpeg_completeness_check() -> None:
-    data = scenes.jpeg_with_exif(grey(90), scenes.exif_app1(datetime(2024, 1, 1)))
+    data = writers.jpeg_with_exif(grey(90), writers.exif_app1(datetime(2024, 1, 1)))
     assert jpeg_is_complete(data)
     assert not jpeg_is_complete(data[: len(data) - 40])
     assert not jpeg_is_complete(b"\xff\xd8\xff\xe0garbage")
@@ -354,7 +354,7 @@ def test_corrupt_and_truncated_jpegs_are_skipped_with_a_log_line(
     base = datetime(2024, 6, 1, 12, 0, 0)
     write_jpeg(tmp_path / "1.jpg", grey(10), base)
     (tmp_path / "2.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg at all")
-    good = scenes.jpeg_with_exif(grey(30), scenes.exif_app1(base + timedelta(seconds=2)))
+    good = writers.jpeg_with_exif(grey(30), writers.exif_app1(base + timedelta(seconds=2)))
     (tmp_path / "3.jpg").write_bytes(good[: len(good) - 60])  # cut short on the card
     write_jpeg(tmp_path / "4.jpg", grey(40), base + timedelta(seconds=3))
     with (

@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from edge_agent.demo.scenes import Scene, crossing, lingering, write_video
+from edge_agent.demo.scenes import Scene, crossing, lingering
+from edge_agent.demo.writers import write_video
 from tests.helpers import tiny_model
 
 REPO = Path(__file__).resolve().parents[2]

@@ -55,7 +55,7 @@ def train_and_export(out: Path, seed: int = 0, epochs: int = 8) -> Path:
     animals in the generated videos (the same recipe as the ``sprite_model`` fixture)."""
     import tempfile
 
-    from edge_agent.demo.scenes import write_sprite_dataset
+    from edge_agent.demo.writers import write_sprite_dataset
     from trainer.run import train_and_export as train
 
     with tempfile.TemporaryDirectory() as tmp:
