@@ -1,5 +1,5 @@
 """``python -m edge_agent.cli``: the ``trapcount`` command."""
 
-from edge_agent.cli import main
+from edge_agent.cli.main import main
 
 main()

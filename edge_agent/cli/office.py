@@ -1,0 +1,387 @@
+"""The reviewer's commands: ``report``, ``export`` (Camtrap DP, CSV), ``collect export`` (the
+kept crops as a training set) and ``review`` (the page that confirms or relabels crops)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edge_agent.cli.app import (
+    CONFIG_HELP,
+    ConfigProblem,
+    cli,
+    library_errors,
+    one_line,
+)
+from edge_agent.config import load_config
+
+REPORT_DB_HELP = (
+    "SQLite file or database URL (e.g. postgresql+psycopg://host/fleet); repeat to read "
+    "several traps' databases together [default: the config's storage.db_path]."
+)
+
+SINCE_HELP = (
+    "Only events starting at or after this: a date (the trap's local day) or an ISO 8601 "
+    "time (without an offset: the trap's local time)."
+)
+
+UNTIL_HELP = (
+    "Only events starting before this ISO 8601 time, or up to the end of this date (the "
+    "trap's local day)."
+)
+
+GROUPINGS = ["event", "hour", "day", "week", "deployment"]
+
+
+def _report_databases(databases: tuple[str, ...], config: Path | None) -> list[str]:
+    if databases:
+        return list(databases)
+    if config is None:
+        raise ConfigProblem("give --db PATH or --config FILE")
+    settings = load_config(config)
+    return [str(settings.resolve(settings.storage.db_path))]
+
+
+def _report_window(since: str | None, until: str | None) -> Any:
+    from edge_agent.office.windows import Window, parse_bound
+
+    def bound(value: str | None, option: str, end: bool) -> Any:
+        if value is None:
+            return None
+        try:
+            return parse_bound(value, end=end)
+        except ValueError:
+            raise ConfigProblem(f"{option}: not a date or ISO 8601 time: {value!r}") from None
+
+    return Window(bound(since, "--since", False), bound(until, "--until", True))
+
+
+def _check_groupings(by: tuple[str, ...]) -> None:
+    if "event" in by and len(set(by)) > 1:
+        raise ConfigProblem("--by event lists the events; it does not combine with other --by")
+    periods = [b for b in dict.fromkeys(by) if b in ("hour", "day", "week")]
+    if len(periods) > 1:
+        raise ConfigProblem(f"--by: one period at a time, not {' and '.join(periods)}")
+
+
+def _note_duplicates(count: int) -> None:
+    if count:
+        click.echo(
+            f"note: {count} event(s) found in more than one database were counted once", err=True
+        )
+
+
+@cli.command()
+@click.option("--db", "databases", multiple=True, help=REPORT_DB_HELP)
+@click.option("--config", "-c", type=click.Path(dir_okay=False, path_type=Path), help=CONFIG_HELP)
+@click.option("--since", help=SINCE_HELP)
+@click.option("--until", help=UNTIL_HELP)
+@click.option(
+    "--by",
+    "by",
+    multiple=True,
+    type=click.Choice(GROUPINGS),
+    help="List the events, or count per local hour, day or ISO week and/or per deployment; "
+    "repeat to combine (--by deployment --by day) [default: per label, then the events].",
+)
+@click.option("--label", "labels", multiple=True, help="Only this label; repeat for several.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    help="Output format [default: table; none when --html is given].",
+)
+@click.option(
+    "--html",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a self-contained HTML page with charts and trap health to this file.",
+)
+@library_errors
+def report(
+    databases: tuple[str, ...],
+    config: Path | None,
+    since: str | None,
+    until: str | None,
+    by: tuple[str, ...],
+    labels: tuple[str, ...],
+    fmt: str | None,
+    html: Path | None,
+) -> None:
+    """Print the counts in one or several databases, as a table, CSV or JSON.
+
+    A label's count is the sum of each event's MaxN. Hours, days and weeks are the trap's
+    local ones (its deployment's time zone), and an event counts in the period it started
+    in. JSON has "totals" ({label: count}), "labels", "events" (one entry per event and
+    label: id, start, end, label, max_n, frames, confidence), "counts" (the rolled-up
+    intervals), "deployments", "models", "health" and, with --by, "groups". Times are ISO
+    8601 in the trap's time zone, with the offset. An empty range prints an empty table.
+    """
+    from edge_agent.office.report_data import load, open_stores
+    from edge_agent.office.reports import build_report, render_csv, render_table
+
+    by = tuple(dict.fromkeys(by))  # --by day --by day is --by day
+    _check_groupings(by)
+    window = _report_window(since, until)
+    with open_stores(_report_databases(databases, config)) as stores:
+        data = load(stores, window, labels)
+    document = build_report(data, by=by)
+    _note_duplicates(data.duplicate_events)
+    if html is not None:
+        from edge_agent.office.taxa import TaxonMap
+
+        try:
+            from edge_agent.office.html_report import write_html
+
+            write_html(data, html, TaxonMap(load_config(config).export.taxa))
+        except ImportError as exc:
+            raise click.ClickException(
+                f"--html needs {exc.name or 'matplotlib'}: pip install 'trapcount[reports]'"
+            ) from None
+        click.echo(f"wrote {html}: {data.event_count} events", err=True)
+        if fmt is None:
+            return
+    if fmt == "json":
+        click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+    elif fmt == "csv":
+        click.echo(render_csv(document, data.rows), nl=False)
+    else:
+        click.echo(render_table(document, by))
+
+
+@cli.group()
+def collect() -> None:
+    """Kept crops for retraining: export them as a dataset for trapcount-train."""
+
+
+@collect.command("export")
+@click.option(
+    "--db", required=True, help="SQLite file or database URL whose media table lists the crops."
+)
+@click.option(
+    "--out",
+    "-o",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the dataset (created 0700).",
+)
+@library_errors
+def collect_export(db: str, out: Path) -> None:
+    """Write the kept crops as an image-folder dataset for ``trapcount-train --data OUT``.
+
+    Each crop goes to OUT/<label>/, under its reviewed label if a reviewer set one, else
+    the predicted label; OUT/unreviewed.txt lists those still unreviewed. Crops of people,
+    of ``unknown`` and those a reviewer marked ``empty`` are left out. Files are created 0600.
+    Crops whose label is not a valid folder name (a tampered or foreign database) are
+    skipped and counted.
+    """
+    from edge_agent.office.dataset import export_dataset
+    from edge_agent.store.database import Store
+
+    with Store.open(db, create=False) as store:
+        result = export_dataset(store, out)
+    labels = ", ".join(f"{label} {n}" for label, n in sorted(result.per_label.items()))
+    click.echo(
+        f"wrote {result.out}: {result.images} image(s) ({labels or 'none'}), "
+        f"{result.unreviewed} unreviewed"
+        + (f", {result.missing} file(s) missing" if result.missing else "")
+        + (
+            f", {result.bad_labels} skipped (label not a valid folder name)"
+            if result.bad_labels
+            else ""
+        )
+    )
+
+
+@cli.command()
+@click.option(
+    "--db", required=True, help="SQLite file or database URL whose media table lists the crops."
+)
+@click.option(
+    "--media",
+    "media_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The kept media folder (the config's media.media_dir, or a copy of it).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port."
+)
+@click.option(
+    "--token",
+    envvar="TRAPCOUNT_REVIEW_TOKEN",
+    help="Secret every request must carry (?token= once); required off localhost "
+    "[env TRAPCOUNT_REVIEW_TOKEN].",
+)
+@library_errors
+def review(db: str, media_dir: Path, host: str, port: int, token: str | None) -> None:
+    """Review the kept crops in a browser: confirm, relabel or mark empty, one at a time
+    with the keyboard or in bulk. Decisions go to the database at once; ``collect export``
+    then writes the reviewed dataset. Needs Flask (the ``review`` extra)."""
+    from edge_agent.office.review import ReviewError, check_bind
+
+    try:
+        check_bind(host, token)
+    except ReviewError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        import flask  # noqa: F401
+    except ImportError:
+        raise click.ClickException(
+            "the review page needs Flask: pip install 'trapcount[review]'"
+        ) from None
+    from edge_agent.office.review import serve
+
+    shown = f"[{host}]" if ":" in host else host
+
+    def announce() -> None:
+        click.echo(
+            f"reviewing {db} at http://{shown}:{port}/" + ("?token=..." if token else ""),
+            err=True,
+        )
+
+    try:
+        serve(db, media_dir, host=host, port=port, token=token, announce=announce)
+    except ReviewError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@cli.group()
+def export() -> None:
+    """Write the counts for other tools: a Camtrap DP package, or CSV for spreadsheets."""
+
+
+@export.command("camtrap-dp")
+@click.option("--db", "databases", multiple=True, help=REPORT_DB_HELP)
+@click.option(
+    "--config",
+    "-c",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Trap config (TOML): its [trap] coordinates and [export] section (contributor, "
+    "licenses, setup, label -> taxon map) fill in what the database does not hold.",
+)
+@click.option(
+    "--out",
+    "-o",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the package (created; its four files are replaced).",
+)
+@click.option("--since", help=SINCE_HELP)
+@click.option("--until", help=UNTIL_HELP)
+@click.option(
+    "--validate",
+    is_flag=True,
+    help="Validate the package offline with frictionless (pip install 'trapcount[reports]').",
+)
+@library_errors
+def export_camtrap_dp(
+    databases: tuple[str, ...],
+    config: Path | None,
+    out: Path,
+    since: str | None,
+    until: str | None,
+    validate: bool,
+) -> None:
+    """Write a Camtrap DP 1.0.2 package, the camera-trap data standard.
+
+    The folder gets datapackage.json, deployments.csv, media.csv and observations.csv,
+    ready for GBIF, Agouti, camtrapR or Wildlife Insights.
+    Observations are per event and label at observationLevel=event, with count = MaxN,
+    observationType and scientificName from the label -> taxon map, classificationMethod
+    machine, the classifier's confidence and the model version. Deployments need
+    coordinates (trap.latitude, trap.longitude). Times are ISO 8601 with the trap's offset.
+    """
+    from edge_agent.office.camtrap import ExportError, export_camtrap_dp, validate_package
+    from edge_agent.office.report_data import open_stores
+
+    settings = load_config(config)
+    window = _report_window(since, until)
+    with open_stores(_report_databases(databases, config)) as stores:
+        try:
+            result = export_camtrap_dp(stores, out, settings, window=window)
+        except ExportError as exc:
+            raise click.ClickException(one_line(exc)) from None
+    click.echo(
+        f"wrote {out}: {result.deployments} deployment(s), {result.observations} "
+        f"observation(s), {result.media} media"
+    )
+    if result.unmapped_labels:
+        click.echo(
+            f"note: label(s) {', '.join(result.unmapped_labels)} are not in the taxon map and "
+            "were exported as observationType=unknown; map them in the config's [export] taxa",
+            err=True,
+        )
+    if validate:
+        try:
+            problems = validate_package(out)
+        except ImportError:
+            raise click.ClickException(
+                "--validate needs frictionless: pip install 'trapcount[reports]'"
+            ) from None
+        for problem in problems[:20]:
+            click.echo(f"  {problem}", err=True)
+        if problems:
+            raise click.ClickException(f"the package is not valid: {len(problems)} problem(s)")
+        click.echo("valid Camtrap DP 1.0.2 (checked offline)")
+
+
+@export.command("csv")
+@click.option("--db", "databases", multiple=True, help=REPORT_DB_HELP)
+@click.option("--config", "-c", type=click.Path(dir_okay=False, path_type=Path), help=CONFIG_HELP)
+@click.option(
+    "--out",
+    "-o",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for events.csv and counts.csv (created; the two files are replaced).",
+)
+@click.option("--since", help=SINCE_HELP)
+@click.option("--until", help=UNTIL_HELP)
+@click.option("--label", "labels", multiple=True, help="Only this label; repeat for several.")
+@click.option(
+    "--by",
+    "period",
+    type=click.Choice(["hour", "day", "week"]),
+    default="day",
+    show_default=True,
+    help="Period of counts.csv, in the trap's local time.",
+)
+@library_errors
+def export_csv(
+    databases: tuple[str, ...],
+    config: Path | None,
+    out: Path,
+    since: str | None,
+    until: str | None,
+    labels: tuple[str, ...],
+    period: str,
+) -> None:
+    """Write events.csv and counts.csv for spreadsheets.
+
+    events.csv has one line per event and label; counts.csv one per deployment, local
+    period (--by) and label: events, count (the sum of MaxN) and the largest MaxN."""
+    from edge_agent.office.report_data import load, open_stores
+    from edge_agent.office.reports import (
+        CSV_EVENT_COLUMNS,
+        event_record,
+        group_columns,
+        group_rows,
+        to_csv,
+    )
+
+    window = _report_window(since, until)
+    with open_stores(_report_databases(databases, config)) as stores:
+        data = load(stores, window, labels)
+    _note_duplicates(data.duplicate_events)
+    by = ["deployment", period]
+    groups = group_rows(data.rows, by)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "events.csv").write_text(
+        to_csv(CSV_EVENT_COLUMNS, [event_record(row) for row in data.rows]), encoding="utf-8"
+    )
+    (out / "counts.csv").write_text(to_csv(group_columns(by), groups), encoding="utf-8")
+    click.echo(f"wrote {out}: events.csv ({len(data.rows)} rows), counts.csv ({len(groups)} rows)")
