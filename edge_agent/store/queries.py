@@ -7,11 +7,14 @@ sessions); the module's functions are the read-only helpers reports and exports 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import func, inspect, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 from edge_agent.store.models import (
     LIVE_SOURCE,
@@ -25,9 +28,6 @@ from edge_agent.store.models import (
     Observation,
     as_utc,
 )
-
-if TYPE_CHECKING:
-    from edge_agent.store.database import Store
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,13 @@ class DeploymentRow:
 
 
 class Queries:
-    """The store's queries (mixed into ``Store``, which provides ``read()``)."""
+    """The store's queries, mixed into ``Store``, which provides the engine and ``read()``
+    (a read transaction); the module's functions take any ``Queries``, that is a Store."""
+
+    engine: Engine
+
+    def read(self) -> AbstractContextManager[Session]:  # Store's own comes first in its MRO
+        raise NotImplementedError
 
     def deployments(self) -> list[DeploymentRow]:
         with self.read() as session:
@@ -292,7 +298,7 @@ def summarize_rows(rows: list[EventRow]) -> Mapping[str, dict[str, int]]:
 
 
 def heartbeat_rows(
-    store: Store, *, since: datetime | None = None, until: datetime | None = None
+    store: Queries, *, since: datetime | None = None, until: datetime | None = None
 ) -> list[dict[str, Any]]:
     """Heartbeats with ``since <= time < until``, oldest first, as plain dicts."""
     query = select(Heartbeat).order_by(Heartbeat.time, Heartbeat.id)
@@ -305,7 +311,7 @@ def heartbeat_rows(
 
 
 def event_written_times(
-    store: Store, *, since: datetime | None = None, until: datetime | None = None
+    store: Queries, *, since: datetime | None = None, until: datetime | None = None
 ) -> dict[int, datetime]:
     """{event id: when it was written} for events starting in [since, until): the time the
     model's classification was recorded (Camtrap DP's classificationTimestamp)."""
@@ -314,7 +320,7 @@ def event_written_times(
         return {event_id: written for event_id, written in session.execute(query)}
 
 
-def has_table(store: Store, name: str) -> bool:
+def has_table(store: Queries, name: str) -> bool:
     """Whether the database has table ``name`` (tables that later migrations add)."""
     with store.engine.connect() as connection:
         return inspect(connection).has_table(name)

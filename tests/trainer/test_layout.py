@@ -7,60 +7,21 @@ not remove it (train -> export -> evaluate -> own_teacher -> train was one).
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import trainer
+from tests.helpers.imports import find_cycle
+from tests.helpers.imports import import_graph as trainer_graph
 
 TRAINER = Path(trainer.__file__).parent
 MAX_LINES = 700
-MODULES = sorted(f"trainer.{path.stem}" for path in TRAINER.glob("*.py") if path.stem != "__init__")
-
-
-def trainer_imports(path: Path) -> set[str]:
-    """Every trainer module ``path`` imports, at module level or inside a function."""
-    imported = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            imported.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:  # relative: from . import x, from .x import y
-                base = ".".join(["trainer", *filter(None, [node.module])])
-            else:
-                base = node.module or ""
-            imported.add(base)
-            imported.update(f"{base}.{alias.name}" for alias in node.names)  # from trainer import x
-    return imported & set(MODULES)
 
 
 def import_graph() -> dict[str, set[str]]:
-    return {name: trainer_imports(TRAINER / f"{name.split('.')[1]}.py") for name in MODULES}
-
-
-def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    """One import cycle as a path that ends where it starts, or None."""
-    done: set[str] = set()
-
-    def visit(node: str, path: list[str]) -> list[str] | None:
-        if node in path:
-            return [*path[path.index(node) :], node]
-        if node in done:
-            return None
-        for target in sorted(graph.get(node, ())):
-            cycle = visit(target, [*path, node])
-            if cycle:
-                return cycle
-        done.add(node)
-        return None
-
-    for start in sorted(graph):
-        cycle = visit(start, [])
-        if cycle:
-            return cycle
-    return None
+    return trainer_graph(TRAINER, "trainer")
 
 
 def test_the_cycle_finder_finds_cycles():
