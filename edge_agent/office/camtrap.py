@@ -21,15 +21,18 @@ Times are ISO 8601 in the deployment's zone with the offset, to the second, as t
 standard's ``%Y-%m-%dT%H:%M:%S%z`` format requires: an event's start is rounded down and
 its end up, so the written interval always holds the event.
 
-The package names the official profile and table schemas by URL. :func:`validate_package`
-checks a package offline: the tables with Frictionless against local table schemas (the
-project's own, ``edge_agent.office.camtrap_schema``, or the official files when given), and
-``datapackage.json`` against the required properties (or the official profile).
+The package names the official profile and table schemas by URL. The official files of the
+release are vendored, unchanged, as package data in ``edge_agent/schemas/camtrap-dp-1.0.2``
+(MIT; see the README there): the tables' columns come from them, and
+:func:`validate_package` checks a package offline against them, the tables with Frictionless
+and ``datapackage.json`` with the profile.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
+import functools
 import json
 import mimetypes
 import os
@@ -38,6 +41,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from importlib.resources import files
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -46,24 +50,20 @@ from sqlalchemy import MetaData, Table, select
 from edge_agent import __version__
 from edge_agent.config import Settings
 from edge_agent.labels import RULE, is_valid_label, shown
-from edge_agent.office.camtrap_schema import PROFILE_URL, SCHEMA_URLS, TABLES, columns, table_schema
 from edge_agent.office.report_data import Deployment, ReportData, Row, load
 from edge_agent.office.taxa import TaxonMap
 from edge_agent.office.windows import Window, zone_of
 from edge_agent.store.database import Store
 from edge_agent.store.queries import has_table
 
-# What the profile requires of datapackage.json (checked without the profile at hand).
-REQUIRED_PROPERTIES = (
-    "resources",
-    "profile",
-    "created",
-    "contributors",
-    "project",
-    "spatial",
-    "temporal",
-    "taxonomic",
-)
+VERSION = "1.0.2"
+BASE_URL = f"https://raw.githubusercontent.com/tdwg/camtrap-dp/{VERSION}"
+PROFILE_URL = f"{BASE_URL}/camtrap-dp-profile.json"
+TABLES = ("deployments", "media", "observations")
+SCHEMA_URLS = {name: f"{BASE_URL}/{name}-table-schema.json" for name in TABLES}
+# The official files the URLs name, vendored unchanged (edge_agent/schemas/camtrap-dp-1.0.2).
+SCHEMA_DIR = files("edge_agent") / "schemas" / f"camtrap-dp-{VERSION}"
+PROFILE_FILE = "camtrap-dp-profile.json"
 HUMAN_LABELS = frozenset({"person", "people", "human"})
 
 
@@ -79,6 +79,43 @@ class ExportResult:
     observations: int
     unmapped_labels: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+
+
+# -- the official schemas -----------------------------------------------------------------
+
+
+def _schema_file(table: str) -> str:
+    if table not in TABLES:
+        raise KeyError(f"no Camtrap DP table {table!r}; have {', '.join(TABLES)}")
+    return f"{table}-table-schema.json"
+
+
+@functools.cache
+def _vendored(name: str) -> dict[str, Any]:
+    """A vendored official file, read and parsed once."""
+    return json.loads((SCHEMA_DIR / name).read_text(encoding="utf-8"))
+
+
+def _official(name: str, schema_dir: Path | None = None) -> dict[str, Any]:
+    """An official file: a copy of the vendored one, or the one in ``schema_dir``."""
+    if schema_dir is None:
+        return copy.deepcopy(_vendored(name))
+    return json.loads((Path(schema_dir) / name).read_text(encoding="utf-8"))
+
+
+def table_schema(table: str, schema_dir: Path | None = None) -> dict[str, Any]:
+    """The official Frictionless Table Schema of Camtrap DP table ``table``."""
+    return _official(_schema_file(table), schema_dir)
+
+
+def profile(schema_dir: Path | None = None) -> dict[str, Any]:
+    """The official Camtrap DP profile, the JSON Schema of ``datapackage.json``."""
+    return _official(PROFILE_FILE, schema_dir)
+
+
+def columns(table: str) -> list[str]:
+    """The column names of table ``table``, in the standard's order."""
+    return [column["name"] for column in _vendored(_schema_file(table))["fields"]]
 
 
 # -- values -------------------------------------------------------------------------------
@@ -501,18 +538,24 @@ _REMOTE_STANDINS = {
 }
 
 
-def check_descriptor(package: dict[str, Any], profile: dict[str, Any] | None = None) -> list[str]:
-    """Problems of ``datapackage.json``: against the official profile when given (its
-    remote references replaced by local stand-ins), else its required properties."""
-    if profile is None:
-        problems = [
-            f"datapackage.json lacks {key!r}" for key in REQUIRED_PROPERTIES if key not in package
-        ]
-        if package.get("profile") != PROFILE_URL:
-            problems.append(f"datapackage.json profile is not {PROFILE_URL}")
-        names = [r.get("name") for r in package.get("resources", [])]
-        problems += [f"datapackage.json has no {t!r} resource" for t in TABLES if t not in names]
-        return problems
+def check_descriptor(
+    package: dict[str, Any], profile_schema: dict[str, Any] | None = None
+) -> list[str]:
+    """Problems of ``datapackage.json``: against the official profile (the vendored one
+    unless ``profile_schema`` is given), its remote references replaced by local
+    stand-ins; then what the profile leaves open: the package names the 1.0.2 profile and
+    has the three tables."""
+    if profile_schema is None:
+        profile_schema = _vendored(PROFILE_FILE)
+    problems = _check_against_profile(package, profile_schema)
+    if package.get("profile") != PROFILE_URL:
+        problems.append(f"datapackage.json profile is not {PROFILE_URL}")
+    names = [r.get("name") for r in package.get("resources", [])]
+    problems += [f"datapackage.json has no {t!r} resource" for t in TABLES if t not in names]
+    return problems
+
+
+def _check_against_profile(package: dict[str, Any], profile_schema: dict[str, Any]) -> list[str]:
     import jsonschema
     from referencing import Registry, Resource
     from referencing.jsonschema import DRAFT4
@@ -521,9 +564,9 @@ def check_descriptor(package: dict[str, Any], profile: dict[str, Any] | None = N
         (url, Resource.from_contents(schema, default_specification=DRAFT4))
         for url, schema in _REMOTE_STANDINS.items()
     )
-    validator_class = jsonschema.validators.validator_for(profile)
+    validator_class = jsonschema.validators.validator_for(profile_schema)
     validator = validator_class(
-        profile, registry=registry, format_checker=validator_class.FORMAT_CHECKER
+        profile_schema, registry=registry, format_checker=validator_class.FORMAT_CHECKER
     )
     return [
         f"datapackage.json {'/'.join(str(p) for p in error.absolute_path) or '(root)'}: "
@@ -535,28 +578,17 @@ def check_descriptor(package: dict[str, Any], profile: dict[str, Any] | None = N
 def validate_package(out: Path, schema_dir: Path | None = None) -> list[str]:
     """Every problem of the package in ``out`` (empty when valid), without the network.
 
-    The three tables are validated with Frictionless (types, formats, constraints, primary
-    and foreign keys) against local table schemas: the official ``*-table-schema.json``
-    files in ``schema_dir`` when given, else the project's own. ``datapackage.json`` is
-    checked against ``schema_dir/camtrap-dp-profile.json`` when given, else against the
-    profile's required properties. Needs the ``frictionless`` package.
+    Against the official Camtrap DP 1.0.2 files: the vendored copies, or those in
+    ``schema_dir`` when given. The three tables are validated with Frictionless (types,
+    formats, constraints, primary and foreign keys) against the ``*-table-schema.json``
+    files, and ``datapackage.json`` against ``camtrap-dp-profile.json``. Needs the
+    ``frictionless`` package (and ``jsonschema``, which it brings).
     """
     from frictionless import Package, Resource, Schema
 
     out = Path(out)
     package = json.loads((out / "datapackage.json").read_text(encoding="utf-8"))
-    profile = None
-    schemas = {}
-    for table in TABLES:
-        if schema_dir is not None:
-            text = (Path(schema_dir) / f"{table}-table-schema.json").read_text(encoding="utf-8")
-            schemas[table] = json.loads(text)
-        else:
-            schemas[table] = table_schema(table)
-    if schema_dir is not None:
-        profile_text = (Path(schema_dir) / "camtrap-dp-profile.json").read_text(encoding="utf-8")
-        profile = json.loads(profile_text)
-    problems = check_descriptor(package, profile)
+    problems = check_descriptor(package, profile(schema_dir))
 
     # Build the package from local parts only: nothing in it is a URL to fetch.
     paths = {r.get("name"): r.get("path") for r in package.get("resources", [])}
@@ -564,7 +596,7 @@ def validate_package(out: Path, schema_dir: Path | None = None) -> list[str]:
         Resource(
             name=table,
             path=paths.get(table) or f"{table}.csv",
-            schema=Schema.from_descriptor(schemas[table]),
+            schema=Schema.from_descriptor(table_schema(table, schema_dir)),
             profile="tabular-data-resource",
         )
         for table in TABLES

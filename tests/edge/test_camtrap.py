@@ -1,13 +1,18 @@
 """`trapcount export camtrap-dp`: a Camtrap DP 1.0.2 package from two traps' real
-databases that Frictionless validates offline, against the project's own table schemas
-and, when ../shared/camtrap-dp-1.0.2 is there, against the official schemas and profile."""
+databases that Frictionless validates offline against the official schemas and profile,
+vendored in edge_agent/schemas/camtrap-dp-1.0.2; when ../shared/camtrap-dp-1.0.2 is there,
+the vendored files are checked to be the official ones and are used as well."""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
+import shutil
 import socket
 import sqlite3
+import subprocess
+import sys
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -15,15 +20,21 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+import edge_agent
 from edge_agent.cli import cli
-from edge_agent.config import Settings, settings_from_dict
+from edge_agent.config import CAMTRAP_FEATURE_TYPES, Settings, settings_from_dict
 from edge_agent.office.camtrap import (
+    PROFILE_URL,
+    SCHEMA_DIR,
+    SCHEMA_URLS,
+    TABLES,
     ExportError,
     camtrap_time,
+    columns,
     export_camtrap_dp,
+    table_schema,
     validate_package,
 )
-from edge_agent.office.camtrap_schema import PROFILE_URL, SCHEMA_URLS, TABLES, columns, table_schema
 from edge_agent.office.report_data import open_stores
 from edge_agent.office.taxa import DEFAULT_TAXA, TaxonMap
 from edge_agent.office.windows import Window, parse_bound
@@ -43,8 +54,13 @@ OFFICIAL = REPO.parent / "shared" / "camtrap-dp-1.0.2"
 needs_official = pytest.mark.skipif(
     not (OFFICIAL / "camtrap-dp-profile.json").exists(),
     reason=f"official Camtrap DP 1.0.2 files not found at {OFFICIAL} (a fresh clone without "
-    "../shared): validated against the project's own table schemas only",
+    "../shared): validated against the vendored copies only",
 )
+VENDORED_FILES = [
+    "LICENSE",
+    "camtrap-dp-profile.json",
+    *(f"{table}-table-schema.json" for table in TABLES),
+]
 
 
 @pytest.fixture(autouse=True)
@@ -79,7 +95,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 # -- validity -----------------------------------------------------------------------------
 
 
-def test_the_package_validates_offline_against_the_projects_own_schemas(package):
+def test_the_package_validates_offline_against_the_vendored_official_schemas(package):
     out, result = package
     assert sorted(p.name for p in out.iterdir()) == [
         "datapackage.json",
@@ -98,21 +114,62 @@ def test_the_package_validates_against_the_official_schemas_and_profile(package)
 
 
 @needs_official
-def test_the_projects_schemas_are_the_official_ones_field_by_field():
-    def structure(schema):
-        return {
-            "fields": [
-                {key: field.get(key) for key in ("name", "type", "format", "constraints")}
-                for field in schema["fields"]
-            ],
-            "primaryKey": schema.get("primaryKey"),
-            "foreignKeys": schema.get("foreignKeys"),
-            "missingValues": schema.get("missingValues"),
-        }
+def test_the_vendored_files_are_the_official_ones_unchanged():
+    for name in VENDORED_FILES:
+        assert (SCHEMA_DIR / name).read_bytes() == (OFFICIAL / name).read_bytes(), name
 
+
+def test_the_vendored_files_are_package_data_with_their_origin():
+    """The schemas the export uses are the vendored files; the README says where they come
+    from; the config's featureType vocabulary is the deployments schema's."""
+    for name in VENDORED_FILES:
+        assert (SCHEMA_DIR / name).is_file(), name
+    readme = (SCHEMA_DIR / "README.md").read_text("utf-8")
+    assert "https://github.com/tdwg/camtrap-dp" in readme and "MIT" in readme
+    assert "MIT License" in (SCHEMA_DIR / "LICENSE").read_text("utf-8")
     for table in TABLES:
-        official = json.loads((OFFICIAL / f"{table}-table-schema.json").read_text("utf-8"))
-        assert structure(table_schema(table)) == structure(official), table
+        vendored = json.loads((SCHEMA_DIR / f"{table}-table-schema.json").read_text("utf-8"))
+        assert table_schema(table) == vendored
+        assert columns(table) == [field["name"] for field in vendored["fields"]]
+    (feature_type,) = [
+        f for f in table_schema("deployments")["fields"] if f["name"] == "featureType"
+    ]
+    assert tuple(feature_type["constraints"]["enum"]) == CAMTRAP_FEATURE_TYPES
+    assert "trailGame" in CAMTRAP_FEATURE_TYPES
+
+
+def test_the_package_validates_from_the_vendored_schemas_without_shared(package, tmp_path):
+    """The validator run from a copy of the edge_agent package with no ../shared anywhere
+    near it (as in a fresh clone or an installed wheel) and no network: it needs nothing
+    but the package and its data."""
+    repo = tmp_path / "repo"
+    shutil.copytree(
+        Path(edge_agent.__file__).parent,
+        repo / "edge_agent",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    assert not (repo.parent / "shared").exists()
+    out, _ = package
+    script = (
+        "import socket, sys\n"
+        "def refuse(*args, **kwargs):\n"
+        "    raise AssertionError('network access attempted')\n"
+        "socket.socket.connect = refuse\n"
+        "socket.create_connection = refuse\n"
+        "import edge_agent.office.camtrap as camtrap\n"
+        f"assert camtrap.__file__.startswith({str(repo)!r}), camtrap.__file__\n"
+        "print(camtrap.validate_package(sys.argv[1]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(out)],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 @needs_official
@@ -144,7 +201,7 @@ def test_a_broken_package_is_caught(package, tmp_path):
     assert "observations:" in problems
     assert "nowhere" in problems  # the foreign key
     assert "count" in problems and "2024-06-01 23:30" in problems
-    assert "lacks 'taxonomic'" in problems
+    assert "'taxonomic' is a required property" in problems
 
 
 # -- content ------------------------------------------------------------------------------
