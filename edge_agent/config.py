@@ -7,7 +7,9 @@ config fails loudly at start instead of silently running on a default.
 
 from __future__ import annotations
 
+import json
 import tomllib
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,8 +21,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-
-from edge_agent.office.camtrap_schema import FEATURE_TYPES
 
 
 class ConfigError(ValueError):
@@ -302,8 +302,18 @@ class ServiceSettings(_Section):
     )
 
 
-# The Camtrap DP 1.0.2 featureType vocabulary, from the table schema the export writes.
-CAMTRAP_FEATURE_TYPES = tuple(FEATURE_TYPES)
+# The Camtrap DP 1.0.2 featureType vocabulary, read from the official deployments table schema
+# vendored as package data (edge_agent/schemas/camtrap-dp-1.0.2, what the export validates with).
+_CAMTRAP_SCHEMAS = files("edge_agent") / "schemas" / "camtrap-dp-1.0.2"
+CAMTRAP_FEATURE_TYPES = tuple(
+    next(
+        field["constraints"]["enum"]
+        for field in json.loads(
+            (_CAMTRAP_SCHEMAS / "deployments-table-schema.json").read_text(encoding="utf-8")
+        )["fields"]
+        if field["name"] == "featureType"
+    )
+)
 
 
 class ExportSettings(_Section):
