@@ -1,7 +1,7 @@
 """Confidence against accuracy: what ``classifier.confidence_threshold`` buys on a split.
 
 For a model folder and its training data, takes the same validation split the manifest
-records, runs the int8 model through ``edge_agent.classifier.Classifier`` (the trap's path)
+records, runs the int8 model through ``edge_agent.vision.classifier.Classifier`` (the trap's path)
 and prints, per threshold, the share of crops whose top probability reaches it (they get a
 label; the rest stay ``unknown``) and how many of those labels are right.
 

@@ -3,7 +3,7 @@
 For a model folder (model.keras + model.tflite + model.json, as ``trapcount-train`` writes
 it) this times, on the same images and with one CPU thread each:
 
-- ``tflite int8``: ``edge_agent.classifier.Classifier.predict_proba`` (quantize, invoke,
+- ``tflite int8``: ``edge_agent.vision.classifier.Classifier.predict_proba`` (quantize, invoke,
   dequantize), batch 1 and batch 16;
 - ``keras predict``: ``model.predict(x, verbose=0)`` (per call: builds a data adapter, the
   way a naive script would call it), batch 1 and batch 16;

@@ -1,6 +1,6 @@
 """Frames per second of ``trapcount process`` against plain OpenCV decoding, and peak RSS.
 
-Makes a 640x480 sample camera-trap clip (``edge_agent.scenes.example_scene`` with the demo's
+Makes a 640x480 sample camera-trap clip (``edge_agent.demo.scenes.example_scene`` with the demo's
 CIFAR-10 sprites), then runs, each in a fresh subprocess so that peak RSS is its own:
 
 - ``decode``: ``cv2.VideoCapture`` reading every frame, nothing else (the floor);

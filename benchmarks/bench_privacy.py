@@ -2,7 +2,7 @@
 
 Renders a synthetic scene (``edge_agent.demo.scenes``) in which a person (the NASA astronaut
 photograph from scikit-image when installed, else a grey figure) walks across while animals
-cross below, then runs ``edge_agent.pipeline.Pipeline`` over the same frames in memory with
+cross below, then runs ``edge_agent.counting.pipeline.Pipeline`` over the same frames in memory with
 the classifier of a model folder (default ``models/default``; motion only, every track
 labelled ``animal``, when it has no model.tflite or with ``--motion-only``),
 once without a privacy guard and once with one, alternating, ``--repeats`` times each.

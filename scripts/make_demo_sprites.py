@@ -2,7 +2,7 @@
 
     python scripts/make_demo_sprites.py ../shared/data/cifar10-train-jpeg.tar.gz
 
-writes ``edge_agent/samples/sprites/<class>/<index>.png``: a few images of each animal class
+writes ``edge_agent/demo/samples/sprites/<class>/<index>.png``: a few images of each animal class
 drawn at random (fixed seed) from the CIFAR-10 training set. They are upscaled and walked
 across a synthetic background by ``edge_agent.demo.scenes`` to make the sample camera-trap video.
 """
@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 ANIMALS = ("bird", "cat", "deer", "dog", "frog", "horse")
-OUT = Path(__file__).resolve().parent.parent / "edge_agent" / "samples" / "sprites"
+OUT = Path(__file__).resolve().parent.parent / "edge_agent" / "demo" / "samples" / "sprites"
 
 
 def main() -> None:

@@ -9,7 +9,7 @@
 - rewrites absolute paths in the JSON files relative to the repository root, so no
   machine's directory layout is committed (``/home/me/trapcount/../shared/data/x`` becomes
   ``../shared/data/x``);
-- loads the result through ``edge_agent.classifier.Classifier`` as the trap will.
+- loads the result through ``edge_agent.vision.classifier.Classifier`` as the trap will.
 """
 
 from __future__ import annotations
