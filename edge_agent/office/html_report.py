@@ -9,8 +9,12 @@ when there are several, counts per local day per label, activity (events) by loc
 day per label, the events with their confidence, the model versions that classified them,
 and trap health from the heartbeats (gaps, free disk, speed, temperature).
 
-matplotlib is imported when a page is written, not with this module: a trap that never
-writes HTML does not need it (``pip install 'trapcount[reports]'``).
+The markup is a Jinja2 template, ``templates/report.html`` (with ``templates/report.css``),
+rendered with autoescape on; this module computes what it shows (numbers, formatted text,
+the charts).
+
+matplotlib and Jinja2 are imported when a page is written, not with this module: a trap that
+never writes HTML needs neither (``pip install 'trapcount[reports]'``).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import base64
 import io
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
-from html import escape
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -199,78 +203,29 @@ def disk_chart(data: ReportData) -> str | None:
 
 
 # -- HTML ---------------------------------------------------------------------------------
+# The page's markup is the Jinja template templates/report.html (its style sheet is
+# templates/report.css); the functions below only prepare what it shows, as plain values
+# and formatted strings. The environment escapes every value (autoescape); nothing is
+# marked safe.
 
-CSS = """
-:root { --ink:#1f2933; --muted:#616e7c; --line:#e4e7eb; --soft:#f5f7fa; --accent:#0b6e4f; }
-* { box-sizing: border-box; }
-body { margin: 0; background: var(--soft); color: var(--ink);
-  font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; }
-header { background: linear-gradient(135deg, #0b6e4f, #14532d); color: #fff; padding: 28px 0 24px; }
-.wrap { max-width: 1120px; margin: 0 auto; padding: 0 24px; }
-header h1 { margin: 0 0 4px; font-size: 26px; font-weight: 650; letter-spacing: -0.01em; }
-header p { margin: 0; opacity: .88; }
-.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(150px, 1fr)); gap: 14px;
-  margin: -18px auto 8px; }
-.card { background: #fff; border-radius: 10px; padding: 14px 16px;
-  box-shadow: 0 1px 3px rgba(15,23,42,.12); }
-.card .value { font-size: 26px; font-weight: 650; }
-.card .name { color: var(--muted); font-size: 13px; }
-section { background: #fff; border-radius: 10px; margin: 18px 0; padding: 18px 22px 20px;
-  box-shadow: 0 1px 3px rgba(15,23,42,.10); }
-section h2 { margin: 0 0 4px; font-size: 18px; }
-section .note { margin: 0 0 12px; color: var(--muted); font-size: 13.5px; }
-table { border-collapse: collapse; width: 100%; font-size: 14px; }
-th { text-align: left; font-weight: 600; color: var(--muted); font-size: 12.5px;
-  text-transform: uppercase; letter-spacing: .04em; border-bottom: 2px solid var(--line);
-  padding: 6px 10px; background: #fff; position: sticky; top: 0; }
-td { padding: 6px 10px; border-bottom: 1px solid var(--line); vertical-align: middle; }
-tr:nth-child(even) td { background: #fafbfc; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-.swatch { display: inline-block; width: 11px; height: 11px; border-radius: 3px;
-  margin-right: 8px; vertical-align: -1px; }
-.taxon { font-style: italic; color: var(--muted); }
-.scroll { max-height: 520px; overflow: auto; border: 1px solid var(--line); border-radius: 8px; }
-img.chart { display: block; width: 100%; height: auto; margin-top: 6px; }
-.bar { display: inline-block; height: 8px; border-radius: 4px; background: var(--accent);
-  vertical-align: middle; margin-right: 8px; opacity: .75; }
-.conf, td.first, td.last, td.start, td.gaps { white-space: nowrap; }
-.wide { overflow-x: auto; }
-code { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 13px; }
-.ok { color: #0b6e4f; font-weight: 600; } .warn { color: #b45309; font-weight: 600; }
-.empty { color: var(--muted); font-style: italic; }
-footer { color: var(--muted); font-size: 12.5px; padding: 8px 0 32px; }
-"""
+TEMPLATE = "report.html"
 
 
-def _table(
-    headers: list[tuple[str, str]], rows: list[list[str]], table_id: str, row_attrs=None
-) -> str:
-    # Header names are HTML (callers escape what they did not write themselves).
-    head = "".join(f'<th class="{cls}">{name}</th>' for name, cls in headers)
-    body = []
-    for i, cells in enumerate(rows):
-        attrs = row_attrs[i] if row_attrs else ""
-        tds = "".join(
-            f'<td class="{cls}">{cell}</td>' for (_, cls), cell in zip(headers, cells, strict=True)
-        )
-        body.append(f"<tr{attrs}>{tds}</tr>")
-    return (
-        f'<table id="{table_id}"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table>"
+@cache
+def environment() -> Any:
+    """The Jinja environment of the office's templates, found through the package (so it
+    works from an installed wheel, whatever the working directory). Jinja is imported here,
+    like matplotlib, so that a trap that never writes HTML does not need it."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
+    return Environment(
+        loader=PackageLoader("edge_agent.office", "templates"),
+        autoescape=True,  # every value, in every template (report.css has none)
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
     )
-
-
-def _label_cell(label: str, colours: dict[str, str]) -> str:
-    colour = colours.get(label, UNKNOWN_COLOUR)
-    return f'<span class="swatch" style="background:{colour}"></span>{escape(label)}'
-
-
-def _taxon_cell(label: str, taxa: TaxonMap) -> str:
-    taxon = taxa[label]
-    if taxon.is_animal:
-        rank = f" ({taxon.rank})" if taxon.rank and taxon.rank != "species" else ""
-        return f'<span class="taxon">{escape(taxon.scientific_name)}</span>{escape(rank)}'
-    return escape(taxon.observation_type)
 
 
 def _duration(seconds: float | None) -> str:
@@ -299,222 +254,135 @@ def _short_time(value: str | None, seconds: bool = True) -> str:
     return f"{parsed:%Y-%m-%d {clock}} {offset[:3]}:{offset[3:]}"
 
 
-def _totals_section(data: ReportData, colours: dict[str, str], taxa: TaxonMap) -> str:
-    summary = summarize(data.rows)
-    rows = [
-        [
-            _label_cell(label, colours),
-            _taxon_cell(label, taxa),
-            str(entry["events"]),
-            str(entry["count"]),
-            str(entry["max_n"]),
-            f"{entry['confidence']:.2f}",
-        ]
-        for label, entry in summary.items()
-    ]
-    attrs = [f' data-label="{escape(label)}"' for label in summary]
-    headers = [
-        ("label", "label"),
-        ("taxon / type", "taxon-col"),
-        ("events", "num events"),
-        ("count", "num count"),
-        ("largest MaxN", "num max-n"),
-        ("mean confidence", "num confidence"),
-    ]
-    table = (
-        _table(headers, rows, "totals", attrs)
-        if rows
-        else '<p class="empty">No events in this period.</p>'
-    )
-    parts = [
-        "<section><h2>Totals per label</h2>",
-        '<p class="note">count = the sum over events of each event\'s MaxN, the most '
-        "individuals of the label seen together in one frame; an animal that lingers is "
-        "counted once per event.</p>",
-        table,
-    ]
-    keys = sorted({row.deployment.key for row in data.rows})
-    if len(keys) > 1:
-        parts += [
-            '<h2 style="margin-top:22px">Count per deployment</h2>',
-            '<p class="note">The same counts, per deployment (one trap at one place).</p>',
-            _per_deployment_table(data, list(summary), colours),
-        ]
-    parts.append("</section>")
-    return "".join(parts)
+def _taxon(label: str, taxa: TaxonMap) -> dict[str, Any]:
+    """What the taxon column shows: the scientific name (and its rank, when coarser than a
+    species) of an animal, else the observation type."""
+    taxon = taxa[label]
+    rank = f" ({taxon.rank})" if taxon.rank and taxon.rank != "species" else ""
+    return {
+        "animal": taxon.is_animal,
+        "name": taxon.scientific_name,
+        "rank": rank,
+        "type": taxon.observation_type,
+    }
 
 
-def _per_deployment_table(data: ReportData, labels: list[str], colours: dict[str, str]) -> str:
-    """Deployments x labels: each cell the count (sum of MaxN), with a total column."""
+def _totals(data: ReportData, colours: dict[str, str], taxa: TaxonMap) -> list[dict[str, Any]]:
+    return [
+        {
+            "label": label,
+            "colour": colours.get(label, UNKNOWN_COLOUR),
+            "taxon": _taxon(label, taxa),
+            "events": entry["events"],
+            "count": entry["count"],
+            "max_n": entry["max_n"],
+            "confidence": f"{entry['confidence']:.2f}",
+        }
+        for label, entry in summarize(data.rows).items()
+    ]
+
+
+def _per_deployment(data: ReportData, colours: dict[str, str]) -> dict[str, Any] | None:
+    """Deployments x labels: each cell the count (sum of MaxN), "·" for none, with a total;
+    None when there is only one deployment."""
+    if len({row.deployment.key for row in data.rows}) < 2:
+        return None
+    labels = list(summarize(data.rows))
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     for group in group_rows(data.rows, ["deployment"]):
         counts[group["deployment"]][group["label"]] += group["count"]
-    headers = [("deployment", "deployment")]
-    headers += [
-        (f'<span class="swatch" style="background:{colours[label]}"></span>{escape(label)}', "num")
-        for label in labels
-    ]
-    headers.append(("total", "num total"))
-    rows = [
-        [escape(key)]
-        + [str(counts[key].get(label, 0)) if counts[key].get(label) else "·" for label in labels]
-        + [f"<b>{sum(counts[key].values())}</b>"]
-        for key in sorted(counts)
-    ]
-    return _table(headers, rows, "per-deployment")
+    return {
+        "labels": [(label, colours[label]) for label in labels],
+        "rows": [
+            {
+                "key": key,
+                "cells": [
+                    str(counts[key][label]) if counts[key][label] else "·" for label in labels
+                ],
+                "total": sum(counts[key].values()),
+            }
+            for key in sorted(counts)
+        ],
+    }
 
 
-def _chart_section(title: str, note: str, png: str, alt: str) -> str:
-    return (
-        f"<section><h2>{escape(title)}</h2><p class='note'>{escape(note)}</p>"
-        f'<img class="chart" alt="{escape(alt)}" src="data:image/png;base64,{png}"></section>'
-    )
-
-
-def _events_section(data: ReportData, colours: dict[str, str]) -> str:
+def _events(data: ReportData, colours: dict[str, str]) -> dict[str, Any]:
     rows = data.rows[-MAX_EVENT_ROWS:]
-    cut = len(data.rows) - len(rows)
     note = "One line per event and label, in the trap's local time."
-    if cut:
+    if len(rows) < len(data.rows):
         note += f" The latest {len(rows)} of {len(data.rows)}; use --format csv for all."
-    cells = []
+    shown = []
     for row in rows:
         confidence = max(0.0, min(1.0, row.mean_confidence))
-        cells.append(
-            [
-                escape(_short_time(local_iso(row.start, row.timezone))),
-                escape(row.deployment.key),
-                _label_cell(row.label, colours),
-                str(row.max_n),
-                f"{(row.end - row.start).total_seconds():.0f} s",
-                str(row.frames),
-                f'<span class="conf"><span class="bar" style="width:{confidence * 60:.0f}px">'
-                f"</span>{confidence:.2f}</span>",
-                f"<code>{escape(row.model_sha256[:12]) if row.model_sha256 else '–'}</code>",
-            ]
+        shown.append(
+            {
+                "start": _short_time(local_iso(row.start, row.timezone)),
+                "deployment": row.deployment.key,
+                "label": row.label,
+                "colour": colours.get(row.label, UNKNOWN_COLOUR),
+                "max_n": row.max_n,
+                "duration": f"{(row.end - row.start).total_seconds():.0f} s",
+                "frames": row.frames,
+                "bar": f"{confidence * 60:.0f}",
+                "confidence": f"{confidence:.2f}",
+                "model": row.model_sha256[:12] if row.model_sha256 else "–",
+            }
         )
-    headers = [
-        ("start", "start"),
-        ("deployment", "deployment"),
-        ("label", "label"),
-        ("MaxN", "num max-n"),
-        ("duration", "num"),
-        ("frames", "num"),
-        ("confidence", "confidence"),
-        ("model", "model"),
-    ]
-    body = (
-        f'<div class="scroll">{_table(headers, cells, "events")}</div>'
-        if cells
-        else '<p class="empty">No events in this period.</p>'
-    )
-    return f"<section><h2>Events</h2><p class='note'>{escape(note)}</p>{body}</section>"
+    return {"note": note, "rows": shown}
 
 
-def _models_section(data: ReportData) -> str:
+def _models(data: ReportData) -> list[dict[str, Any]]:
     models = [m for m in data.models if m["events"]] or data.models
-    rows = [
-        [
-            f"<code>{escape(m['sha256'][:12])}</code>",
-            escape(str(m["arch"])),
-            f"{m['accuracy']:.1%}" if m["accuracy"] is not None else "–",
-            str(len(m["labels"])),
-            escape(_short_time(local_iso(m["first_seen"]))),
-            str(m["events"]),
-        ]
+    return [
+        {
+            "version": m["sha256"][:12],
+            "arch": str(m["arch"]),
+            "accuracy": f"{m['accuracy']:.1%}" if m["accuracy"] is not None else "–",
+            "labels": len(m["labels"]),
+            "first_used": _short_time(local_iso(m["first_seen"])),
+            "events": m["events"],
+        }
         for m in models
     ]
-    headers = [
-        ("version", "version"),
-        ("architecture", "arch"),
-        ("int8 accuracy", "num"),
-        ("labels", "num"),
-        ("first used (UTC)", "first"),
-        ("events here", "num events"),
-    ]
-    body = (
-        _table(headers, rows, "models")
-        if rows
-        else '<p class="empty">No model recorded in the database.</p>'
-    )
-    note = "The classifier versions (first 12 hex digits of the .tflite's sha256)."
-    return f"<section><h2>Model versions</h2><p class='note'>{note}</p>{body}</section>"
 
 
-def _health_section(data: ReportData) -> str:
+def _health(data: ReportData) -> dict[str, Any]:
+    """Per trap, its heartbeats' summary; the gaps, one line each; the free-disk chart."""
     zones = trap_zones(data)
     rows = []
-    gap_lines = []
+    gaps = []
     for trap, beats in data.heartbeats.items():
         health = heartbeat_health(beats, zones.get(trap, "UTC"))
-        gaps = health["gaps"]
-        longest = max((g["hours"] for g in gaps), default=0.0)
-        gap_text = (
-            f'<span class="warn">{len(gaps)}, longest {longest:.0f} h</span>'
-            if gaps
-            else '<span class="ok">none</span>'
-        )
         temp = health["max_cpu_temp_c"]
-        first = _short_time(health["first"], seconds=False)
-        last = _short_time(health["last"], seconds=False)
         low = health["min_free_disk_bytes"]
         rows.append(
-            [
-                escape(trap),
-                str(health["heartbeats"]),
-                f"{escape(first[:16])} →<br>{escape(last)}",
-                _duration(health["interval_s"]),
-                gap_text,
-                _bytes(health["free_disk_bytes"])
-                + (f" <small>(low {_bytes(low)})</small>" if low is not None else ""),
-                f"{health['fps']:.1f}" if health["fps"] is not None else "–",
-                f"{temp:.0f} °C" if temp is not None else "–",
-            ]
+            {
+                "trap": trap,
+                "heartbeats": health["heartbeats"],
+                "first": _short_time(health["first"], seconds=False)[:16],
+                "last": _short_time(health["last"], seconds=False),
+                "interval": _duration(health["interval_s"]),
+                "gaps": len(health["gaps"]),
+                "longest_gap": f"{max((g['hours'] for g in health['gaps']), default=0.0):.0f}",
+                "free_disk": _bytes(health["free_disk_bytes"]),
+                "low_disk": _bytes(low) if low is not None else None,
+                "fps": f"{health['fps']:.1f}" if health["fps"] is not None else "–",
+                "cpu_max": f"{temp:.0f} °C" if temp is not None else "–",
+            }
         )
-        gap_lines += [
-            f"<li>{escape(trap)}: {escape(_short_time(g['from']))} → "
-            f"{escape(_short_time(g['to']))} ({g['hours']:.1f} h)</li>"
-            for g in gaps
+        gaps += [
+            {
+                "trap": trap,
+                "start": _short_time(g["from"]),
+                "end": _short_time(g["to"]),
+                "hours": f"{g['hours']:.1f}",
+            }
+            for g in health["gaps"]
         ]
-    headers = [
-        ("trap", "trap"),
-        ("beats", "num"),
-        ("heard from", "period"),
-        ("interval", "num"),
-        ("gaps", "gaps"),
-        ("free disk", "num disk"),
-        ("fps", "num"),
-        ("CPU max", "num"),
-    ]
-    if not rows:
-        return (
-            "<section><h2>Trap health</h2>"
-            '<p class="empty">No heartbeats in this period.</p></section>'
-        )
-    parts = [
-        "<section><h2>Trap health</h2>",
-        "<p class='note'>From the service's heartbeats. A gap is more than three usual "
-        "intervals without one: the trap was off, crashed or lost power, and counted "
-        "nothing then.</p>",
-        f'<div class="wide">{_table(headers, rows, "health")}</div>',
-    ]
-    if gap_lines:
-        parts.append(f"<ul class='note'>{''.join(gap_lines)}</ul>")
-    chart = disk_chart(data)
-    if chart:
-        parts.append(
-            f'<img class="chart" alt="free disk over time" src="data:image/png;base64,{chart}">'
-        )
-    parts.append("</section>")
-    return "".join(parts)
+    return {"rows": rows, "gaps": gaps, "disk_chart": disk_chart(data) if rows else None}
 
 
-def render_html(data: ReportData, taxa: TaxonMap | None = None, title: str | None = None) -> str:
-    """The whole page as a string."""
-    taxa = taxa or TaxonMap()
-    colours = label_colours(sorted({row.label for row in data.rows}))
-    traps = sorted({d.trap_id for d in data.deployments})
-    title = title or f"Wildlife counts: {', '.join(traps) or 'no trap'}"
+def _subtitle(data: ReportData, traps: list[str]) -> str:
     if data.rows:
         first = local_iso(data.rows[0].start, data.rows[0].timezone)
         last = local_iso(data.rows[-1].start, data.rows[-1].timezone)
@@ -529,53 +397,45 @@ def render_html(data: ReportData, taxa: TaxonMap | None = None, title: str | Non
         filters.append(f"until {window['until']}")
     if data.labels:
         filters.append(f"labels {', '.join(data.labels)}")
-    subtitle = f"{span} · {len(traps)} trap(s)" + (f" · {'; '.join(filters)}" if filters else "")
+    return f"{span} · {len(traps)} trap(s)" + (f" · {'; '.join(filters)}" if filters else "")
+
+
+def render_html(data: ReportData, taxa: TaxonMap | None = None, title: str | None = None) -> str:
+    """The whole page as a string."""
+    taxa = taxa or TaxonMap()
+    colours = label_colours(sorted({row.label for row in data.rows}))
+    traps = sorted({d.trap_id for d in data.deployments})
     summary = summarize(data.rows)
     cards = [
-        (str(data.event_count), "events"),
-        (str(sum(e["count"] for e in summary.values())), "individuals counted (ΣMaxN)"),
-        (str(len(summary)), "labels"),
-        (str(len({d.key for d in data.deployments})), "deployments"),
-        (str(sum(1 for m in data.models if m["events"])), "model versions used"),
+        (data.event_count, "events"),
+        (sum(e["count"] for e in summary.values()), "individuals counted (ΣMaxN)"),
+        (len(summary), "labels"),
+        (len({d.key for d in data.deployments}), "deployments"),
+        (sum(1 for m in data.models if m["events"]), "model versions used"),
     ]
-    sections = [_totals_section(data, colours, taxa)]
+    charts = None
     if data.rows:
-        sections.append(
-            _chart_section(
-                "Counts per day",
-                "Sum of MaxN per label and day, in each trap's local time.",
-                counts_per_day_chart(data, colours),
-                "counts per day per label",
-            )
-        )
-        sections.append(
-            _chart_section(
-                "Activity by hour of day",
-                "Events per label by the local hour they started in (night shaded).",
-                hour_of_day_chart(data, colours),
-                "activity by hour of day per label",
-            )
-        )
-    sections += [_events_section(data, colours), _models_section(data), _health_section(data)]
-    generated = datetime.now(UTC).isoformat(timespec="seconds")
-    card_html = "".join(
-        f'<div class="card"><div class="value">{escape(v)}</div>'
-        f'<div class="name">{escape(n)}</div></div>'
-        for v, n in cards
-    )
+        charts = {
+            "per_day": counts_per_day_chart(data, colours),
+            "hour_of_day": hour_of_day_chart(data, colours),
+        }
     return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{CSS}</style></head><body>"
-        f'<header><div class="wrap"><h1>{escape(title)}</h1>'
-        f"<p>{escape(subtitle)}</p></div></header>"
-        f'<main class="wrap"><div class="cards">{card_html}</div>'
-        f"{''.join(sections)}</main>"
-        f'<footer class="wrap">Generated {escape(generated)} by trapcount {escape(__version__)} '
-        f"from {len(data.sources)} database(s). Counts are machine classifications; "
-        "review before publishing.</footer>"
-        "</body></html>\n"
+        environment()
+        .get_template(TEMPLATE)
+        .render(
+            title=title or f"Wildlife counts: {', '.join(traps) or 'no trap'}",
+            subtitle=_subtitle(data, traps),
+            cards=cards,
+            totals=_totals(data, colours, taxa),
+            per_deployment=_per_deployment(data, colours),
+            charts=charts,
+            events=_events(data, colours),
+            models=_models(data),
+            health=_health(data),
+            generated=datetime.now(UTC).isoformat(timespec="seconds"),
+            version=__version__,
+            sources=len(data.sources),
+        )
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections import Counter
+from html.parser import HTMLParser
 
 import pytest
 from click.testing import CliRunner
@@ -111,3 +112,57 @@ def test_the_page_in_headless_chromium(page, traps, tmp_path):
     assert page_width <= 1280  # nothing sticks out sideways
     assert all(url.startswith(("file:", "data:")) for url in requested), requested
     assert screenshot.stat().st_size > 50_000
+
+
+HOSTILE_TRAP = "<script>alert(1)</script>"
+HOSTILE_LABEL = '"><img src=x onerror=alert(2)>'
+HOSTILE_PLACE = "<b>Meadow</b> & co"
+
+
+def test_values_from_the_database_are_escaped(traps, tmp_path, monkeypatch):
+    """A trap id, label or place name holding markup (a tampered or foreign database) is
+    shown as text: no script, no extra image, no broken attribute. The page is rendered
+    from another working directory: its templates come from the package."""
+    tampered = tmp_path / "tampered.sqlite"
+    tampered.write_bytes(traps[0].read_bytes())
+    with sqlite3.connect(tampered) as db:
+        db.execute(
+            "UPDATE deployments SET trap_id = ?, location_name = ?", (HOSTILE_TRAP, HOSTILE_PLACE)
+        )
+        db.execute("UPDATE observations SET label = ? WHERE label = 'fox'", (HOSTILE_LABEL,))
+    db.close()
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "hostile.html"
+    result = CliRunner().invoke(
+        cli, ["report", "--db", str(tampered), "--db", str(traps[1]), "--html", str(path)]
+    )
+    assert result.exit_code == 0, result.output
+    html = path.read_text("utf-8")
+    assert "<script" not in html and "<img src=x" not in html and "<b>Meadow" not in html
+    assert html.count("<img") == 3  # the charts only
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html  # title, deployment, health
+    assert "<title>Wildlife counts: &lt;script&gt;alert(1)&lt;/script&gt;, canyon</title>" in html
+    assert '<td class="deployment">&lt;script&gt;alert(1)&lt;/script&gt;</td>' in html
+    tags = Tags()
+    tags.feed(html)
+    assert {name for name, _ in tags.found} <= PAGE_TAGS
+    assert not any(key.startswith("on") for _, attrs in tags.found for key, _ in attrs)
+    labels = {value for _, attrs in tags.found for key, value in attrs if key == "data-label"}
+    assert HOSTILE_LABEL in labels  # the whole label, inside its attribute
+
+
+# Every element the report uses: a value that became markup would add another.
+PAGE_TAGS = {
+    "html", "head", "meta", "title", "style", "body", "header", "div", "h1", "h2", "p",
+    "main", "section", "table", "thead", "tbody", "tr", "th", "td", "span", "b", "img",
+    "code", "br", "small", "ul", "li", "footer",
+}  # fmt: skip
+
+
+class Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[tuple[str, list[tuple[str, str | None]]]] = []
+
+    def handle_starttag(self, tag, attrs) -> None:
+        self.found.append((tag, attrs))
