@@ -23,7 +23,8 @@ reviewed) is never listed or served. The server answers one request at a time, s
 hold it long: a body over 1 MiB or a decision on more than 5000 crops is refused (413), and
 a decision is written in one transaction. Its access log shows ``token=***``, never the
 token. Flask is imported only when the app is built (the ``review`` extra), so the agent
-itself does not need it.
+itself does not need it. The page is the Jinja template ``templates/review.html``, rendered
+by Flask with autoescape on.
 """
 
 from __future__ import annotations
@@ -164,112 +165,14 @@ def resolve_media_file(root: Path, row: Media) -> Path | None:
     return None
 
 
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>trapcount review</title>
-<style>
-body{font-family:sans-serif;margin:1em;background:#fafafa}
-.item{display:inline-block;vertical-align:top;margin:4px;padding:6px;border:3px solid #ddd;
-background:#fff;width:260px}
-.item.current{border-color:#e67e00}
-.item.done{opacity:.55}
-.item img.crop{width:128px;height:128px;object-fit:contain;image-rendering:pixelated}
-.item img.frame{width:120px;height:auto}
-.meta{font-size:12px;color:#333}
-.hard{color:#b00}
-form.inline{display:inline}
-#progress{font-weight:bold}
-.msg{color:#b00}
-</style></head><body>
-<h1>trapcount review</h1>
-<p id="progress">{{ remaining }} of {{ total }} crops remain to be reviewed
-({{ total - remaining }} reviewed).</p>
-{% if message %}<p class="msg" id="message">{{ message }}</p>{% endif %}
-<p class="meta">Keys: <b>j</b>/<b>k</b> next/previous, <b>c</b> confirm, <b>e</b> empty
-(not an animal), <b>r</b> relabel, {% for label in labels[:9] %}<b>{{ loop.index }}</b> {{ label }}
-{% endfor %}</p>
-<form id="bulk" method="post" action="{{ url_for('decide') }}">
-<input type="hidden" name="csrf" value="{{ csrf }}">
-Selected: <button name="action" value="confirm" id="bulk-confirm">confirm</button>
-<button name="action" value="empty" id="bulk-empty">empty</button>
-<input name="label" list="labels" placeholder="label" size="12" id="bulk-label">
-<button name="action" value="relabel" id="bulk-relabel">relabel</button>
-</form>
-<datalist id="labels">{% for label in labels %}<option value="{{ label }}">{% endfor %}</datalist>
-{% for group, items in groups %}
-<h2>{{ group }} <small>({{ items|length }})</small></h2>
-{% for item in items %}{% set m = item.crop %}
-<div class="item{% if m.reviewed_label %} done{% endif %}" id="m{{ m.id }}" data-id="{{ m.id }}"
- data-reviewed="{{ m.reviewed_label or '' }}">
-<input type="checkbox" name="ids" value="{{ m.id }}" form="bulk" class="pick">
-<img class="crop" src="{{ url_for('media', media_id=m.id) }}" alt="crop {{ m.id }}">
-{% if item.frame %}<img class="frame" src="{{ url_for('media', media_id=item.frame.id) }}"
- alt="frame of {{ m.id }}">{% endif %}
-<div class="meta">#{{ m.id }} {{ m.time.strftime('%Y-%m-%d %H:%M:%S') }}<br>
-predicted <b>{{ m.label }}</b> {{ '%.2f'|format(m.confidence) }}
-{% if m.disagreed %}<span class="hard">disagreed</span>{% endif %}<br>
-reviewed: <b class="reviewed">{{ m.reviewed_label or '-' }}</b></div>
-<form class="inline decide" method="post" action="{{ url_for('decide') }}">
-<input type="hidden" name="csrf" value="{{ csrf }}">
-<input type="hidden" name="ids" value="{{ m.id }}">
-<button name="action" value="confirm" class="confirm">confirm</button>
-<button name="action" value="empty" class="empty">empty</button><br>
-<input name="label" list="labels" placeholder="new label" size="10" class="label">
-<button name="action" value="relabel" class="relabel">relabel</button>
-</form></div>
-{% endfor %}{% endfor %}
-{% if not groups %}<p>No kept crops to review.</p>{% endif %}
-<script>
-const items = Array.from(document.querySelectorAll('.item'));
-const labels = {{ labels|tojson }};
-let at = items.findIndex(el => !el.dataset.reviewed);
-const start = new URLSearchParams(location.search).get('at');
-if (start) { const i = items.findIndex(el => el.dataset.id === start); if (i >= 0) at = i; }
-if (at < 0) at = 0;
-function show() {
-  items.forEach((el, i) => el.classList.toggle('current', i === at));
-  if (items[at]) items[at].scrollIntoView({block: 'nearest'});
-}
-function decide(action, label) {
-  const form = items[at].querySelector('form.decide');
-  if (label !== undefined) form.querySelector('.label').value = label;
-  form.querySelector('button.' + action).click();
-}
-document.querySelectorAll('input.label').forEach(input => {
-  input.addEventListener('keydown', ev => {
-    if (ev.key === 'Enter') {
-      ev.preventDefault();
-      input.form.querySelector('button.relabel').click();
-    }
-  });
-});
-document.getElementById('bulk-label').addEventListener('keydown', ev => {
-  if (ev.key === 'Enter') { ev.preventDefault(); document.getElementById('bulk-relabel').click(); }
-});
-document.addEventListener('keydown', ev => {
-  if (ev.target.tagName === 'INPUT' || !items.length || ev.ctrlKey || ev.metaKey || ev.altKey) {
-    return;
-  }
-  if (ev.key === 'j') { at = Math.min(at + 1, items.length - 1); show(); }
-  else if (ev.key === 'k') { at = Math.max(at - 1, 0); show(); }
-  else if (ev.key === 'c') decide('confirm');
-  else if (ev.key === 'e') decide('empty');
-  else if (ev.key === 'r') { ev.preventDefault(); items[at].querySelector('.label').focus(); }
-  else if (/^[1-9]$/.test(ev.key) && labels[Number(ev.key) - 1]) {
-    decide('relabel', labels[Number(ev.key) - 1]);
-  }
-});
-show();
-</script>
-</body></html>
-"""
+TEMPLATE = "review.html"  # in templates/, next to this module
 
 
 def create_app(
     db: str, media_dir: Path | str, *, host: str = "127.0.0.1", token: str | None = None
 ) -> Any:
     """The Flask app (imported here: Flask is the ``review`` extra)."""
-    from flask import Flask, abort, redirect, render_template_string, request, send_file, url_for
+    from flask import Flask, abort, redirect, render_template, request, send_file, url_for
 
     check_bind(host, token)
     root = Path(media_dir).expanduser()
@@ -278,7 +181,9 @@ def create_app(
     store = Store.open(db, create=False)
     loopback = is_loopback(host)
     csrf = secrets.token_urlsafe(24)
-    app = Flask(__name__, static_folder=None)
+    # Templates come from the package's templates/ folder (Flask's root_path is this
+    # module's folder, wherever it is installed); autoescape is on for .html.
+    app = Flask(__name__, static_folder=None, template_folder="templates")
     app.config["TRAPCOUNT_STORE"] = store
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
 
@@ -326,8 +231,8 @@ def create_app(
         for item in items:
             groups.setdefault(item.crop.label, []).append(item)
         remaining = sum(1 for i in items if not i.crop.reviewed_label)
-        return render_template_string(
-            PAGE,
+        return render_template(
+            TEMPLATE,
             groups=list(groups.items()),
             total=len(items),
             remaining=remaining,

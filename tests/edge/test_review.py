@@ -203,6 +203,27 @@ def test_decisions_are_written_at_once_and_the_export_follows(trap, tmp_path):
     assert sorted(p.parent.name for p in out.rglob("*.jpg")) == ["deer", "deer", "red_fox"]
 
 
+def test_labels_from_the_database_are_shown_as_text(trap, tmp_path, monkeypatch):
+    """A label holding markup (a tampered or foreign database) is escaped wherever the page
+    shows it, and reaches the page's script as a JSON string. The page is rendered from
+    another working directory: its template comes from the package."""
+    db, _, ids = trap
+    hostile = "<script>alert(1)</script>"
+    with sqlite3.connect(db) as connection:
+        connection.execute("UPDATE media SET label = ? WHERE id = ?", (hostile, ids["fox"]))
+        connection.execute(
+            "UPDATE media SET reviewed_label = ? WHERE id = ?", ('"><b>x</b>', ids["deer_easy"])
+        )
+    connection.close()
+    monkeypatch.chdir(tmp_path)
+    page = client(trap).get("/?message=%3Cb%3Ehi%3C/b%3E").get_data(as_text=True)
+    assert page.count("<script") == 1 and "alert(1)</script>" not in page
+    assert "<b>x</b>" not in page and "<b>hi</b>" not in page
+    assert "<h2>&lt;script&gt;alert(1)&lt;/script&gt; <small>(1)</small></h2>" in page
+    assert '<p class="msg" id="message">&lt;b&gt;hi&lt;/b&gt;</p>' in page
+    assert r'"\u003cscript\u003ealert(1)\u003c/script\u003e"' in page  # in the labels JSON
+
+
 def test_labels_become_safe_folder_names():
     assert normalise_label("  Red Fox ") == "red_fox"
     for bad in ("", "../x", "a/b", ".hidden", "-x", "x" * 65, "é"):
