@@ -563,6 +563,7 @@ def make_tf_dataset(
     soft_targets=None,
     soft_weight: float = 0.5,
     label_smoothing: float = 0.0,
+    ir: float = 0.0,
 ):
     """A batched tf.data pipeline of (float32 raw pixels 0-255, one-hot labels).
 
@@ -576,11 +577,20 @@ def make_tf_dataset(
     ``soft_targets`` (knowledge distillation) is a callable mapping a batch of crops to
     class probabilities, a teacher network: the target of each crop becomes
     ``soft_weight`` x its output on that very crop, after augmentation (the teacher sees
-    what the student sees) plus the rest x the label smoothed by ``label_smoothing``.
+    the shift, flip and cutout the student sees; in colour, see ``ir``) plus the rest x
+    the label smoothed by ``label_smoothing``.
+
+    ``ir`` (training only, with or without ``augment``): the probability that a crop, after
+    the shift, flip and cutout, becomes infrared-like (trainer.looks.ir_like: grey in three
+    equal channels, random contrast, gamma, noise, some blur). The teacher still sees the
+    colour crop: it learned on colour, and the grey student is to agree with what it says
+    about the same crop in colour. With ``ir`` 0 the pipeline has none of these ops.
     """
     # TensorFlow only for the training pipeline: loading and splitting (evaluate, compare) do
     # not need it.
     import tensorflow as tf
+
+    from trainer.looks import ir_like
 
     height, width = images.shape[1:3]
     if translate is None:
@@ -626,10 +636,13 @@ def make_tf_dataset(
             batch = random_crop_flip(batch)
             if cutout > 0:
                 batch = random_cutout(batch)
+        colour = batch  # what a teacher sees
+        if training and ir > 0:
+            batch = ir_like(batch, ir)
         target = tf.one_hot(tf.gather(all_labels, index), num_classes)
         if soft_targets is not None:
             smoothed = target * (1.0 - label_smoothing) + label_smoothing / num_classes
-            taught = tf.cast(soft_targets(batch, training=False), tf.float32)
+            taught = tf.cast(soft_targets(colour, training=False), tf.float32)
             target = soft_weight * taught + (1.0 - soft_weight) * smoothed
         return batch, target
 

@@ -416,7 +416,9 @@ def export_keras_file(
     for key in ("epochs_done", "train_seconds", "code"):
         if key in config:
             training[key] = config[key]
-    for key in ("epochs", "batch_size", "seed", "width", "optimizer", "lr", "label_smoothing"):
+    for key in (
+        "epochs", "batch_size", "seed", "width", "optimizer", "lr", "label_smoothing", "ir",
+    ):  # fmt: skip
         if key in hparams:
             training[key] = hparams[key]
     history = config.get("history") or []

@@ -228,7 +228,10 @@ def _fit(
         soft_targets=teacher,
         soft_weight=hp.teacher_weight,
         label_smoothing=hp.label_smoothing,
+        ir=hp.ir,
     )
+    if hp.ir:
+        log.info("infrared-like look on %.0f%% of the training crops", 100 * hp.ir)
     val_ds = make_tf_dataset(
         split.val.images,
         split.val.labels,

@@ -79,6 +79,18 @@ class HParams:
     cutout: int = _hp(
         0, Flag("Augmentation: blank a random square of this side in pixels (0: none).", minimum=0)
     )
+    # Infrared: the probability that a training crop becomes IR-like (trainer.looks:
+    # grey in three equal channels, random contrast, gamma, noise, some blur), after the
+    # shift, flip and cutout; a teacher still sees it in colour. 0 for every arch, so
+    # runs and config.json files from before it train as they did.
+    ir: float = _hp(
+        0.0,
+        Flag(
+            "Probability that a training crop becomes infrared-like: grey (R=G=B), random "
+            "contrast and gamma, sensor noise, some blur. A --teacher sees the colour crop.",
+            minimum=0.0,
+        ),
+    )
     tta: str = _hp(  # export: test-time augmentation baked into the .tflite (trainer.tta)
         "none",
         Flag(
@@ -285,6 +297,8 @@ def validate_hparams(hp: HParams) -> None:
         problems.append("translate must be 0 or more pixels")
     if not 0 <= hp.cutout <= min(hp.input_size):
         problems.append("cutout must be 0 (none) up to the input side in pixels")
+    if not 0.0 <= hp.ir <= 1.0:
+        problems.append("ir (the share of infrared-like crops) must be in [0, 1]")
     if hp.tta not in TTA_MODES:
         problems.append(f"unknown test-time augmentation {hp.tta!r} ({', '.join(TTA_MODES)})")
     if hp.calibration_images < 1:
