@@ -309,12 +309,19 @@ def export(model, data, out, max_quant_drop, val_split, split_seed, tta, no_cach
     type=click.Path(path_type=Path),
     help="Also write evaluation.json and evaluation-confusion.png into this folder.",
 )
+@click.option(
+    "--grey",
+    is_flag=True,
+    help="Also measure on the same images turned grey (ITU-R BT.601 luma in all three "
+    "channels, as an infrared night frame) and print the gap to colour in points.",
+)
 @click.option("--threads", type=click.IntRange(min=1), help="Interpreter threads.")
 @cache_option
 @quiet_option
-def evaluate(model_dir, data, split, val_split, out, threads, no_cache, quiet) -> None:
+def evaluate(model_dir, data, split, val_split, out, grey, threads, no_cache, quiet) -> None:
     """Accuracy of MODEL_DIR (model.tflite + model.json) on --data, int8 through the edge
-    agent's classifier, float too when model.keras is there."""
+    agent's classifier, float too when model.keras is there; with --grey also on the same
+    images turned grey, the infrared gap."""
     _setup_logging(quiet)
     if not data:
         raise TrainerCliError("give at least one --data to evaluate on")
@@ -331,6 +338,7 @@ def evaluate(model_dir, data, split, val_split, out, threads, no_cache, quiet) -
             use_cache=not no_cache,
             num_threads=threads,
             val_split=val_split,
+            grey=grey,
         )
         scores = result.pop("_scores")
         if out is not None:
@@ -342,17 +350,42 @@ def evaluate(model_dir, data, split, val_split, out, threads, no_cache, quiet) -
                 Path(out) / "evaluation-confusion.png",
                 f"int8 on {result['split']}, n={result['n']}: {100 * scores.accuracy:.1f}%",
             )
-        click.echo(f"model     {result['model']} ({result['sha256'][:12]})")
-        click.echo(f"data      {result['split']}, {result['n']} images")
-        if "float_accuracy" in result:
-            click.echo(f"float     {100 * result['float_accuracy']:.2f}%")
-        click.echo(f"int8      {100 * result['int8_accuracy']:.2f}%")
-        width = max(len(label) for label in scores.labels)
-        for label, recall in result["per_class_recall_int8"].items():
-            shown = "-" if recall is None else f"{100 * recall:.1f}%"
-            click.echo(f"  {label:<{width}}  recall {shown}")
+        _print_evaluation(result, scores.labels)
 
     _run(action)
+
+
+def _print_evaluation(result: dict, labels: list[str]) -> None:
+    click.echo(f"model     {result['model']} ({result['sha256'][:12]})")
+    click.echo(f"data      {result['split']}, {result['n']} images")
+    if "float_accuracy" in result:
+        click.echo(f"float     {100 * result['float_accuracy']:.2f}%")
+    click.echo(f"int8      {100 * result['int8_accuracy']:.2f}%")
+    grey = result.get("grey")
+    if grey is not None:
+        _print_grey(grey)
+    width = max(len(label) for label in labels)
+    grey_recall = grey["per_class_recall_int8"] if grey is not None else {}
+    for label, recall in result["per_class_recall_int8"].items():
+        shown = _percent(recall)
+        if label in grey_recall:
+            shown += f"  grey {_percent(grey_recall[label])}"
+        click.echo(f"  {label:<{width}}  recall {shown}")
+
+
+def _percent(share: float | None) -> str:
+    return "-" if share is None else f"{100 * share:.1f}%"
+
+
+def _print_grey(grey: dict) -> None:
+    """The accuracy on the images turned grey and its gap to colour, float and int8."""
+    click.echo(f"grey      {grey['look']}")
+    for kind in ("float", "int8"):
+        if f"{kind}_accuracy" in grey:
+            click.echo(
+                f"{kind:<5} grey {100 * grey[f'{kind}_accuracy']:.2f}% "
+                f"(gap {grey[f'{kind}_gap_points']:.2f} points)"
+            )
 
 
 class WorseModelError(click.ClickException):
@@ -417,6 +450,8 @@ def _print_summary(out: Path, metrics: dict) -> None:
         f"int8      {100 * metrics['int8_accuracy']:.2f}% "
         f"(drop {metrics['quant_drop_points']:.2f} points, allowed {metrics['max_quant_drop']:g})"
     )
+    if "grey" in metrics:
+        _print_grey(metrics["grey"])
     click.echo(f"tflite    {metrics['tflite_bytes']:,} bytes, sha256 {metrics['sha256'][:12]}")
     confidence = metrics.get("confidence", {})
     if confidence.get("method") == "temperature":

@@ -8,6 +8,7 @@ the input, same interpreter, same output dequantization).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from edge_agent.manifest import Manifest, read_manifest
 from edge_agent.vision.classifier import Classifier
 from trainer.calibrate import logit_model
 from trainer.data import DataError, Dataset, load_datasets, stratified_split, usable_cores
+from trainer.looks import grey_images
 from trainer.run_folder import KERAS_FILENAME, load_keras_model
 
 log = logging.getLogger("trapcount.trainer")
@@ -205,11 +207,13 @@ def evaluate_model_dir(
     use_cache: bool = True,
     num_threads: int | None = None,
     val_split: float | None = None,
+    grey: bool = False,
 ) -> dict[str, Any]:
     """``trapcount-train evaluate``: int8 (and float, when model.keras is beside it) accuracy
     of a model folder on ``split`` of ``data_specs``: ``val`` recomputes the validation split
     the manifest records (same data, same seed), ``all`` uses every image (a separate test
-    set); ``val_split`` a smaller fraction of the same split (see :func:`evaluation_set`)."""
+    set); ``val_split`` a smaller fraction of the same split (see :func:`evaluation_set`).
+    ``grey`` also measures on the same images turned grey (:func:`grey_figures`)."""
     model_dir = Path(model_dir).expanduser()
     manifest, data, where = evaluation_set(
         model_dir, data_specs, split=split, use_cache=use_cache, val_split=val_split
@@ -227,6 +231,7 @@ def evaluate_model_dir(
         "confusion_int8": int8.confusion.tolist(),
     }
     keras_path = model_dir / KERAS_FILENAME
+    model = flt = None
     if keras_path.is_file():
         model = load_keras_model(keras_path)
         if manifest.tta != "none":  # measure the float model the way the .tflite runs it
@@ -238,5 +243,41 @@ def evaluate_model_dir(
         result["float_accuracy"] = round(flt.accuracy, 4)
         result["per_class_recall_float"] = flt.per_class_recall()
         result["quant_drop_points"] = round(100 * (flt.accuracy - int8.accuracy), 2)
+    if grey:
+        log.info("and on the same %d images turned grey", len(data))
+        result["grey"] = grey_figures(
+            data,
+            int8,
+            lambda images: predict_int8(model_dir, images, num_threads),
+            flt,
+            None if model is None else lambda images: predict_float(model, images),
+        )
     result["_scores"] = int8
     return result
+
+
+GREY_LOOK = "ITU-R BT.601 luma, rounded, in all three channels"
+
+
+def grey_figures(
+    data: Dataset,
+    int8_colour: Scores,
+    predict_int8_grey: Callable[[np.ndarray], np.ndarray],
+    float_colour: Scores | None = None,
+    predict_float_grey: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Accuracy on ``data``'s images turned grey (trainer.looks.grey_images: the same
+    conversion for every image, no noise), as an infrared trap frame is, and the gap to the
+    colour accuracy in points; int8, and float when its colour scores and predictor are
+    given. The predictors map uint8 images to class indices."""
+    images = grey_images(data.images)
+    int8 = Scores(data.classes, data.labels, predict_int8_grey(images))
+    figures: dict[str, Any] = {"look": GREY_LOOK, "n": len(data)}
+    if float_colour is not None and predict_float_grey is not None:
+        flt = Scores(data.classes, data.labels, predict_float_grey(images))
+        figures["float_accuracy"] = round(flt.accuracy, 4)
+        figures["float_gap_points"] = round(100 * (float_colour.accuracy - flt.accuracy), 2)
+    figures["int8_accuracy"] = round(int8.accuracy, 4)
+    figures["int8_gap_points"] = round(100 * (int8_colour.accuracy - int8.accuracy), 2)
+    figures["per_class_recall_int8"] = int8.per_class_recall()
+    return figures

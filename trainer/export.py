@@ -46,6 +46,7 @@ from trainer.data import DataError, Dataset, calibration_images, load_datasets, 
 from trainer.evaluate import (
     Scores,
     align_to_labels,
+    grey_figures,
     int8_probabilities,
     plot_confusion,
     plot_history,
@@ -174,8 +175,10 @@ def export_model(
     worse than float. With at least ``min_temperature_images`` validation images, the
     .tflite divides its logits by a temperature fitted on them (``trainer.calibrate``).
     ``tta="flip"`` bakes the mirror-image average into it (``trainer.tta``); the float
-    accuracy is then that of the same two-view average. The graph converted is rewritten
-    for int8 first (``trainer.int8_graph``); ``model.keras`` is saved as trained."""
+    accuracy is then that of the same two-view average. Both are also measured on the
+    validation images turned grey (``trainer.looks.grey_images``), the infrared gap. The
+    graph converted is rewritten for int8 first (``trainer.int8_graph``); ``model.keras`` is
+    saved as trained."""
     # These import Keras (seconds): when a model is exported, not when a command imports
     # this module for ExportError or plot_run_curve.
     from trainer.int8_graph import int8_ready
@@ -259,9 +262,19 @@ def export_model(
     manifest.confidence = confidence
     drop = 100 * (flt.accuracy - int8.accuracy)
     accepted = drop <= max_quant_drop
+    # The grey gap: the same validation images turned grey, as the trap sees at night.
+    grey = grey_figures(
+        val,
+        int8,
+        lambda images: np.argmax(int8_probabilities(out, images), axis=1),
+        flt,
+        lambda images: predict_float(float_model, images),
+    )
     manifest.accuracy = {
         "float": round(flt.accuracy, 4),
         "int8": round(int8.accuracy, 4),
+        "float_grey": grey["float_accuracy"],
+        "int8_grey": grey["int8_accuracy"],
         "split": "validation",
         "n_val": len(val),
         "val_split": training.get("val_split"),
@@ -280,6 +293,7 @@ def export_model(
         "labels": labels,
         "per_class_recall": {"float": flt.per_class_recall(), "int8": int8.per_class_recall()},
         "confidence": confidence,
+        "grey": grey,
         "int8_graph": dataclasses.asdict(graph_report),
         "tta": {"mode": tta, "views": tta_views},
         "confusion": {"float": flt.confusion.tolist(), "int8": int8.confusion.tolist()},
@@ -306,6 +320,13 @@ def export_model(
         100 * int8.accuracy,
         drop,
         max_quant_drop,
+    )
+    log.info(
+        "turned grey (%s): float %.2f%%, int8 %.2f%% (%.2f points below colour)",
+        grey["look"],
+        100 * grey["float_accuracy"],
+        100 * grey["int8_accuracy"],
+        grey["int8_gap_points"],
     )
     if not accepted:
         os.replace(tflite_path, out / REJECTED_FILENAME)

@@ -1,5 +1,6 @@
-"""Infrared: the IR-like look in the training pipeline (``--ir``) and the teacher seeing
-colour while the student sees grey."""
+"""Infrared: the IR-like look in the training pipeline (``--ir``), the teacher seeing colour
+while the student sees grey, and the grey gap measured by ``evaluate --grey`` and the
+export."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from edge_agent.manifest import read_manifest
+from edge_agent.vision.classifier import Classifier
 from tests.trainer.conftest import CLASSES, synthetic_image
 from trainer.cli import main
-from trainer.data import make_tf_dataset
+from trainer.data import load_datasets, make_tf_dataset, stratified_split
 from trainer.looks import grey_images
 from trainer.run import train_and_export
 
@@ -158,6 +161,11 @@ def test_ir_is_an_option_recorded_in_the_config_and_the_manifest(
     assert json.loads((out / "config.json").read_text())["hparams"]["ir"] == 0.5
     manifest = read_manifest(out)
     assert manifest.training["ir"] == 0.5
+    assert 0.0 <= manifest.accuracy["int8_grey"] <= 1.0
+    assert 0.0 <= manifest.accuracy["float_grey"] <= 1.0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["grey"]["int8_accuracy"] == manifest.accuracy["int8_grey"]
+    assert "int8  grey" in result.stdout and "gap" in result.stdout
 
     refused = invoke("train", "--data", cifar_batches, "--arch", "tiny", "--ir", "1.5")
     assert refused.exit_code == 2
@@ -173,3 +181,36 @@ def test_a_run_from_before_ir_resumes_without_it(class_tar: Path, tmp_path: Path
     train_and_export(data=None, out=out, resume=True)
     assert json.loads((out / "config.json").read_text())["status"] == "finished"
     assert read_manifest(out).training["ir"] == 0.0
+
+
+def test_evaluate_grey_prints_colour_grey_and_the_gap(
+    tiny_run: Path, class_folders: Path, class_tar: Path, tmp_path: Path
+):
+    data = ["--data", class_folders, "--data", class_tar]
+    plain = invoke("evaluate", tiny_run, *data)
+    assert plain.exit_code == 0, plain.output
+    assert "grey" not in plain.stdout  # evaluate as it was without the flag
+
+    result = invoke("evaluate", tiny_run, *data, "--grey", "--out", tmp_path / "eval")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[:4] == plain.stdout.splitlines()[:4]  # model, data, float, int8 in colour
+    assert lines[4] == "grey      ITU-R BT.601 luma, rounded, in all three channels"
+    assert lines[5].startswith("float grey ") and "points)" in lines[5]
+    assert lines[6].startswith("int8  grey ") and "points)" in lines[6]
+    assert all("  grey " in line for line in lines[7:])  # per-class recall, both looks
+    report = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    grey = report["grey"]
+    assert grey["int8_gap_points"] == round(
+        100 * (report["int8_accuracy"] - grey["int8_accuracy"]), 2
+    )
+    assert f"int8  grey {100 * grey['int8_accuracy']:.2f}%" in lines[6]
+
+    # The same figure as the export measured, and as the trap's classifier gives by hand.
+    manifest = read_manifest(tiny_run)
+    assert grey["int8_accuracy"] == manifest.accuracy["int8_grey"]
+    data_set = load_datasets([class_folders, class_tar])
+    val = stratified_split(data_set, 0.2, 0).val
+    with Classifier(tiny_run) as classifier:
+        predicted = classifier.predict_proba(grey_images(val.images)).argmax(axis=1)
+    assert grey["int8_accuracy"] == pytest.approx(np.mean(predicted == val.labels), abs=1e-4)
