@@ -135,6 +135,12 @@ class MotionSettings(_Section):
         "video, live cameras), 'bursts' (photos grouped into bursts, each its own background) "
         "or 'auto' (bursts for an image folder, motion otherwise).",
     )
+    background_bank: str = Field(
+        "",
+        description="Still photos: file (relative to this file) that keeps each camera's empty "
+        "views between runs, to find animals that stand still through a burst; '' = kept "
+        "for the run only.",
+    )
     method: Literal["mog2", "diff", "whole_frame"] = Field(
         "mog2", description="Background subtraction (mog2), frame differencing, or whole frame."
     )

@@ -17,6 +17,13 @@ import re
 # keep LABEL_RE.match() as strict as fullmatch() for any caller.
 LABEL_RE = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,63}\Z")
 RULE = "lower-case letters, digits, '_' and '-', at most 64, starting with a letter or digit"
+# Labels with a meaning of their own. ``unknown``: a crop below the confidence threshold (an
+# animal, but not one the model knows well enough). ``empty``: no animal (a model that
+# learned it from empty trap frames says so of a motion false positive; a reviewer says so
+# of a crop): never counted. ``person``: counted, never pictured.
+UNKNOWN = "unknown"
+EMPTY = "empty"
+PERSON = "person"
 # Longer labels are cut in messages, which must stay one readable line.
 _SHOWN = 60
 

@@ -29,6 +29,8 @@ from edge_agent.capture.identity import content_identity
 
 log = logging.getLogger(__name__)
 
+# The photos that carry a camera's EXIF time (the others fall back to file times quietly).
+_EXIF = frozenset({".jpg", ".jpeg"})
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 
 # Photos are decoded reduced to at most this long side (source.decode_max_side), and never
@@ -98,6 +100,19 @@ class ImageFolderSource(FrameSource):
             stamped.append((taken, str(file.relative_to(self.path)), file, origin))
         stamped.sort(key=lambda item: (item[0], item[1]))
         self.items: list[tuple[datetime, Path, str]] = [(t, f, o) for t, _, f, o in stamped]
+        by_file_time = [
+            f for _, f, origin in self.items if origin == "mtime" and f.suffix.lower() in _EXIF
+        ]
+        if by_file_time:
+            # A camera's JPEG without its time: a copy or an editor may have reset file
+            # times too, so say so, once per folder.
+            log.warning(
+                "%s: %d photo(s) have no EXIF time; their file modification times are used "
+                "(first: %s)",
+                self.path,
+                len(by_file_time),
+                by_file_time[0].name,
+            )
         if not self.items:
             log.warning("%s holds no images (%s)", self.path, ", ".join(sorted(IMAGE_SUFFIXES)))
 

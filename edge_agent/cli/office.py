@@ -33,7 +33,7 @@ UNTIL_HELP = (
     "trap's local day)."
 )
 
-GROUPINGS = ["event", "hour", "day", "week", "deployment"]
+GROUPINGS = ["event", "hour", "day", "week", "deployment", "illumination"]
 
 
 def _report_databases(databases: tuple[str, ...], config: Path | None) -> list[str]:
@@ -84,7 +84,8 @@ def _note_duplicates(count: int) -> None:
     "by",
     multiple=True,
     type=click.Choice(GROUPINGS),
-    help="List the events, or count per local hour, day or ISO week and/or per deployment; "
+    help="List the events, or count per local hour, day or ISO week and/or per deployment "
+    "and/or per illumination (colour or ir: day or night as the camera saw it); "
     "repeat to combine (--by deployment --by day) [default: per label, then the events].",
 )
 @click.option("--label", "labels", multiple=True, help="Only this label; repeat for several.")
@@ -172,10 +173,12 @@ def collect_export(db: str, out: Path) -> None:
     """Write the kept crops as an image-folder dataset for ``trapcount-train --data OUT``.
 
     Each crop goes to OUT/<label>/, under its reviewed label if a reviewer set one, else
-    the predicted label; OUT/unreviewed.txt lists those still unreviewed. Crops of people,
-    of ``unknown`` and those a reviewer marked ``empty`` are left out. Files are created 0600.
-    Crops whose label is not a valid folder name (a tampered or foreign database) are
-    skipped and counted.
+    the predicted label; OUT/unreviewed.txt lists those still unreviewed. OUT/cct.json lists
+    the same crops as COCO Camera Traps (the trap id as location, trap:event as seq_id), for
+    ``trapcount-train --data OUT/cct.json``, which keeps each trap on one side of the
+    validation split. Crops of people, of ``unknown`` and those a reviewer marked ``empty``
+    are left out. Files are created 0600. Crops whose label is not a valid folder name (a
+    tampered or foreign database) are skipped and counted.
     """
     from edge_agent.office.dataset import export_dataset
     from edge_agent.store.database import Store

@@ -173,6 +173,9 @@ def process(
     )
     summary = summarize_rows(rows)
     click.echo(summary_table(summary) if summary else "no events")
+    for reason, frames in sorted(result.unprocessed.items()):
+        # Not a frame with nothing in it: a frame nothing could be looked for in.
+        click.echo(f"unprocessed: {reason}: {plural(frames, 'frame')}")
     if result.media_dir is not None:
         paused = ", media writes stopped: disk low" if result.media_paused else ""
         click.echo(

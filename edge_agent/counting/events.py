@@ -3,7 +3,8 @@
 An **event** is a burst of activity. It opens when a track becomes *counted* (see
 ``tracking``: long, lasting and travelled enough to be an animal) and closes once no
 counted track is live and none has been seen for ``event_gap_s``. Tracks that are never
-counted (a swaying branch, rain, a ghost) neither open an event nor keep one open.
+counted (a swaying branch, rain, a ghost), and tracks the classifier calls ``empty`` (no
+animal there), neither open an event nor keep one open.
 
 Per event and label, **MaxN** is the largest number of counted tracks of that label
 visible in one frame. This is how camera-trap ecologists count (AddaxAI, Agouti, Wildlife
@@ -27,6 +28,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from edge_agent.config import EventSettings
+from edge_agent.labels import EMPTY
 
 if TYPE_CHECKING:  # counting needs tracks' attributes only, not the tracker
     from edge_agent.counting.tracking import Track
@@ -50,6 +52,8 @@ class ClosedEvent:
     model_sha256: str | None  # the model that classified it
     # Its counted tracks (for the media keeper); not part of the event's value.
     tracks: tuple[Track, ...] = field(default=(), compare=False, repr=False)
+    # How most of its frames were lit (vision.illumination: colour or ir); None: not told.
+    illumination: str | None = None
 
     @property
     def counts(self) -> dict[str, int]:
@@ -84,13 +88,17 @@ def observations(tracks: Iterable[Track]) -> tuple[LabelObservation, ...]:
 class _Event:
     def __init__(self) -> None:
         self.tracks: dict[int, Track] = {}
+        self.lighting: Counter[str] = Counter()  # frames per illumination while open
 
     def add(self, track: Track) -> None:
-        self.tracks[track.id] = track
+        if track.label != EMPTY:
+            self.tracks[track.id] = track
 
     def prune(self) -> None:
-        """Drop tracks the tracker has since rejected (they swung like vegetation)."""
-        self.tracks = {i: t for i, t in self.tracks.items() if t.counted}
+        """Drop tracks the tracker has since rejected (they swung like vegetation) and
+        tracks the classifier calls ``empty`` (a model that learned empty trap frames
+        rejects a motion false positive: no animal there)."""
+        self.tracks = {i: t for i, t in self.tracks.items() if t.counted and t.label != EMPTY}
 
     @property
     def last_seen(self) -> datetime:
@@ -115,33 +123,56 @@ class EventCounter:
         return 0 if self._event is None else 1
 
     def update(
-        self, timestamp: datetime, visible: Iterable[Track], ended: Iterable[Track] = ()
+        self,
+        timestamp: datetime,
+        visible: Iterable[Track],
+        ended: Iterable[Track] = (),
+        illumination: str | None = None,
     ) -> list[ClosedEvent]:
-        """Feed one frame: the tracks seen in it and the tracks that ended at it."""
-        for track in (*visible, *ended):
-            if track.counted:
-                if self._event is None:
-                    self._event = _Event()
-                self._event.add(track)
+        """Feed one frame: the tracks seen in it, the tracks that ended at it and how it
+        was lit (``vision.illumination``).
+
+        The open event is closed before this frame's tracks join it when it was already
+        over: none of its tracks live and ``event_gap_s`` passed since its last sighting
+        (photo bursts hours apart: the next burst's first photo must not reopen the last
+        burst's event)."""
+        self._add(ended)
+        closed: list[ClosedEvent] = []
+        if self._is_over(timestamp):
+            closed = self._close()
+        self._add(visible)
         event = self._event
         if event is None:
-            return []
+            return closed
+        if illumination is not None:
+            event.lighting[illumination] += 1
         event.prune()
         if not event.tracks:
             self._event = None  # everything in it turned out not to be an animal
-            return []
-        quiet = (timestamp - event.last_seen).total_seconds()
-        if not event.live and quiet >= self.settings.event_gap_s:
-            return self._close()
-        return []
+            return closed
+        if self._is_over(timestamp):
+            closed += self._close()
+        return closed
 
-    def close(self, ended: Iterable[Track] = ()) -> list[ClosedEvent]:
-        """Close the open event now (end of input, shutdown), after adding ``ended`` tracks."""
-        for track in ended:
+    def _add(self, tracks: Iterable[Track]) -> None:
+        for track in tracks:
             if track.counted:
                 if self._event is None:
                     self._event = _Event()
                 self._event.add(track)
+
+    def _is_over(self, timestamp: datetime) -> bool:
+        event = self._event
+        if event is None:
+            return False
+        event.prune()
+        if not event.tracks or event.live:
+            return False
+        return (timestamp - event.last_seen).total_seconds() >= self.settings.event_gap_s
+
+    def close(self, ended: Iterable[Track] = ()) -> list[ClosedEvent]:
+        """Close the open event now (end of input, shutdown), after adding ``ended`` tracks."""
+        self._add(ended)
         return self._close()
 
     def _close(self) -> list[ClosedEvent]:
@@ -162,5 +193,6 @@ class EventCounter:
             observations=observations(tracks),
             model_sha256=self.model_sha256,
             tracks=tuple(sorted(tracks, key=lambda t: t.id)),
+            illumination=event.lighting.most_common(1)[0][0] if event.lighting else None,
         )
         return [closed]

@@ -45,7 +45,9 @@ import numpy as np
 from edge_agent.config import Settings
 from edge_agent.counting.events import ClosedEvent, EventCounter
 from edge_agent.counting.tracking import Track, Tracker
-from edge_agent.vision.candidates import Box, Localiser, Located
+from edge_agent.vision.candidates import Localiser, Located
+from edge_agent.vision.geometry import Box
+from edge_agent.vision.illumination import illumination_of
 from edge_agent.vision.localiser import localiser_for
 from edge_agent.vision.privacy import PrivacyGuard
 
@@ -98,6 +100,8 @@ class Pipeline:
         self.crops_classified = 0
         self.events_closed = 0
         self.last_timestamp: datetime | None = None
+        # Frames nothing could be looked for in, and why (``Located.unprocessed``).
+        self.unprocessed: list[tuple[datetime, str]] = []
 
     # -- public ------------------------------------------------------------------------
 
@@ -147,6 +151,8 @@ class Pipeline:
     # -- internals ---------------------------------------------------------------------
 
     def _step(self, located: Located) -> list[ClosedEvent]:
+        if located.unprocessed is not None:
+            self.unprocessed.append((located.timestamp, located.unprocessed))
         closed = self._end_view(located.timestamp) if located.new_view else []
         timestamp, frame, boxes = located.timestamp, located.frame, located.boxes
         self.last_timestamp = timestamp
@@ -160,7 +166,8 @@ class Pipeline:
             self._check_people(frame, update.visible)
         if self.media is not None:
             self.media.observe(timestamp, frame, [t for t in update.visible if t.counted])
-        ended = self.counter.update(timestamp, update.visible, update.ended)
+        lighting = illumination_of(frame)
+        ended = self.counter.update(timestamp, update.visible, update.ended, lighting)
         self.events_closed += len(ended)
         return closed + ended
 

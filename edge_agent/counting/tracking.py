@@ -60,9 +60,9 @@ from datetime import datetime
 import numpy as np
 
 from edge_agent.config import TrackingSettings
+from edge_agent.labels import UNKNOWN
+from edge_agent.vision.geometry import Box, box_gap, centre, iou, overlap_of, union_box
 
-Box = tuple[int, int, int, int]
-UNKNOWN = "unknown"
 # Vegetation swings back within a few seconds; see ``Tracker._swings``.
 SWING_S = 3.0
 # A still track: its box overlaps the previous one this much, at most this fraction of its
@@ -76,40 +76,6 @@ STILL_STEADY = 0.7  # IoU of its foreground with the previous frame's
 # ... for this many frames and seconds (or min_track_frames / min_track_s if more).
 STILL_FRAMES = 5
 STILL_S = 1.0
-
-
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
-    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
-
-
-def overlap_of(a: Sequence[float], b: Sequence[float]) -> float:
-    """The fraction of box ``a``'s area that lies inside box ``b``."""
-    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    area = a[2] * a[3]
-    return ix * iy / area if area > 0 else 0.0
-
-
-def centre(box: Sequence[float]) -> tuple[float, float]:
-    return box[0] + box[2] / 2.0, box[1] + box[3] / 2.0
-
-
-def box_gap(a: Sequence[float], b: Sequence[float]) -> float:
-    """Distance between two boxes' edges; 0 when they touch or overlap."""
-    dx = max(a[0] - (b[0] + b[2]), b[0] - (a[0] + a[2]), 0)
-    dy = max(a[1] - (b[1] + b[3]), b[1] - (a[1] + a[3]), 0)
-    return math.hypot(dx, dy)
-
-
-def union_box(a: Box, b: Box) -> Box:
-    x0, y0 = min(a[0], b[0]), min(a[1], b[1])
-    x1, y1 = max(a[0] + a[2], b[0] + b[2]), max(a[1] + a[3], b[1] + b[3])
-    return x0, y0, x1 - x0, y1 - y0
 
 
 @dataclass

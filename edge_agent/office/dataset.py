@@ -1,16 +1,26 @@
 """``trapcount collect export``: the kept crops as a training dataset for ``trapcount-train
---data``, each under its reviewed label (else the predicted one)."""
+--data``, each under its reviewed label (else the predicted one): class folders, and the same
+crops as a COCO Camera Traps file (``cct.json``, the format of the LILA datasets), so that the
+trainer splits them by trap and reads them as it reads LILA data."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
 
 from edge_agent.files import make_private_dir, write_private
 from edge_agent.labels import is_valid_label
 from edge_agent.store.database import Store
+from edge_agent.store.models import Media, as_utc
 
 UNREVIEWED_FILE = "unreviewed.txt"
+CCT_FILE = "cct.json"
 # Not classes to train an animal classifier on: people (privacy) and the unsure.
 # "empty": a reviewer said the crop shows no animal (``trapcount review``).
 NOT_TRAINED = frozenset({"person", "unknown", "empty"})
@@ -26,6 +36,7 @@ class DatasetExport:
     # Rows skipped because their label is no valid folder name (edge_agent.labels: "../x",
     # "a/b", from a tampered or foreign database), or their folder leads outside ``out``.
     bad_labels: int = 0
+    cct: Path | None = None  # the COCO Camera Traps file listing the same crops
 
 
 def inside(path: Path, root: Path) -> bool:
@@ -39,7 +50,8 @@ def inside(path: Path, root: Path) -> bool:
 def export_dataset(store: Store, out: Path) -> DatasetExport:
     """Write the kept crops as an image-folder dataset ``out/<label>/<file>`` (the reviewed
     label if set, else the predicted one) that ``trapcount-train --data`` reads, plus
-    ``out/unreviewed.txt`` listing those still unreviewed (relative paths, one a line).
+    ``out/unreviewed.txt`` listing those still unreviewed (relative paths, one a line) and
+    ``out/cct.json``, the same crops in COCO Camera Traps form (:func:`cct_document`).
     People, ``unknown`` and crops a reviewer marked ``empty`` are not exported; folders are
     0700, files 0600. A row whose label is no valid label is skipped and counted, never
     written outside ``out`` nor into nested folders."""
@@ -47,6 +59,7 @@ def export_dataset(store: Store, out: Path) -> DatasetExport:
     make_private_dir(out)
     per_label: dict[str, int] = {}
     unreviewed: list[str] = []
+    written: list[tuple[Media, str, str, bytes]] = []  # row, label, file name, bytes
     missing = bad_labels = 0
     for row in store.media(kind="crop"):
         label = row.reviewed_label or row.label
@@ -70,11 +83,54 @@ def export_dataset(store: Store, out: Path) -> DatasetExport:
         target.unlink(missing_ok=True)
         write_private(target, data)
         per_label[label] = per_label.get(label, 0) + 1
+        written.append((row, label, f"{label}/{target.name}", data))
         if row.reviewed_label is None:
             unreviewed.append(f"{label}/{target.name}")
     listing = out / UNREVIEWED_FILE
     listing.unlink(missing_ok=True)
     write_private(listing, "".join(f"{line}\n" for line in unreviewed).encode())
+    traps = {d.id: d.trap_id for d in store.deployments()}
+    cct = out / CCT_FILE
+    cct.unlink(missing_ok=True)
+    document = cct_document(written, traps)
+    write_private(cct, (json.dumps(document, indent=1) + "\n").encode())
     return DatasetExport(
-        out, sum(per_label.values()), per_label, len(unreviewed), missing, bad_labels
+        out, sum(per_label.values()), per_label, len(unreviewed), missing, bad_labels, cct
     )
+
+
+def cct_document(
+    written: list[tuple[Media, str, str, bytes]], traps: dict[int, str]
+) -> dict[str, Any]:
+    """The exported crops as COCO Camera Traps: ``file_name`` relative to the file, the
+    crop's size, the trap id as ``location`` (the trainer keeps a trap's crops on one side
+    of its validation split), ``trap:event`` as ``seq_id`` and the time as ``datetime``;
+    one annotation per crop with its label's category and no ``bbox``: the crop is the
+    square the trap classified already, and the trainer uses an unboxed image whole."""
+    labels = sorted({label for _, label, _, _ in written})
+    category = {label: number for number, label in enumerate(labels, 1)}
+    images, annotations = [], []
+    for row, label, file_name, data in written:
+        trap = traps.get(row.deployment_id, str(row.deployment_id))
+        image: dict[str, Any] = {"id": row.id, "file_name": file_name}
+        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+        if decoded is not None:
+            image["height"], image["width"] = (int(v) for v in decoded.shape[:2])
+        image["location"] = trap
+        if row.event_id is not None:
+            image["seq_id"] = f"{trap}:{row.event_id}"
+        image["datetime"] = as_utc(row.time).isoformat()
+        image["reviewed"] = row.reviewed_label is not None
+        images.append(image)
+        annotations.append({"id": row.id, "image_id": row.id, "category_id": category[label]})
+    return {
+        "info": {
+            "description": "trapcount collect export: kept crops under their reviewed label "
+            "(else the predicted one)",
+            "version": "1.0",
+            "date_created": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
+        "images": images,
+        "categories": [{"id": number, "name": label} for label, number in category.items()],
+        "annotations": annotations,
+    }

@@ -25,7 +25,9 @@ from edge_agent.store.queries import (
     DeploymentRow,
     EventRow,
     event_written_times,
+    has_table,
     heartbeat_rows,
+    unprocessed_rows,
 )
 
 T = TypeVar("T")
@@ -82,6 +84,9 @@ class ReportData:
     counts: list[dict[str, Any]]  # the rolled-up intervals
     schema_revisions: list[str | None] = field(default_factory=list)
     duplicate_events: int = 0
+    # Footage nothing could be looked for in: deployment, trap_id, reason, frames (per
+    # deployment and reason).
+    unprocessed: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def event_count(self) -> int:
@@ -271,6 +276,7 @@ def load(
                 }
             )
 
+    unprocessed = _unprocessed(stores, deployments, alias, window, deployment_id)
     rows.sort(key=lambda r: (r.start, r.deployment.key, r.event_id, r.label))
     events_per_model: dict[str, set[tuple[str, int]]] = defaultdict(set)
     for row in rows:
@@ -294,7 +300,39 @@ def load(
         counts=counts,
         schema_revisions=[store.schema_revision() for store in stores],
         duplicate_events=len(events.dropped),
+        unprocessed=unprocessed,
     )
+
+
+def _unprocessed(
+    stores: Sequence[Store],
+    deployments: dict[tuple[str, int], Deployment],
+    alias: dict[tuple[str, int], tuple[str, int]],
+    window: Window,
+    deployment_id: int | None,
+) -> list[dict[str, Any]]:
+    """Frames per deployment and reason that could not be counted (a copy of the same
+    frame in two databases once)."""
+    since, until = window.coarse()
+    seen: set[tuple[str, str, datetime, str]] = set()
+    frames: dict[tuple[str, str], int] = defaultdict(int)
+    for store in stores:
+        if not has_table(store, "unprocessed"):
+            continue  # read-only, older schema: nothing recorded
+        for dep_id, time, source_key, reason in unprocessed_rows(
+            store, since=since, until=until, deployment_id=deployment_id
+        ):
+            dep = deployments[alias[(store.where, dep_id)]]
+            ident = (dep.key, source_key, time, reason)
+            if not window.contains(time, dep.timezone) or ident in seen:
+                continue
+            seen.add(ident)
+            frames[(dep.key, reason)] += 1
+    trap_of = {dep.key: dep.trap_id for dep in deployments.values()}
+    return [
+        {"deployment": key, "trap_id": trap_of[key], "reason": reason, "frames": count}
+        for (key, reason), count in sorted(frames.items())
+    ]
 
 
 def _deployment_at(

@@ -31,9 +31,11 @@ from edge_agent import __version__
 from edge_agent.office.report_data import ReportData, Row, load
 from edge_agent.office.windows import PERIODS, TimeBound, Window, local_iso, period_of
 from edge_agent.store.database import Store
-from edge_agent.text import format_table
+from edge_agent.text import format_table, plural
 
-GROUPINGS = ("event", *PERIODS, "deployment")
+GROUPINGS = ("event", *PERIODS, "deployment", "illumination")
+# Events written before illumination was recorded (schema revision 0006).
+UNTOLD = "untold"
 
 
 def summarize(rows: Iterable[Row]) -> dict[str, dict[str, Any]]:
@@ -52,12 +54,13 @@ def summarize(rows: Iterable[Row]) -> dict[str, dict[str, Any]]:
 
 
 def group_rows(rows: Iterable[Row], by: Sequence[str]) -> list[dict[str, Any]]:
-    """Counts per (deployment, period, label) for the groupings in ``by`` ("deployment"
-    and at most one of hour, day, week): events, count (sum of MaxN), largest MaxN."""
+    """Counts per (deployment, period, illumination, label) for the groupings in ``by``
+    ("deployment", at most one of hour, day, week, and "illumination": colour or ir, day or
+    night as the camera saw it): events, count (sum of MaxN), largest MaxN."""
     periods = [b for b in by if b in PERIODS]
     if len(periods) > 1:
         raise ValueError(f"group by one period at a time, not {' and '.join(periods)}")
-    unknown = set(by) - set(PERIODS) - {"deployment"}
+    unknown = set(by) - set(PERIODS) - {"deployment", "illumination"}
     if unknown:
         raise ValueError(f"cannot group by {', '.join(sorted(unknown))}")
     period = periods[0] if periods else None
@@ -74,6 +77,9 @@ def group_rows(rows: Iterable[Row], by: Sequence[str]) -> list[dict[str, Any]]:
             value = period_of(row.start, row.timezone, period)
             key += (value,)
             entry[period] = value
+        if "illumination" in by:
+            key += (row.illumination or UNTOLD,)
+            entry["illumination"] = row.illumination or UNTOLD
         key += (row.label,)
         entry["label"] = row.label
         group = groups.setdefault(key, {**entry, "events": 0, "count": 0, "max_n": 0})
@@ -95,6 +101,8 @@ def group_columns(by: Sequence[str]) -> list[str]:
     if "deployment" in by:
         columns.append("deployment")
     columns += [b for b in by if b in PERIODS]
+    if "illumination" in by:
+        columns.append("illumination")
     return [*columns, "label", "events", "count", "max_n"]
 
 
@@ -112,6 +120,7 @@ def event_dict(row: Row) -> dict[str, Any]:
         "confidence": round(row.mean_confidence, 4),
         "tracks": row.tracks,
         "model": row.model_sha256[:12] if row.model_sha256 else None,
+        "illumination": row.illumination,
     }
 
 
@@ -235,6 +244,7 @@ def build_report(
             for trap, beats in data.heartbeats.items()
         },
         "duplicate_events": data.duplicate_events,
+        "unprocessed": data.unprocessed,
     }
     grouping = [b for b in by if b != "event"]
     if grouping:
@@ -277,9 +287,21 @@ def render_table(report: dict[str, Any], by: Sequence[str] = ()) -> str:
         columns = group_columns(report["by"])
         return format_table(columns, [[g[c] for c in columns] for g in report["groups"]])
     parts = [summary_table(report["labels"])]
+    parts += unprocessed_lines(report.get("unprocessed", []))
     if events:
         parts += ["", format_table(EVENT_COLUMNS, [_event_cells(e) for e in events])]
     return "\n".join(parts)
+
+
+def unprocessed_lines(entries: Sequence[dict[str, Any]]) -> list[str]:
+    """``unprocessed: no reference: 3 frames`` (with the trap when several traps are read):
+    footage nothing could be looked for in is not footage with nothing in it."""
+    traps = {entry["trap_id"] for entry in entries}
+    return [
+        f"unprocessed: {entry['reason']}: {plural(entry['frames'], 'frame')}"
+        + (f" (trap {entry['trap_id']})" if len(traps) > 1 else "")
+        for entry in entries
+    ]
 
 
 CSV_EVENT_COLUMNS = [
@@ -294,6 +316,7 @@ CSV_EVENT_COLUMNS = [
     "tracks",
     "confidence",
     "model",
+    "illumination",
 ]
 
 # A spreadsheet reads a cell starting with one of these as a formula (OWASP, "CSV Injection").

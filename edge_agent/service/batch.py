@@ -38,6 +38,9 @@ class ProcessResult:
     media_private: int = 0  # images not written because they showed people
     media_paused: bool = False  # the disk guard stopped media writes
     person_checks: int = 0
+    # Frames that could not be counted, per reason ("no reference": a lone photo of a camera
+    # with no empty view to compare it with).
+    unprocessed: dict[str, int] = field(default_factory=dict)
 
 
 ProgressCallback = Callable[[int, int | None, int], None]
@@ -109,6 +112,8 @@ def process_source(
         # Whatever happened, the events still open are closed and written.
         sink.write(pipeline.close(result.last))
         retry_pending(sink)
+        for _time, reason in pipeline.unprocessed:
+            result.unprocessed[reason] = result.unprocessed.get(reason, 0) + 1
         result.motion_frames = int(getattr(pipeline, "motion_frames", 0))
         result.person_checks = pipeline.person_checks
         if keeper is not None:
@@ -130,6 +135,8 @@ def process_source(
         result.replaced = len(removed)
         for start in removed:
             sink.mark_dirty(start, start)
+    # After the stale rows of the same footage went: a rerun replaces them.
+    sink.write_unprocessed(pipeline.unprocessed)
     if result.first is not None and result.last is not None:
         sink.mark_dirty(result.first, result.last)
     sink.rollup(settings.storage.rollup_minutes)

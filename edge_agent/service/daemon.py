@@ -378,9 +378,11 @@ class Service:
             if self._pipeline is None:
                 self._pipeline = self.wiring.pipeline(self.classifier)
             closed = self._pipeline.process(timestamp, frame)
+            unprocessed, self._pipeline.unprocessed = self._pipeline.unprocessed, []
             self._last_timestamp = timestamp
         if closed:
             self.sink.write(closed)
+        self.sink.write_unprocessed(unprocessed)
 
     def _close_pipeline(self, timeout: float = -1) -> None:
         """Close the open events of the current pipeline and write them."""
@@ -392,6 +394,7 @@ class Service:
             if pipeline is None:
                 return
             closed = pipeline.close(self._last_timestamp)
+            unprocessed = pipeline.unprocessed
             self._frames_done += int(pipeline.frames)
             self._motion_done += int(getattr(pipeline, "motion_frames", 0))
         finally:
@@ -399,6 +402,7 @@ class Service:
         if closed:
             log.info("closing %d open event(s)", len(closed))
             self.sink.write(closed)
+        self.sink.write_unprocessed(unprocessed)
 
     # -- scheduled jobs -------------------------------------------------------------------
 
@@ -414,15 +418,15 @@ class Service:
             log.info("retention: %d media file(s) deleted", deleted)
 
     def _heartbeat_job(self) -> None:
-        notify.status(
-            f"{self.frames} frames, {self.sink.written} events written, "
-            f"{'capturing' if self.capturing else 'idle'}"
-        )
         try:
             self._write_heartbeat()
         finally:
             self._last_beat_done = time.monotonic()
             notify.watchdog()  # the scheduler is alive: tell systemd's watchdog
+            notify.status(
+                f"{self.frames} frames, {self.sink.written} events written, "
+                f"{'capturing' if self.capturing else 'idle'}"
+            )
 
     def _watchdog_job(self) -> None:
         """Ping systemd's watchdog between heartbeats while they run on time: a scheduler

@@ -41,7 +41,8 @@ from edge_agent.files import make_private_dir, write_private
 from edge_agent.store.database import Store
 from edge_agent.store.models import Media, as_utc
 from edge_agent.vision.classifier import square_box
-from edge_agent.vision.privacy import UNCHECKED, Box, Prepared, PrivacyGuard
+from edge_agent.vision.geometry import Box
+from edge_agent.vision.privacy import UNCHECKED, Prepared, PrivacyGuard
 
 log = logging.getLogger(__name__)
 

@@ -68,8 +68,7 @@ class EventSink:
         return len(self._pending)
 
     def source_key(self, event: ClosedEvent) -> str:
-        key = self.origin(event.start) if self.origin is not None else None
-        return key or LIVE_SOURCE
+        return self._key_at(event.start)
 
     def write(self, events: Iterable[ClosedEvent]) -> int:
         with self._lock:
@@ -98,6 +97,23 @@ class EventSink:
                         log.error("media of event %d not kept: %s", event_id, exc)
             self.written += written
             return written
+
+    def write_unprocessed(self, items: Iterable[tuple[datetime, str]]) -> int:
+        """Record frames that could not be counted, ``(time, reason)`` each, under the
+        footage they came from; a failing database is logged (counting goes on). Returns
+        how many rows are new."""
+        rows = [(time, self._key_at(time), reason) for time, reason in items]
+        if not rows:
+            return 0
+        try:
+            return self.store.record_unprocessed(self.deployment_id, rows)
+        except StoreError as exc:
+            log.error("%s; %s not recorded", exc, plural(len(rows), "unprocessed frame"))
+            return 0
+
+    def _key_at(self, time: datetime) -> str:
+        key = self.origin(time) if self.origin is not None else None
+        return key or LIVE_SOURCE
 
     def mark_dirty(self, since: datetime, until: datetime) -> None:
         """Have the next roll-up recompute the intervals of [since, until] too."""

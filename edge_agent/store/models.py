@@ -159,6 +159,9 @@ class Event(Base):
     source_key: Mapped[str] = mapped_column(
         String(80), default=LIVE_SOURCE, server_default=LEGACY_SOURCE
     )
+    # How most of its frames were lit (revision 0006): "colour" or "ir" (infrared, grey);
+    # NULL for events written before.
+    illumination: Mapped[str | None] = mapped_column(String(16))
 
     observations: Mapped[list[Observation]] = relationship(
         back_populates="event", cascade="all, delete-orphan", order_by="Observation.label"
@@ -266,6 +269,22 @@ class MediaDeletion(Base):
     time: Mapped[datetime]
     deleted_at: Mapped[datetime] = mapped_column(index=True)
     reason: Mapped[str] = mapped_column(String(16))
+
+
+class Unprocessed(Base):
+    """Footage the agent could not count, and why (revision 0006): a photo with nothing to
+    compare it with (``no reference``) is not a photo with nothing in it. Keyed like events
+    by deployment, footage and time, so a rerun replaces its rows."""
+
+    __tablename__ = "unprocessed"
+    __table_args__ = (UniqueConstraint("deployment_id", "source_key", "time", "reason"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
+    time: Mapped[datetime] = mapped_column(index=True)
+    source_key: Mapped[str] = mapped_column(String(80))
+    reason: Mapped[str] = mapped_column(String(32))
+    written_at: Mapped[datetime]
 
 
 class SyncState(Base):

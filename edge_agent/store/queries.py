@@ -26,6 +26,7 @@ from edge_agent.store.models import (
     MediaDeletion,
     ModelVersion,
     Observation,
+    Unprocessed,
     as_utc,
 )
 
@@ -48,6 +49,7 @@ class EventRow:
     tracks: int
     model_sha256: str | None
     source_key: str = LIVE_SOURCE
+    illumination: str | None = None  # colour, ir; None for events before revision 0006
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,7 @@ class Queries:
                     tracks=obs.tracks,
                     model_sha256=sha,
                     source_key=ev.source_key,
+                    illumination=ev.illumination,
                 )
                 for ev, obs, dep, sha in session.execute(query)
             ]
@@ -324,3 +327,22 @@ def has_table(store: Queries, name: str) -> bool:
     """Whether the database has table ``name`` (tables that later migrations add)."""
     with store.engine.connect() as connection:
         return inspect(connection).has_table(name)
+
+
+def unprocessed_rows(
+    store: Queries,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    deployment_id: int | None = None,
+) -> list[tuple[int, datetime, str, str]]:
+    """``(deployment id, time, source_key, reason)`` of footage that could not be counted,
+    with ``since <= time < until``, oldest first."""
+    query = select(
+        Unprocessed.deployment_id, Unprocessed.time, Unprocessed.source_key, Unprocessed.reason
+    ).order_by(Unprocessed.time, Unprocessed.id)
+    query = _time_filter(query, Unprocessed.time, since, until)
+    if deployment_id is not None:
+        query = query.where(Unprocessed.deployment_id == deployment_id)
+    with store.read() as session:
+        return [tuple(row) for row in session.execute(query)]  # type: ignore[misc]

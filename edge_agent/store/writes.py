@@ -26,6 +26,7 @@ from edge_agent.store.models import (
     MediaDeletion,
     ModelVersion,
     Observation,
+    Unprocessed,
     as_utc,
     interval_ceil,
     interval_floor,
@@ -138,6 +139,7 @@ class Writes:
                 session.flush()  # delete the old observations before inserting their successors
             row.end = end
             row.frames = int(closed.frames)
+            row.illumination = closed.illumination
             row.model_version_id = model_version_id
             row.written_at = as_utc(now or utc_now())
             row.observations.extend(
@@ -188,7 +190,47 @@ class Writes:
                     if event.id not in keep_ids:
                         starts.append(event.start)
                         session.delete(event)
+                gone = delete(Unprocessed).where(
+                    Unprocessed.deployment_id == deployment_id, Unprocessed.source_key.in_(chunk)
+                )
+                if until is not None:
+                    gone = gone.where(Unprocessed.time <= as_utc(until))
+                session.execute(gone)
         return starts
+
+    def record_unprocessed(
+        self,
+        deployment_id: int,
+        items: Iterable[tuple[datetime, str, str]],
+        now: datetime | None = None,
+    ) -> int:
+        """Record footage that could not be counted: ``(time, source_key, reason)`` each,
+        a row already there kept as it is (a rerun of the same footage). Returns how many
+        rows are new."""
+        written = as_utc(now or utc_now())
+        added = 0
+        with self.write() as session:
+            for time, source_key, reason in items:
+                exists = session.scalar(
+                    select(Unprocessed.id).where(
+                        Unprocessed.deployment_id == deployment_id,
+                        Unprocessed.source_key == source_key,
+                        Unprocessed.time == as_utc(time),
+                        Unprocessed.reason == reason,
+                    )
+                )
+                if exists is None:
+                    session.add(
+                        Unprocessed(
+                            deployment_id=deployment_id,
+                            time=as_utc(time),
+                            source_key=source_key,
+                            reason=reason,
+                            written_at=written,
+                        )
+                    )
+                    added += 1
+        return added
 
     def rollup(
         self,

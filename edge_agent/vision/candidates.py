@@ -19,8 +19,10 @@ from typing import Protocol
 import numpy as np
 
 from edge_agent.config import TrackingSettings
+from edge_agent.vision.geometry import Box
 
-Box = tuple[int, int, int, int]  # x, y, w, h in full-frame pixels
+# A photo with nothing to compare it with: a single photo of a camera with no empty view.
+NO_REFERENCE = "no reference"
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,9 @@ class Located:
     frame: np.ndarray
     candidates: list[Candidate] = field(default_factory=list)
     new_view: bool = False
+    # Why nothing could be looked for in this frame (``NO_REFERENCE``), else None: such a
+    # frame is reported as unprocessed, never as a frame with nothing in it.
+    unprocessed: str | None = None
 
     @property
     def boxes(self) -> list[Box]:

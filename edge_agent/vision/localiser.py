@@ -10,6 +10,7 @@ import numpy as np
 from edge_agent.capture.factory import source_kind
 from edge_agent.capture.frames import SourceError
 from edge_agent.config import ConfigError, Settings
+from edge_agent.vision.bank import BackgroundBank
 from edge_agent.vision.bursts import BurstLocaliser
 from edge_agent.vision.candidates import Localiser
 from edge_agent.vision.motion import MotionLocaliser
@@ -22,7 +23,9 @@ def localiser_for(settings: Settings) -> Localiser:
         kind = "bursts" if is_still_source(settings) else "motion"
     mask = motion_mask(settings)
     if kind == "bursts":
-        return BurstLocaliser(settings.motion, settings.tracking.stills_gap_s, mask=mask)
+        bank_file = settings.motion.background_bank
+        bank = BackgroundBank(settings.resolve(bank_file) if bank_file else None)
+        return BurstLocaliser(settings.motion, settings.tracking.stills_gap_s, mask=mask, bank=bank)
     return MotionLocaliser(settings.motion, mask=mask)
 
 

@@ -50,7 +50,8 @@ import cv2
 import numpy as np
 
 from edge_agent.config import MotionSettings, TrackingSettings
-from edge_agent.vision.candidates import Box, Candidate, Located
+from edge_agent.vision.candidates import Candidate, Located
+from edge_agent.vision.geometry import Box, box_gap
 from edge_agent.vision.scene_change import CUT, LIGHT, SceneChangeDetector
 
 # MOG2 marks shadows 127 and foreground 255.
@@ -141,7 +142,10 @@ class MotionGate:
 
     # -- per frame -----------------------------------------------------------------------
 
-    def _small_grey(self, frame: np.ndarray) -> np.ndarray:
+    def small_grey(self, frame: np.ndarray) -> np.ndarray:
+        """``frame`` grey, at motion resolution, blurred: what the gate compares."""
+        if self._shape != frame.shape[:2]:
+            self._setup(frame.shape)
         grey = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         if self._scale != 1.0:
             assert self._valid is not None
@@ -210,7 +214,7 @@ class MotionGate:
         """
         if self._shape != frame.shape[:2]:
             self._setup(frame.shape)
-        small = self._small_grey(frame)
+        small = self.small_grey(frame)
         self.scene_change = self._scenes.update(small, self.background_image, timestamp)
         if self.scene_change is not None:
             # A new view (or new light): learn it from this frame on, as at the start of
@@ -273,16 +277,18 @@ class MotionGate:
             return cv2.convertScaleAbs(self._average)
         return None
 
-    def is_ghost(self, box: Box) -> bool:
+    def is_ghost(self, box: Box, background: np.ndarray | None = None) -> bool:
         """Whether the foreground in ``box`` is a *ghost*: background revealed where
         something the model had absorbed (an animal already there at start-up) moved away.
 
         An object that arrived has its outline in the current frame; a ghost has it in the
         background image instead (the absorbed object's outline) and none in the frame,
-        where the revealed ground continues its surroundings.
+        where the revealed ground continues its surroundings. ``background``: the image the
+        last frame was compared with (``boxes_against``), else the learned one.
         """
         region = self._small_box(box)
-        background = self.background_image()
+        if background is None:
+            background = self.background_image()
         if region is None or background is None or self.last_foreground is None:
             return False
         assert self._small is not None
@@ -312,16 +318,20 @@ class MotionGate:
         """
         if self._shape != frames[0].shape[:2]:
             self._setup(frames[0].shape)
-        small = np.stack([self._small_grey(frame) for frame in frames])
+        small = np.stack([self.small_grey(frame) for frame in frames])
         return np.median(small, axis=0).astype(np.uint8)
 
-    def boxes_against(self, frame: np.ndarray, background: np.ndarray) -> list[Box]:
-        """Boxes of what differs from ``background`` (from ``burst_background``) by more
-        than ``threshold`` grey levels; no model is learned or updated."""
+    def boxes_against(
+        self, frame: np.ndarray, background: np.ndarray, small: np.ndarray | None = None
+    ) -> list[Box]:
+        """Boxes of what differs from ``background`` (from ``burst_background``, or an
+        empty view of the camera) by more than ``threshold`` grey levels; no model is
+        learned or updated. ``small``: the frame's ``small_grey``, when already made."""
         if self._shape != frame.shape[:2]:
             self._setup(frame.shape)
         assert self._valid is not None
-        small = self._small_grey(frame)
+        if small is None:
+            small = self.small_grey(frame)
         self._previous, self._small = None, small  # photos: no "previous frame"
         diff = cv2.absdiff(small, background)
         foreground = np.where(diff > self.settings.threshold, 255, 0).astype(np.uint8)
@@ -386,13 +396,6 @@ class MotionGate:
             )
             out.append((x0, y0, x1 - x0, y1 - y0))
         return out
-
-
-def box_gap(a: Sequence[int], b: Sequence[int]) -> float:
-    """Distance between two (x, y, w, h) boxes' edges; 0 when they touch or overlap."""
-    dx = max(a[0] - (b[0] + b[2]), b[0] - (a[0] + a[2]), 0)
-    dy = max(a[1] - (b[1] + b[3]), b[1] - (a[1] + a[3]), 0)
-    return float(np.hypot(dx, dy))
 
 
 def merge_boxes(blobs: list[list[int]], distance: float) -> list[list[int]]:

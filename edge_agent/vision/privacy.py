@@ -29,10 +29,10 @@ import cv2
 import numpy as np
 
 from edge_agent.config import PrivacySettings
+from edge_agent.vision.geometry import Box
 
 log = logging.getLogger(__name__)
 
-Box = tuple[int, int, int, int]
 PERSON = "person"
 CLEAR, BLURRED, UNCHECKED = "clear", "blurred", "unchecked"
 # HOG's detection window is 64x128: regions are upscaled so that they are at least this tall.

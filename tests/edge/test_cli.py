@@ -138,6 +138,7 @@ def test_process_a_video_then_report_it_as_json_and_table(tmp_path, clip, model)
             "end",
             "frames",
             "id",
+            "illumination",
             "label",
             "max_n",
             "model",
@@ -146,6 +147,7 @@ def test_process_a_video_then_report_it_as_json_and_table(tmp_path, clip, model)
             "trap_id",
         )
     }
+    assert {e["illumination"] for e in events} == {"colour"}  # the generator draws in colour
     # totals = sum of per-event MaxN; the roll-up agrees; times carry the trap's offset.
     for label, total in data["totals"].items():
         assert total == sum(e["max_n"] for e in events if e["label"] == label)

@@ -70,6 +70,7 @@ def test_closed_event_matches_the_documented_dataclasses() -> None:
         "observations",
         "model_sha256",
         "tracks",
+        "illumination",
     ]
     event = ClosedEvent(T0, T0, 1, (), None)
     with pytest.raises(AttributeError):
@@ -168,3 +169,19 @@ def test_close_emits_the_open_event_with_tracks_still_live() -> None:
 def test_observations_sorted_by_label() -> None:
     tracks = [make_track(1, range(0, 5), label="zebra"), make_track(2, range(0, 5), label="ant")]
     assert [o.label for o in observations(tracks)] == ["ant", "zebra"]
+
+
+def test_an_event_that_was_over_closes_before_the_next_bursts_tracks_join_it() -> None:
+    """Photo bursts hours apart: the next burst's first photo comes long after the last
+    sighting, and its track may count at once (stills count a one-photo track)."""
+    first = make_track(1, range(0, 3))
+    counter = EventCounter(EventSettings(event_gap_s=5), model_sha256="abc")
+    closed = []
+    for frame in range(3):
+        closed += counter.update(at(frame), [first])
+    first.ended = True
+    later = make_track(2, range(900, 903))
+    closed += counter.update(at(900), [later], [first])
+    assert [e.counts for e in closed] == [{"deer": 1}]  # the first burst's event, alone
+    closed += counter.close([later])
+    assert len(closed) == 2 and closed[1].start == at(900)

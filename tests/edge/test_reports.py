@@ -257,7 +257,11 @@ def test_csv_per_deployment_and_week(traps):
     ("fmt", "expected"),
     [
         ("table", "label  events  count  max_n\n-----  ------  -----  -----\n"),
-        ("csv", "deployment,trap_id,id,start,end,label,max_n,frames,tracks,confidence,model\n"),
+        (
+            "csv",
+            "deployment,trap_id,id,start,end,label,max_n,frames,tracks,confidence,model,"
+            "illumination\n",
+        ),
     ],
 )
 def test_an_empty_range_prints_an_empty_table_and_exits_0(traps, fmt, expected):

@@ -6,7 +6,8 @@ import math
 from datetime import UTC, datetime, timedelta
 
 from edge_agent.config import TrackingSettings
-from edge_agent.counting.tracking import Track, Tracker, iou
+from edge_agent.counting.tracking import Track, Tracker
+from edge_agent.vision.geometry import iou
 
 T0 = datetime(2024, 6, 1, 4, 0, tzinfo=UTC)
 SIZE = (320, 240)

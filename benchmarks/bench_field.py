@@ -1,0 +1,291 @@
+"""The real field set: what trapcount counts on real camera-trap photos and clips.
+
+Over ``../shared/data/field-dev`` (92 real photos and 5 real clips with ``truth.json``; see
+its README; skipped with a message when absent), with a model folder (default the shipped
+``models/default``) and the default settings:
+
+1. **Photos through the pipeline**, the way ``trapcount process`` runs them (burst
+   localiser, tracker, classifier, privacy guard), two ways: each photo **alone** (a single
+   photo from an unseen camera: nothing to compare it with, so ``unprocessed: no
+   reference``) and the whole set as **one folder** (photos of one camera give each other
+   empty views). Per photo: counted anything, unprocessed, the labels counted. Figures:
+   animal-present recall (photos with an animal in which something was counted), empty
+   photos with anything counted, count error where ``count`` is known, label accuracy of
+   what was counted (``label`` or ``also_ok``; for ``other``, ``unknown`` or ``other`` is
+   right), ``unknown`` rate on ``other``; day and IR (``vision.illumination``) apart.
+2. **Clips**: each video through the motion localiser: counted anything, its labels.
+3. **Crops** (with ``benchmarks/field_boxes.json``, boxes drawn by hand by looking at each
+   photo): every box cropped as the trap crops it (square, 10% margin) and classified:
+   label accuracy (top label; and after the confidence threshold), the ``unknown`` rate on
+   ``other`` at several thresholds (to choose ``classifier.confidence_threshold``), day and
+   IR apart.
+
+    .venv/bin/python benchmarks/bench_field.py
+    .venv/bin/python benchmarks/bench_field.py --model runs/field/export
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from edge_agent.capture.factory import open_source  # noqa: E402
+from edge_agent.config import Settings  # noqa: E402
+from edge_agent.counting.pipeline import Pipeline  # noqa: E402
+from edge_agent.labels import UNKNOWN  # noqa: E402
+from edge_agent.service.model import default_model_dir, load_classifier  # noqa: E402
+from edge_agent.text import format_table  # noqa: E402
+from edge_agent.vision.classifier import Classifier  # noqa: E402
+from edge_agent.vision.illumination import IR, illumination_of  # noqa: E402
+from edge_agent.vision.privacy import PrivacyGuard  # noqa: E402
+
+FIELD = ROOT.parent / "shared" / "data" / "field-dev"
+BOXES = ROOT / "benchmarks" / "field_boxes.json"
+START = 1_700_000_000  # file times given to the photos (no EXIF), seconds since the epoch
+THRESHOLDS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+OTHER = "other"
+EMPTY = "empty"
+
+
+def ok_labels(entry: dict[str, Any]) -> set[str]:
+    """The answers that are right for a truth entry: its label, ``also_ok``, and for a
+    species outside the model's labels (``other``) ``unknown`` or ``other``."""
+    ok = {entry["label"], *entry.get("also_ok", [])}
+    if entry["label"] == OTHER:
+        ok |= {UNKNOWN, OTHER}
+    return ok
+
+
+def light(image: Any) -> str:
+    return "ir" if illumination_of(image) == IR else "day"
+
+
+# -- 1. photos through the pipeline ----------------------------------------------------
+
+
+def counted(folder: Path, settings: Settings, classifier: Classifier) -> tuple[dict, int]:
+    """{file name: Counter(label: MaxN summed over its events)} for a folder run through
+    the pipeline, and how many photos were unprocessed."""
+    settings = settings.model_copy(
+        update={"source": settings.source.model_copy(update={"uri": str(folder)})}
+    )
+    pipeline = Pipeline(settings, classifier, privacy=PrivacyGuard(settings.privacy))
+    names: dict[Any, str] = {}
+    per_photo: dict[str, Counter] = defaultdict(Counter)
+    with open_source(settings.source) as source:
+        for timestamp, _path, _origin in source.items:  # type: ignore[attr-defined]
+            names.setdefault(timestamp, _path.name)
+        events = list(pipeline.run(source))
+    for event in events:
+        for observation in event.observations:
+            per_photo[names.get(event.start, "?")][observation.label] += observation.max_n
+    unprocessed = len(pipeline.unprocessed)
+    return dict(per_photo), unprocessed
+
+
+def photo_rows(truth: dict[str, Any], results: dict[str, Counter], unprocessed: set[str]):
+    """Per photo: (key, light, truth entry, labels counted, unprocessed)."""
+    for key, entry in truth.items():
+        name = Path(key).name
+        yield key, entry, results.get(name, Counter()), name in unprocessed
+
+
+def photo_figures(rows: Iterable, lights: dict[str, str]) -> list[list[Any]]:
+    table = []
+    for look in ("day", "ir", "all"):
+        chosen = [r for r in rows if look == "all" or lights[r[0]] == look]
+        animals = [r for r in chosen if r[1]["label"] not in (EMPTY,)]
+        empties = [r for r in chosen if r[1]["label"] == EMPTY]
+        found = [r for r in animals if sum(r[2].values())]
+        right = [r for r in found if r[2].most_common(1)[0][0] in ok_labels(r[1])]
+        others = [r for r in found if r[1]["label"] == OTHER]
+        unknown_other = [r for r in others if r[2].most_common(1)[0][0] in (UNKNOWN, OTHER)]
+        known = [r for r in chosen if "count" in r[1]]
+        error = sum(abs(sum(r[2].values()) - r[1]["count"]) for r in known)
+        table.append(
+            [
+                look,
+                len(chosen),
+                sum(1 for r in chosen if r[3]),
+                f"{len(found)}/{len(animals)}",
+                f"{sum(1 for r in empties if sum(r[2].values()))}/{len(empties)}",
+                f"{error}/{len(known)}",
+                f"{len(right)}/{len(found)}",
+                f"{len(unknown_other)}/{len(others)}",
+            ]
+        )
+    return table
+
+
+PHOTO_COLUMNS = [
+    "photos",
+    "n",
+    "unprocessed",
+    "animal found",
+    "empty counted",
+    "count error/photos",
+    "label right/found",
+    "other->unknown",
+]
+
+
+def run_photos(field: Path, truth: dict, settings: Settings, classifier: Classifier) -> None:
+    photos = {k: v for k, v in truth.items() if not k.startswith("video/")}
+    lights = {key: light(cv2.imread(str(field / key))) for key in photos}
+    with tempfile.TemporaryDirectory() as tmp:
+        # Alone: each photo in a folder of its own.
+        alone: dict[str, Counter] = {}
+        alone_unprocessed: set[str] = set()
+        for key in photos:
+            folder = Path(tmp) / "alone" / Path(key).stem
+            folder.mkdir(parents=True)
+            shutil.copy(field / key, folder / Path(key).name)
+            result, unprocessed = counted(folder, settings, classifier)
+            alone.update(result)
+            if unprocessed:
+                alone_unprocessed.add(Path(key).name)
+        # Together: the set as one folder. The photos carry no EXIF (the set's README): each
+        # gets a file time an hour after the one before, in name order (so one camera's
+        # photos come one after the other), a trigger of its own.
+        together_dir = Path(tmp) / "together"
+        together_dir.mkdir()
+        for hour, key in enumerate(sorted(photos, key=lambda k: Path(k).name)):
+            target = together_dir / Path(key).name
+            shutil.copy(field / key, target)
+            os.utime(target, (START + 3600 * hour, START + 3600 * hour))
+        together, together_unprocessed = counted(together_dir, settings, classifier)
+    for title, results, unprocessed in (
+        ("each photo alone", alone, alone_unprocessed),
+        (f"one folder ({together_unprocessed} unprocessed)", together, set()),
+    ):
+        print(f"\n## Photos through the pipeline: {title}\n")
+        rows = list(photo_rows(photos, results, unprocessed))
+        print(format_table(PHOTO_COLUMNS, photo_figures(rows, lights)))
+
+
+# -- 2. clips ---------------------------------------------------------------------------
+
+
+def run_clips(field: Path, truth: dict, settings: Settings, classifier: Classifier) -> None:
+    print("\n## Clips\n")
+    table = []
+    for key, entry in truth.items():
+        if not key.startswith("video/"):
+            continue
+        clip_settings = settings.model_copy(
+            update={"source": settings.source.model_copy(update={"uri": str(field / key)})}
+        )
+        pipeline = Pipeline(clip_settings, classifier, privacy=PrivacyGuard(settings.privacy))
+        with open_source(clip_settings.source) as source:
+            events = list(pipeline.run(source))
+        labels = Counter()
+        for event in events:
+            for observation in event.observations:
+                labels[observation.label] += observation.max_n
+        right = bool(labels) and labels.most_common(1)[0][0] in ok_labels(entry)
+        table.append([Path(key).name, entry["label"], len(events), dict(labels), right])
+    print(format_table(["clip", "truth", "events", "counted", "label right"], table))
+
+
+# -- 3. crops ---------------------------------------------------------------------------
+
+
+def run_crops(field: Path, truth: dict, classifier: Classifier) -> None:
+    if not BOXES.exists():
+        print(f"\n(no {BOXES.relative_to(ROOT)}: crop-level figures skipped)")
+        return
+    boxes = json.loads(BOXES.read_text(encoding="utf-8"))["photos"]
+    crops = []  # (look, truth entry of the box, top label, confidence)
+    for key, item in boxes.items():
+        entry = truth[key]
+        image = cv2.imread(str(field / key))
+        look = "ir" if item.get("ir") else "day"
+        for box in item["boxes"]:
+            label_entry = dict(entry) if box["label"] == entry["label"] else {"label": box["label"]}
+            (prediction,) = classifier.classify_crops(image, [tuple(box["box"])])
+            crops.append((look, label_entry, prediction.top_label, prediction.confidence))
+    print(f"\n## Crops ({len(crops)} hand-drawn boxes)\n")
+    table = []
+    for look in ("day", "ir", "all"):
+        chosen = [c for c in crops if look == "all" or c[0] == look]
+        animals = [c for c in chosen if c[1]["label"] != OTHER]
+        others = [c for c in chosen if c[1]["label"] == OTHER]
+        top_right = sum(1 for c in animals if c[2] in ok_labels(c[1]))
+        row = [look, len(animals), f"{100 * top_right / max(1, len(animals)):.1f}%"]
+        for threshold in (0.5,):
+            right = sum(1 for c in animals if c[3] >= threshold and c[2] in ok_labels(c[1]))
+            row.append(f"{100 * right / max(1, len(animals)):.1f}%")
+        row.append(len(others))
+        for threshold in THRESHOLDS[1:]:
+            unknown = sum(1 for c in others if c[3] < threshold or c[2] in (UNKNOWN, OTHER))
+            row.append(f"{100 * unknown / max(1, len(others)):.0f}%")
+        table.append(row)
+    print(
+        format_table(
+            [
+                "crops",
+                "in-label n",
+                "top-1 right",
+                "right at 0.5",
+                "other n",
+                *(f"other unknown @{t}" for t in THRESHOLDS[1:]),
+            ],
+            table,
+        )
+    )
+    per_label: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for _look, entry, top, _confidence in crops:
+        per_label[entry["label"]][1] += 1
+        per_label[entry["label"]][0] += top in ok_labels(entry)
+    print()
+    print(
+        format_table(
+            ["label", "crops", "top-1 right"],
+            [[label, n, f"{right}/{n}"] for label, (right, n) in sorted(per_label.items())],
+        )
+    )
+
+
+def main() -> None:
+    # The set's photos carry no EXIF time: the folder source's warning about it, once per
+    # folder and photo here, says nothing the README does not.
+    logging.getLogger("edge_agent").setLevel(logging.ERROR)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=None, help="default: the shipped model")
+    parser.add_argument("--field", type=Path, default=FIELD)
+    parser.add_argument("--skip-pipeline", action="store_true", help="crops only")
+    args = parser.parse_args()
+    if not (args.field / "truth.json").exists():
+        print(f"skipped: no field set at {args.field} (../shared/data/field-dev)")
+        return
+    truth = json.loads((args.field / "truth.json").read_text(encoding="utf-8"))
+    settings = Settings()
+    model = args.model or default_model_dir()
+    with load_classifier(model, settings.classifier) as classifier:
+        print(
+            f"# field set {args.field}: {len(truth)} items; model {model} "
+            f"({classifier.manifest.version}, {len(classifier.labels)} labels, "
+            f"threshold {settings.classifier.confidence_threshold})"
+        )
+        if not args.skip_pipeline:
+            run_photos(args.field, truth, settings, classifier)
+            run_clips(args.field, truth, settings, classifier)
+        run_crops(args.field, truth, classifier)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""Camera-trap photo bursts on photos the tests make: still animals, empty bursts, IR twins,
+lone photos with no reference, bursts that mix cameras."""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_agent.capture.factory import open_source
+from edge_agent.config import Settings
+from edge_agent.counting.pipeline import Pipeline
+from edge_agent.demo import scenes
+from edge_agent.demo.writers import exif_app1, jpeg_with_exif
+from edge_agent.vision.candidates import NO_REFERENCE
+from tests.helpers.media import query, run_trapcount, tiny_model_dir
+
+START = datetime(2024, 6, 1, 21, 0, tzinfo=UTC)
+
+
+def write_photos(folder: Path, shots: list[tuple[float, np.ndarray]], prefix: str = "IMG_") -> Path:
+    """JPEGs with EXIF DateTimeOriginal (UTC clock, sub-seconds), as a trap writes a burst."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, (t, frame) in enumerate(shots):
+        taken = START + timedelta(seconds=t)
+        subsec = f"{taken.microsecond // 10000:02d}"
+        data = jpeg_with_exif(frame, exif_app1(taken.replace(tzinfo=None), subsec=subsec))
+        (folder / f"{prefix}{len(list(folder.iterdir())) + i:04d}.JPG").write_bytes(data)
+    return folder
+
+
+def still_animal(label: str = "deer", at: tuple[float, float] = (0.45, 0.62)) -> scenes.Walk:
+    """An animal standing at ``at`` from before the first photo to after the last."""
+    x, y = at
+    return scenes.Walk(label, ((0.0, x, y), (10_000.0, x, y)), width=0.18)
+
+
+def shots(scene: scenes.Scene, times: list[float]) -> list[tuple[float, np.ndarray]]:
+    return list(scene.frames(times))
+
+
+def grey(frame: np.ndarray) -> np.ndarray:
+    """The frame as an IR camera records it: R = G = B."""
+    return cv2.cvtColor(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+
+
+def with_sky(frame: np.ndarray) -> np.ndarray:
+    """Another camera's view: the generator's grass with a bright sky over its top part
+    (two generated grass views alone are more alike than two real cameras ever are)."""
+    out = frame.copy()
+    top = out.shape[0] * 2 // 5
+    out[:top] = np.clip(out[:top].astype(np.int16) + 120, 0, 255).astype(np.uint8)
+    return out
+
+
+def counts_of(folder: Path) -> tuple[list[int], Pipeline]:
+    """MaxN per event, in motion-only mode, of the image folder."""
+    settings = Settings.model_validate({"source": {"uri": str(folder)}})
+    pipeline = Pipeline(settings, None)
+    with open_source(settings.source) as source:
+        events = list(pipeline.run(source))
+    return [sum(e.counts.values()) for e in events], pipeline
+
+
+BURST = [0.0, 1.0, 2.0, 3.0, 4.0]  # a 5-photo burst, a second apart
+
+
+def test_an_animal_still_in_every_photo_of_a_burst_counts_one(tmp_path):
+    """A PIR false trigger an hour earlier left an empty view of the camera; the next burst
+    has a deer standing in the same place in every photo: the burst's own median holds
+    the deer, the empty view does not."""
+    empty = scenes.Scene(duration_s=1, walks=[], seed=3)
+    deer = scenes.Scene(duration_s=1, walks=[still_animal()], seed=3)
+    photos = [(t, f) for t, f in shots(empty, BURST)]
+    photos += [(3600 + t, f) for t, f in shots(deer, BURST)]
+    counts, pipeline = counts_of(write_photos(tmp_path / "card", photos))
+    assert counts == [1]
+    assert pipeline.unprocessed == []
+
+
+def test_an_animal_that_lands_then_stands_counts_one_without_an_empty_view(tmp_path):
+    """The heron case: present in the first photo, it moves between the first and second,
+    then stands still in the other eight; no empty view of the camera exists. The burst's
+    median holds the heron where it stands; the first two photos show it moving."""
+    x, y = 0.45, 0.55
+    landing = scenes.Walk("fox", ((0.0, 0.2, 0.3), (1.0, x, y), (10_000.0, x, y)), width=0.16)
+    scene = scenes.Scene(duration_s=1, walks=[landing], seed=4)
+    photos = shots(scene, [float(t) for t in range(10)])
+    counts, _ = counts_of(write_photos(tmp_path / "card", photos))
+    assert counts == [1]
+
+
+def test_an_empty_burst_counts_nothing_and_its_photos_become_empty_views(tmp_path):
+    scene = scenes.Scene(duration_s=1, walks=[], seed=5)
+    counts, pipeline = counts_of(write_photos(tmp_path / "card", shots(scene, BURST)))
+    assert counts == []
+    assert len(pipeline.localiser.bank.views) == len(BURST)
+
+
+def test_an_ir_burst_counts_like_its_colour_twin(tmp_path):
+    walks = scenes.crossing("deer", 0.0, 5.0, k=2, seed=1)
+    scene = scenes.Scene(duration_s=6, walks=walks, seed=6)
+    colour = shots(scene, [0.5 + t for t in BURST])
+    colour_counts, _ = counts_of(write_photos(tmp_path / "day", colour))
+    ir_counts, _ = counts_of(write_photos(tmp_path / "night", [(t, grey(f)) for t, f in colour]))
+    assert colour_counts == ir_counts == [2]
+
+
+def test_a_lone_photo_of_an_unseen_camera_is_unprocessed_not_empty(tmp_path):
+    deer = scenes.Scene(duration_s=1, walks=[still_animal()], seed=7)
+    counts, pipeline = counts_of(write_photos(tmp_path / "card", shots(deer, [0.0])))
+    assert counts == []
+    assert [reason for _, reason in pipeline.unprocessed] == [NO_REFERENCE]
+
+
+def test_a_lone_photo_is_compared_with_an_earlier_empty_view_of_its_camera(tmp_path):
+    empty = scenes.Scene(duration_s=1, walks=[], seed=8)
+    deer = scenes.Scene(duration_s=1, walks=[still_animal()], seed=8)
+    photos = [*shots(empty, [0.0]), (3600.0, shots(deer, [0.0])[0][1])]
+    counts, pipeline = counts_of(write_photos(tmp_path / "card", photos))
+    assert counts == [1]
+    assert [reason for _, reason in pipeline.unprocessed] == [NO_REFERENCE]  # the first one
+
+
+def test_a_burst_mixing_two_cameras_is_split_not_crashed_on(tmp_path):
+    """Two traps' cards copied into one folder: their photos interleave in time, and a
+    third camera's smaller photo lands in the middle. Another view is not a background:
+    each photo whose view differs from the one before starts a new burst, so each camera's
+    first photo has nothing to be compared with (one folder should hold one camera)."""
+    one = scenes.Scene(duration_s=6, walks=scenes.crossing("deer", 0.0, 5.0, seed=1), seed=9)
+    two = scenes.Scene(duration_s=6, walks=scenes.crossing("boar", 0.0, 5.0, seed=2), seed=10)
+    times = [0.5 + t for t in BURST]
+    mixed = []
+    for (t, a), (_, b) in zip(shots(one, times), shots(two, times), strict=True):
+        mixed += [(t, a), (t + 0.3, with_sky(b))]
+    mixed.append((2.7, cv2.resize(shots(one, [0.5])[0][1], (160, 120))))
+    _counts, pipeline = counts_of(
+        write_photos(tmp_path / "card", sorted(mixed, key=lambda shot: shot[0]))
+    )
+    assert pipeline.frames == len(mixed)
+    assert len(pipeline.unprocessed) == 3  # the first photo of each of the three views
+
+
+def test_a_photo_without_exif_time_falls_back_to_its_file_time_with_a_warning(tmp_path, caplog):
+    scene = scenes.Scene(duration_s=1, walks=[], seed=11)
+    folder = tmp_path / "card"
+    folder.mkdir()
+    _t, frame = shots(scene, [0.0])[0]
+    cv2.imwrite(str(folder / "no-exif.jpg"), frame)
+    os.utime(folder / "no-exif.jpg", (1_000_000, 1_000_000))
+    settings = Settings.model_validate({"source": {"uri": str(folder)}})
+    with (
+        caplog.at_level(logging.WARNING, logger="edge_agent.capture"),
+        open_source(settings.source) as src,
+    ):
+        (stamped,) = list(src)
+    assert stamped.timestamp == datetime.fromtimestamp(1_000_000, UTC)
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert "no EXIF time" in warning and "no-exif.jpg" in warning
+
+
+@pytest.fixture(scope="module")
+def model(request):
+    return tiny_model_dir(request.config)
+
+
+def test_process_says_how_many_photos_had_no_reference_and_the_report_too(tmp_path, model):
+    deer = scenes.Scene(duration_s=1, walks=[still_animal()], seed=12)
+    write_photos(tmp_path / "card", shots(deer, [0.0]))
+    result = run_trapcount(
+        "process", "card", "--db", "t.sqlite", "--model", model, "-q", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no events" in result.stdout
+    assert "unprocessed: no reference: 1 frame" in result.stdout
+    assert query(tmp_path / "t.sqlite", "SELECT reason FROM unprocessed") == [(NO_REFERENCE,)]
+    report = run_trapcount("report", "--db", "t.sqlite", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    assert "unprocessed: no reference: 1 frame" in report.stdout
