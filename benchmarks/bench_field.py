@@ -218,11 +218,14 @@ def run_crops(field: Path, truth: dict, classifier: Classifier) -> None:
             label_entry = dict(entry) if box["label"] == entry["label"] else {"label": box["label"]}
             (prediction,) = classifier.classify_crops(image, [tuple(box["box"])])
             crops.append((look, label_entry, prediction.top_label, prediction.confidence))
+    known = set(classifier.labels)
     print(f"\n## Crops ({len(crops)} hand-drawn boxes)\n")
     table = []
     for look in ("day", "ir", "all"):
         chosen = [c for c in crops if look == "all" or c[0] == look]
-        animals = [c for c in chosen if c[1]["label"] != OTHER]
+        # In-label: what the model has a label for (a model without ``person`` cannot be
+        # right about a person); ``other``: species outside every model's labels.
+        animals = [c for c in chosen if c[1]["label"] in known and c[1]["label"] != OTHER]
         others = [c for c in chosen if c[1]["label"] == OTHER]
         top_right = sum(1 for c in animals if c[2] in ok_labels(c[1]))
         row = [look, len(animals), f"{100 * top_right / max(1, len(animals)):.1f}%"]
