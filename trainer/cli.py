@@ -12,6 +12,7 @@ command imports what it runs when it runs.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -107,9 +108,83 @@ data_option = click.option(
     multiple=True,
     metavar="PATH",
     help="Class folders, a .tar/.tar.gz of them, CIFAR-10 python batches "
-    "(cifar-10-python.tar.gz or cifar-10-batches-py/), or 'cifar10' (keras.datasets, "
-    "needs network). Repeat to combine; labels are the sorted union of class names.",
+    "(cifar-10-python.tar.gz or cifar-10-batches-py/), a COCO Camera Traps .json (the "
+    "--image-root ... --data-repeat options), or 'cifar10' (keras.datasets, needs network). "
+    "Repeat to combine; labels are the sorted union of class names.",
 )
+# trainer.cct.SPLIT_BY, spelled out so that --help does not import OpenCV (a test checks).
+SPLIT_BY = ("location", "seq", "image")
+_COCO_OPTIONS = (
+    click.option(
+        "--image-root",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="COCO Camera Traps --data: the folder its images' file_name is relative to "
+        "[default: the .json's folder].",
+    ),
+    click.option(
+        "--boxes",
+        multiple=True,
+        type=click.Path(dir_okay=False, path_type=Path),
+        metavar="MD.json",
+        help="MegaDetector batch output (format 1.3+) for the COCO images with image-level "
+        "labels only: their animal (person, vehicle) boxes become the crops. Repeatable.",
+    ),
+    click.option(
+        "--boxes-threshold",
+        type=click.FloatRange(0.0, 1.0),
+        help="Lowest MegaDetector confidence taken as a box; without one the whole frame is "
+        "the crop [default: 0.2].",
+    ),
+    click.option(
+        "--label-map",
+        type=click.Path(dir_okay=False, path_type=Path),
+        metavar="CSV",
+        help="'source category,label' rows mapping COCO categories to labels; an empty label "
+        "or 'drop' drops one, a '*' row maps the rest [default: the category names].",
+    ),
+    click.option(
+        "--empty-as",
+        metavar="LABEL",
+        help="Learn COCO 'empty' frames as LABEL: random crops the size of motion false "
+        "positives [default: skip them].",
+    ),
+    click.option(
+        "--split-by",
+        type=click.Choice(SPLIT_BY),
+        help="COCO crops go to the validation split by whole location (else sequence, else "
+        "frame), sequence (else frame) or frame; other sources per class [default: location].",
+    ),
+    click.option(
+        "--data-repeat",
+        type=click.IntRange(min=1),
+        metavar="N",
+        help="Training sees each COCO crop N times an epoch: a small field set next to CIFAR "
+        "[default: 1].",
+    ),
+)
+_COCO_NAMES = ("image_root", "boxes", "boxes_threshold", "label_map", "empty_as", "split_by")
+
+
+def coco_options(command):
+    """Add the COCO Camera Traps options to a command with ``--data``; the command gets its
+    ``data`` with each .json and these options as one spec (trainer.cct.coco_specs)."""
+
+    @functools.wraps(command)
+    def with_specs(*args, data=(), **kwargs):
+        options = {name: kwargs.pop(name) for name in _COCO_NAMES}
+        options["repeat"] = kwargs.pop("data_repeat")
+        if any(value not in (None, ()) for value in options.values()):
+            _setup_logging(kwargs.get("quiet", False))
+            from trainer.cct import coco_specs  # OpenCV and numpy: not for --help
+
+            data = tuple(_run(lambda: coco_specs(data, **options)))
+        return command(*args, data=data, **kwargs)
+
+    for option in reversed(_COCO_OPTIONS):
+        with_specs = option(with_specs)
+    return with_specs
+
+
 cache_option = click.option(
     "--no-cache",
     is_flag=True,
@@ -131,6 +206,7 @@ def main() -> None:
 
 @main.command()
 @data_option
+@coco_options
 @click.option(
     "--arch",
     type=click.Choice(ARCHS),
@@ -241,6 +317,7 @@ def _report_run(outcome, out: Path) -> None:
 @main.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @data_option
+@coco_options
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Export folder.")
 @click.option(
     "--max-quant-drop",
@@ -290,6 +367,7 @@ def export(model, data, out, max_quant_drop, val_split, split_seed, tta, no_cach
 @main.command()
 @click.argument("model_dir", type=click.Path(path_type=Path))
 @data_option
+@coco_options
 @click.option(
     "--split",
     type=click.Choice(["val", "all"]),
@@ -396,6 +474,7 @@ class WorseModelError(click.ClickException):
 @click.argument("old", type=click.Path(path_type=Path))
 @click.argument("new", type=click.Path(path_type=Path))
 @data_option
+@coco_options
 @click.option(
     "--tolerance",
     type=click.FloatRange(min=0),

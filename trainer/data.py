@@ -9,7 +9,8 @@ Sources (``--data``, repeatable; the label set is the sorted union of all class 
   ``cifar-10-batches-py`` (the five ``data_batch_*`` files; ``test_batch`` stays held out);
 - ``cifar10``: ``keras.datasets.cifar10`` (training part; downloads once, needs network);
 - the CIFAR-10 test set, for ``trapcount-train evaluate --split all`` only: a path to the
-  ``test_batch`` file of ``cifar-10-batches-py``, or ``cifar10-test`` (keras.datasets).
+  ``test_batch`` file of ``cifar-10-batches-py``, or ``cifar10-test`` (keras.datasets);
+- a COCO Camera Traps ``.json`` or its spec (trainer.cct), cut into crops by trainer.crops.
 
 The class of an image is the name of the folder that holds it. Images of any size, PNG or
 JPEG, grey or colour, become RGB uint8 at the model input size; corrupt or unreadable files
@@ -41,6 +42,9 @@ import cv2
 import numpy as np
 
 from edge_agent.labels import RULE, is_valid_label, shown
+from trainer.cct import DataError, is_coco_spec, spec_key
+from trainer.cct_plan import group_split
+from trainer.crops import coco_arrays
 
 log = logging.getLogger("trapcount.trainer")
 
@@ -49,10 +53,6 @@ CIFAR10_KEYWORD = "cifar10"
 CIFAR10_TEST_KEYWORD = "cifar10-test"
 KEYWORDS = (CIFAR10_KEYWORD, CIFAR10_TEST_KEYWORD)
 _CACHE_FORMAT = 1  # bump when decoding changes, so old caches are ignored
-
-
-class DataError(ValueError):
-    """The data cannot be used (missing, empty, one class only, unreadable archive...)."""
 
 
 def suggested_label(name: str) -> str:
@@ -83,6 +83,9 @@ class Dataset:
     classes: list[str]
     sources: list[str] = field(default_factory=list)
     skipped: int = 0
+    # COCO Camera Traps crops: split group per image ("" = split per class), training repeats
+    groups: np.ndarray | None = None
+    repeats: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -93,9 +96,9 @@ class Dataset:
         return {name: int(n) for name, n in zip(self.classes, bins, strict=True)}
 
     def subset(self, index: np.ndarray) -> Dataset:
-        return Dataset(
-            self.images[index], self.labels[index], list(self.classes), list(self.sources)
-        )
+        groups = None if self.groups is None else self.groups[index]
+        images, labels = self.images[index], self.labels[index]
+        return Dataset(images, labels, list(self.classes), list(self.sources), groups=groups)
 
 
 @dataclass
@@ -104,6 +107,7 @@ class Split:
     val: Dataset
     val_fraction: float
     seed: int
+    groups: dict = field(default_factory=dict)  # groups per kind on each side (group_split)
 
 
 # -- decoding --------------------------------------------------------------------------
@@ -433,7 +437,7 @@ def read_source(
         return _cached(path, size, reader) if use_cache else reader(path, size)
     raise DataError(
         f"{path} is neither a folder of class folders, a .tar/.tar.gz of them, "
-        "CIFAR-10 python batches nor 'cifar10'"
+        "CIFAR-10 python batches, a COCO Camera Traps .json nor 'cifar10'"
     )
 
 
@@ -449,17 +453,23 @@ def load_datasets(
         raise DataError("no --data given")
     unique: dict[str, str] = {}
     for spec in specs:
-        key = str(spec) if str(spec) in KEYWORDS else str(Path(spec).expanduser().resolve())
+        if is_coco_spec(spec):
+            key = spec_key(spec)
+        else:
+            key = str(spec) if str(spec) in KEYWORDS else str(Path(spec).expanduser().resolve())
         if key in unique:
             log.warning("--data %s given twice; reading it once", spec)
         else:
-            unique[key] = str(spec)
+            unique[key] = spec if isinstance(spec, dict) else str(spec)
     parts = []
     for spec in unique.values():
+        if is_coco_spec(spec):  # its labels are checked while it is planned (trainer.cct)
+            parts.append((spec, *coco_arrays(spec, size, cache_dir() if use_cache else None)))
+            continue
         images, names, skipped = read_source(spec, size, use_cache)
         check_class_names(names, str(spec))
-        parts.append((spec, images, names, skipped))
-    classes = sorted({name for _, _, names, _ in parts for name in names})
+        parts.append((spec, images, names, skipped, np.full(len(names), ""), None))
+    classes = sorted({name for part in parts for name in part[2]})
     if not classes:
         raise DataError(f"no readable images in {', '.join(str(s) for s in specs)}")
     if len(classes) < min_classes:
@@ -472,6 +482,10 @@ def load_datasets(
     labels = np.array([index[n] for p in parts for n in p[2]], np.int32)
     skipped = sum(p[3] for p in parts)
     data = Dataset(images, labels, classes, [p[0] for p in parts], skipped)
+    if any(p[5] is not None for p in parts):
+        data.groups = np.concatenate([p[4] for p in parts]).astype(str)
+        ones = [np.ones(len(p[2]), int) if p[5] is None else p[5] for p in parts]
+        data.repeats = np.concatenate(ones)
     log.info(
         "data: %d images, %d classes, %d skipped as unreadable", len(data), len(classes), skipped
     )
@@ -481,24 +495,34 @@ def load_datasets(
 def stratified_split(data: Dataset, val_fraction: float, seed: int) -> Split:
     """Shuffle, then hold out ``val_fraction`` of every class (at least one image of each
     class with two or more). The same seed and data give the same split, so ``export`` and
-    ``evaluate`` measure on exactly the images training never saw."""
+    ``evaluate`` measure on exactly the images training never saw. COCO Camera Traps crops
+    go by whole groups (a location on one side only: trainer.cct.group_split); training
+    repeats each ``data.repeats`` times."""
     if not 0.0 <= val_fraction < 1.0:
         raise DataError(f"validation fraction must be in [0, 1), got {val_fraction}")
     rng = np.random.default_rng(seed)
     train_idx, val_idx = [], []
     for label in range(len(data.classes)):
         members = np.flatnonzero(data.labels == label)
+        members = members if data.groups is None else members[data.groups[members] == ""]
         rng.shuffle(members)
         n_val = round(len(members) * val_fraction)
         if val_fraction > 0 and n_val == 0 and len(members) >= 2:
             n_val = 1
         val_idx.append(members[:n_val])
         train_idx.append(members[n_val:])
+    summary: dict = {}
+    if data.groups is not None:
+        *grouped, summary = group_split(data, val_fraction, rng)
+        train_idx.append(grouped[0])
+        val_idx.append(grouped[1])
     train = np.concatenate(train_idx)
     val = np.concatenate(val_idx)
+    if data.repeats is not None:
+        train = np.repeat(train, data.repeats[train])
     rng.shuffle(train)
     rng.shuffle(val)
-    return Split(data.subset(train), data.subset(val), val_fraction, seed)
+    return Split(data.subset(train), data.subset(val), val_fraction, seed, summary)
 
 
 def calibration_images(data: Dataset, count: int = 256, seed: int = 0) -> np.ndarray:

@@ -18,6 +18,7 @@ import numpy as np
 from edge_agent.manifest import Manifest, read_manifest
 from edge_agent.vision.classifier import Classifier
 from trainer.calibrate import logit_model
+from trainer.cct import with_recorded_options
 from trainer.data import DataError, Dataset, load_datasets, stratified_split, usable_cores
 from trainer.looks import grey_images
 from trainer.run_folder import KERAS_FILENAME, load_keras_model
@@ -178,9 +179,11 @@ def evaluation_set(
     if not model_dir.exists():
         raise DataError(f"model folder not found: {model_dir}")
     manifest = read_manifest(model_dir)
+    training = manifest.training or {}
+    # A COCO Camera Traps .json given bare is read with the options the model recorded.
+    data_specs = with_recorded_options(data_specs, training.get("datasets"))
     data = load_datasets(data_specs, manifest.input_size, use_cache=use_cache, min_classes=1)
     if split == "val":
-        training = manifest.training or {}
         fraction = float(training.get("val_split", 0.2))
         seed = int(training.get("split_seed", 0))
         if val_split is not None:
@@ -188,6 +191,13 @@ def evaluation_set(
                 raise DataError(
                     f"validation split {val_split:g} is not in (0, {fraction:g}]: {model_dir} "
                     f"held out {fraction:g} of the data and trained on the rest"
+                )
+            if data.groups is not None and val_split < fraction:
+                log.warning(
+                    "split by group (COCO Camera Traps): the groups held out at %g are not "
+                    "all among those held out at %g; some of these images were trained on",
+                    val_split,
+                    fraction,
                 )
             fraction = val_split
         data = stratified_split(data, fraction, seed).val

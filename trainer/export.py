@@ -42,6 +42,7 @@ from edge_agent.manifest import (
 )
 from edge_agent.vision.classifier import load_interpreter_class
 from trainer import calibrate
+from trainer.cct import with_recorded_options
 from trainer.data import DataError, Dataset, calibration_images, load_datasets, stratified_split
 from trainer.evaluate import (
     Scores,
@@ -414,6 +415,8 @@ def export_keras_file(
         with contextlib.suppress(OSError, ValueError):
             config = read_config(model_path.parent)
     hparams = config.get("hparams", {})
+    # A COCO Camera Traps .json given bare is read with the options the run recorded for it.
+    data_specs = with_recorded_options(data_specs, config.get("data"))
     fraction = val_split if val_split is not None else float(hparams.get("val_split", 0.2))
     seed = split_seed if split_seed is not None else int(hparams.get("split_seed", 0))
     limit = max_quant_drop if max_quant_drop is not None else 1.0
@@ -423,7 +426,7 @@ def export_keras_file(
     split = stratified_split(data, fraction, seed)
     train, val = align_to_labels(split.train, labels), align_to_labels(split.val, labels)
     training = {
-        "datasets": [str(s) for s in data_specs],
+        "datasets": [s if isinstance(s, dict) else str(s) for s in data_specs],
         "counts": data.counts(),
         "n_train": len(train),
         "n_val": len(val),

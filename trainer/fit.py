@@ -22,6 +22,7 @@ import keras
 from edge_agent import __version__
 from edge_agent.manifest import utc_now_iso
 from trainer.callbacks import EpochCheckpoint, EpochProgress, Lookahead, StopAfter
+from trainer.cct import absolute_spec, is_coco_spec
 from trainer.data import (
     KEYWORDS,
     DataError,
@@ -157,6 +158,8 @@ def _fit(
         len(split.val),
         ", ".join(f"{k}={v}" for k, v in dataset.counts().items()),
     )
+    if split.groups:  # COCO Camera Traps crops: whole locations, sequences, frames
+        log.info("split by group (train / validation): %s", split_groups_text(split.groups))
 
     teacher = (
         load_teacher(hp.teacher, labels, hp.input_size, hp.teacher_tta) if hp.teacher else None
@@ -191,6 +194,9 @@ def _fit(
         "skipped_unreadable": dataset.skipped,
         "n_train": len(split.train),
         "n_val": len(split.val),
+        # With COCO Camera Traps data: the groups held out whole (trainer.cct_plan), and the
+        # training images with their repeats (--data-repeat) counted in n_train.
+        "split": split.groups or None,
         "network": _network_name(model, hp, start.init_from),
         "params": int(model.count_params()),
         "macs": count_macs(model),
@@ -296,10 +302,19 @@ def _network_name(model, hp: HParams, init_from: str | None) -> str:
     return "unknown" if init_from else hp.arch
 
 
-def _absolute_spec(spec: str | Path) -> str:
+def _absolute_spec(spec: str | Path | dict) -> str | dict:
+    if is_coco_spec(spec):
+        return absolute_spec(spec)
     if str(spec) in KEYWORDS:
         return str(spec)
     return str(Path(spec).expanduser().resolve())
+
+
+def split_groups_text(groups: dict) -> str:
+    """``location 52 / 9, seq 10 / 4, image 46 / 14; 1,277 / 395 images``."""
+    kinds = [f"{k} {v['train']} / {v['val']}" for k, v in groups.items() if k != "images"]
+    images = groups.get("images", {})
+    return f"{', '.join(kinds)}; {images.get('train', 0):,} / {images.get('val', 0):,} images"
 
 
 # -- the pieces of a fit ----------------------------------------------------------------------

@@ -86,7 +86,7 @@ def run_training(
     model as ``model.keras`` instead. Raises :class:`trainer.export.QuantizationDropError`
     when int8 loses more than the limit (the run folder keeps metrics, no deployable model).
     """
-    specs = [str(d) for d in data] if data else None
+    specs = [d if isinstance(d, dict) else str(d) for d in data] if data else None  # dict: COCO
     stage = None
     if hp is not None and hp.teacher_epochs:
         stage = teacher_first(

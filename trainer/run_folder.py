@@ -110,6 +110,7 @@ def training_summary(config: dict[str, Any], hp: HParams, epochs_done: int) -> d
         "n_train": config["n_train"],
         "n_val": config["n_val"],
         "skipped_unreadable": config["skipped_unreadable"],
+        "split": config.get("split"),  # COCO Camera Traps: the groups held out whole
         "arch": network,
         "recipe": hp.arch,  # whose defaults the hyperparameters started from
         **recorded_hparams(hp),
