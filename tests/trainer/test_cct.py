@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import cv2
@@ -451,3 +452,59 @@ def test_the_cli_split_choices_are_the_loaders():
     from trainer.cct import SPLIT_BY as LOADER_SPLIT_BY
 
     assert SPLIT_BY == LOADER_SPLIT_BY
+
+
+# -- trapcount collect export writes the same shape -----------------------------------------------
+
+
+def test_collect_export_cct_json_gives_the_crops_of_the_class_folders(tmp_path: Path):
+    from edge_agent.cli import cli
+    from edge_agent.config import TrapSettings
+    from edge_agent.counting.events import ClosedEvent
+    from edge_agent.store.database import Store
+
+    rng = np.random.default_rng(5)
+    start = datetime(2026, 5, 1, 6, 0, tzinfo=UTC)
+    db = tmp_path / "trap.sqlite"
+    (tmp_path / "media").mkdir()
+    with Store.open(db) as store:
+        deployment = store.ensure_deployment(TrapSettings())
+        event = store.write_event(ClosedEvent(start, start, 1, (), None), deployment)
+        for i, label in enumerate(["deer", "fox", "deer", "owl", "person", "fox"]):
+            path = tmp_path / "media" / f"crop{i}.jpg"
+            size = 48 + 8 * (i % 3)  # kept crops are squares of any side
+            Image.fromarray(synthetic_image(label if label != "person" else "owl", rng, size)).save(
+                path, quality=90
+            )
+            store.add_media(
+                deployment_id=deployment, event_id=event if i % 2 else None,
+                time=start + timedelta(seconds=i), kind="crop", path=str(path), sha256="0" * 64,
+                bytes=path.stat().st_size, label=label, confidence=0.9, disagreed=False,
+                privacy_status="clear", reviewed_label="badger" if i == 5 else None,
+            )  # fmt: skip
+        trap = store.deployments()[0].trap_id
+    out = tmp_path / "dataset"
+    result = CliRunner().invoke(cli, ["collect", "export", "--db", str(db), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    document = json.loads((out / "cct.json").read_text())
+    assert [c["name"] for c in document["categories"]] == ["badger", "deer", "fox", "owl"]
+    assert len(document["images"]) == len(document["annotations"]) == 5  # no person
+    first = document["images"][0]
+    assert (out / first["file_name"]).is_file() and first["location"] == trap
+    assert (first["width"], first["height"]) == (48, 48) and "bbox" not in document["annotations"][
+        0
+    ]
+    assert "seq_id" not in first and document["images"][1]["seq_id"] == f"{trap}:{event}"
+    assert (out / "cct.json").stat().st_mode & 0o077 == 0
+    # the trainer reads the same crops, labels and all, from the file as from the folders
+    folders = load_datasets([out], use_cache=False)
+    cct = load_datasets([out / "cct.json"], use_cache=False)
+    assert folders.classes == cct.classes == ["badger", "deer", "fox", "owl"]
+
+    def rows(data):
+        return sorted(
+            (data.classes[y], x.tobytes()) for x, y in zip(data.images, data.labels, strict=True)
+        )
+
+    assert rows(folders) == rows(cct)
+    assert set(cct.groups) == {f"location:{trap}"}
