@@ -26,11 +26,13 @@ The ranges of the IR look were read off real trap frames (measured at the model'
   the median, 0.37x for the wildcat, 0.77x at the 90th percentile; up to 1.2 for the
   flash-lit animal close to the lens.
 - Gamma 0.7-1.8 (255 (v / 255) ** gamma): taking CIFAR's median 121 to the IR median 84 is
-  gamma 1.5, to the wildcat's 57 gamma 2.0; below 1 brightens, for the over-lit near
-  animal (the IR 90th percentile, 131, is brighter than CIFAR's median).
+  gamma 1.5, to the wildcat's 57 gamma 2.0 (1.8 goes most of the way; contrast does the
+  rest); below 1 brightens, for the over-lit near animal (the IR 90th percentile, 131, is
+  brighter than CIFAR's median).
 - Sensor noise, Gaussian with sigma 0-8 grey levels per crop, the same in the three
-  channels: the wildcat's black sky has sigma 8.3 in the full frame (field-train's
-  Reconyx frames, JPEG-smoothed: 0.9-1.9); shrinking a crop to 32 px averages noise
+  channels: the wildcat's black sky varies by a standard deviation of 8.3 in the full
+  frame, noise and some vignetting (field-train's Reconyx frames, JPEG-smoothed, have a
+  noise sigma of 0.9-1.9 by Immerkaer's estimate); shrinking a crop to 32 px averages noise
   away, and a small crop (55 px, the 10th percentile of field-train's boxes) keeps about
   1/1.7 of it, so 8 is the full-frame worst case, not the typical crop.
 - Blur, on half the IR crops, a random share (0-1) of a 3 x 3 binomial blur (sigma about
