@@ -104,13 +104,16 @@ def training_summary(config: dict[str, Any], hp: HParams, epochs_done: int) -> d
     """The manifest's ``training`` block from a run's config.json: what data, how much,
     which recipe (every recorded hyperparameter of ``hp``)."""
     network = config.get("network", hp.arch)
+    # COCO Camera Traps sources: the groups held out whole; runs without one have no key
+    # (their manifests were written before it existed).
+    split = {"split": config["split"]} if config.get("split") is not None else {}
     return {
         "datasets": config["data"],
         "counts": config["counts"],
         "n_train": config["n_train"],
         "n_val": config["n_val"],
         "skipped_unreadable": config["skipped_unreadable"],
-        "split": config.get("split"),  # COCO Camera Traps: the groups held out whole
+        **split,
         "arch": network,
         "recipe": hp.arch,  # whose defaults the hyperparameters started from
         **recorded_hparams(hp),
