@@ -1,23 +1,35 @@
-"""Pipeline frame rate with the privacy checks on (``privacy.mode = drop``) against off.
+"""People: how well the privacy checks find them, how often they take an animal for one, and
+what they cost.
 
-Renders a synthetic scene (``edge_agent.demo.scenes``) in which a person (the NASA astronaut
-photograph from scikit-image when installed, else a grey figure) walks across while animals
-cross below, then runs ``edge_agent.counting.pipeline.Pipeline`` over the same frames in memory with
-the classifier of a model folder (default ``models/default``; motion only, every track
-labelled ``animal``, when it has no model.tflite or with ``--motion-only``),
-once without a privacy guard and once with one, alternating, ``--repeats`` times each.
-Prints frames per second (median), the person checks made and what was counted.
+Two parts (``--part detectors``, ``--part pipeline``, default both):
+
+1. **Detectors on crops**, one check each (``PrivacyGuard.look``, the trap's own code): real
+   people (the person boxes of ``benchmarks/field_boxes.json`` on ``../shared/data/field-dev``,
+   when present) and a synthetic one (the NASA astronaut photograph from scikit-image, at
+   four sizes), against animals (the field set's animal boxes, the CIFAR-10 photographs the
+   demo walks, ``edge_agent/demo/samples/sprites``, upscaled as the demo shows them, and the
+   same turned grey as an infrared camera sees them). Per detector and for the write gate
+   (``Evidence.any``) and the strong evidence (``Evidence.strong``): the share of people and
+   of animals each fires on, and the milliseconds a check costs on one thread.
+2. **The pipeline** on a synthetic scene (``edge_agent.demo.scenes``) in which a person
+   walks across while animals cross below, run with the classifier of a model folder
+   (default ``models/default``; motion only, every track labelled ``animal``, when it has
+   no model.tflite or with ``--motion-only``) once without a privacy guard and once with one,
+   alternating, ``--repeats`` times each: frames per second (median), checks made, what was
+   counted (one ``person``: the count label needs repeated strong evidence).
 
     .venv/bin/python benchmarks/bench_privacy.py
-    .venv/bin/python benchmarks/bench_privacy.py --width 640 --height 480 --repeats 5
+    .venv/bin/python benchmarks/bench_privacy.py --part pipeline --width 640 --height 480
 
 Reading, decoding and writing are not timed: only what the privacy checks add to the
-per-frame work (one check per counted track, plus one per time its box grows by a quarter).
+per-frame work (one check per counted track, again when its box grows by a quarter or a
+second later, at most ``privacy.max_checks_per_track``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -34,6 +46,7 @@ from edge_agent.config import Settings  # noqa: E402
 from edge_agent.counting.pipeline import Pipeline  # noqa: E402
 from edge_agent.demo.scenes import Scene, crossing  # noqa: E402
 from edge_agent.demo.sprites import ProceduralSprites  # noqa: E402
+from edge_agent.text import format_table  # noqa: E402
 from edge_agent.vision.privacy import PrivacyGuard  # noqa: E402
 
 START = datetime(2024, 6, 1, 10, tzinfo=UTC)
@@ -57,8 +70,79 @@ class PeopleSprites:
         return image, np.ones((width, width), np.float32)
 
 
+FIELD = ROOT.parent / "shared" / "data" / "field-dev"
+BOXES = ROOT / "benchmarks" / "field_boxes.json"
+SPRITES = ROOT / "edge_agent" / "demo" / "samples" / "sprites"
+
+
+def detector_crops() -> list[tuple[str, str, np.ndarray, tuple[int, int, int, int]]]:
+    """(person or animal, where from, image, box on it) to check."""
+    crops = []
+    if BOXES.exists() and FIELD.exists():
+        photos = json.loads(BOXES.read_text(encoding="utf-8"))["photos"]
+        for key, item in photos.items():
+            image = cv2.imread(str(FIELD / key))
+            for box in item["boxes"]:
+                kind = "person" if box["label"] == "person" else "animal"
+                crops.append((kind, "field", image, tuple(box["box"])))
+    for folder in sorted(SPRITES.iterdir()):
+        for file in sorted(folder.iterdir()):
+            sprite = cv2.resize(cv2.imread(str(file)), (100, 100), interpolation=cv2.INTER_CUBIC)
+            framed = cv2.copyMakeBorder(sprite, 40, 40, 40, 40, cv2.BORDER_REFLECT)
+            crops.append(("animal", "cifar", framed, (40, 40, 100, 100)))
+            grey = cv2.cvtColor(cv2.cvtColor(framed, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+            crops.append(("animal", "cifar grey", grey, (40, 40, 100, 100)))
+    photo = PeopleSprites().photo
+    for size in (64, 100, 160, 240):
+        person = cv2.resize(photo, (size, size), interpolation=cv2.INTER_AREA)
+        framed = cv2.copyMakeBorder(person, 40, 40, 40, 40, cv2.BORDER_REFLECT)
+        crops.append(("person", "astronaut", framed, (40, 40, size, size)))
+    return crops
+
+
+def detectors_table() -> None:
+    guard = PrivacyGuard(Settings().privacy)
+    crops = detector_crops()
+    hits: dict[tuple[str, str, str], list[int]] = {}
+    spent = 0.0
+    for kind, source, image, box in crops:
+        began = time.perf_counter()
+        evidence = guard.look(image, box)
+        spent += time.perf_counter() - began
+        found = {
+            "precise face (alt2)": evidence.face,
+            "any face": evidence.any_face,
+            "body (HOG, cascades)": evidence.body,
+            "write gate (any)": evidence.any,
+            "strong (face + body/upright)": evidence.strong,
+        }
+        for name, value in found.items():
+            for where in (source, "all"):
+                entry = hits.setdefault((kind, where, name), [0, 0])
+                entry[0] += int(value)
+                entry[1] += 1
+    groups = [
+        (kind, where)
+        for kind in ("person", "animal")
+        for where in [*sorted({s for k, s, _, _ in crops if k == kind}), "all"]
+    ]
+    columns = ["check"] + [f"{kind} {where}" for kind, where in groups]
+    names = [name for (_k, w, name) in hits if w == "all"]
+    rows = []
+    for name in dict.fromkeys(names):
+        row = [name]
+        for kind, where in groups:
+            n = hits.get((kind, where, name))
+            row.append(f"{n[0]}/{n[1]}" if n else "-")
+        rows.append(row)
+    print(f"## Detectors on crops ({len(crops)}; one check each)\n")
+    print(format_table(columns, rows))
+    print(f"\n{1000 * spent / len(crops):.1f} ms a check on one thread (all detectors)\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=["detectors", "pipeline", "both"], default="both")
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "default")
     parser.add_argument("--motion-only", action="store_true", help="No classifier.")
     parser.add_argument("--width", type=int, default=640)
@@ -66,6 +150,11 @@ def main() -> None:
     parser.add_argument("--fps", type=float, default=10.0)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    cv2.setNumThreads(1)
+    if args.part in ("detectors", "both"):
+        detectors_table()
+    if args.part == "detectors":
+        return
 
     walks = (
         crossing("person", 1.0, 6.0, y=0.3, width=0.25)

@@ -41,6 +41,7 @@ class LabelObservation:
     frames: int  # frames in which a counted track of this label was visible
     mean_confidence: float  # mean crop confidence of this label's counted tracks
     tracks: int  # counted tracks with this label (>= max_n)
+    suppressed: int = 0  # of them, tracks whose images the privacy guard withheld
 
 
 @dataclass(frozen=True)
@@ -69,10 +70,12 @@ def observations(tracks: Iterable[Track]) -> tuple[LabelObservation, ...]:
     """Per-label MaxN, frames, mean confidence and track count of a set of counted tracks."""
     per_frame: dict[str, Counter[int]] = defaultdict(Counter)
     confidences: dict[str, list[float]] = defaultdict(list)
+    suppressed: Counter[str] = Counter()
     for track in tracks:
         label = track.label
         per_frame[label].update(track.seen_frames)
         confidences[label].append(track.confidence)
+        suppressed[label] += track.privacy_suppressed
     return tuple(
         LabelObservation(
             label=label,
@@ -80,6 +83,7 @@ def observations(tracks: Iterable[Track]) -> tuple[LabelObservation, ...]:
             frames=len(per_frame[label]),
             mean_confidence=round(sum(confidences[label]) / len(confidences[label]), 4),
             tracks=len(confidences[label]),
+            suppressed=suppressed[label],
         )
         for label in sorted(per_frame)
     )

@@ -54,6 +54,25 @@ from edge_agent.vision.privacy import PrivacyGuard
 log = logging.getLogger(__name__)
 
 MOTION_ONLY_LABEL = "animal"
+# A counted track's box is checked for a person again after this long (or once it grew).
+RECHECK_S = 1.0
+# The classifier is sure of an animal at this mean confidence: a face the detectors think
+# they see on it does not make it a person (its images are still never written).
+ANIMAL_SURE = 0.8
+
+
+def is_person(track: Track, classified: bool = True) -> bool:
+    """The count label ``person`` (``vision.privacy``: high precision). A face in two checks,
+    one of them by the precise cascade with a body or an upright box around it: a person.
+    Less (a precise face twice, or once with a body or an upright box): a person only when
+    a classifier voted (``classified``; not in motion-only mode) and is not sure it is an
+    animal."""
+    if track.any_face_checks >= 2 and track.strong_checks >= 1:
+        return True
+    if not classified:
+        return False  # no classifier to say it is no animal: only the strong rule counts
+    some = track.face_checks >= 2 or track.strong_checks >= 1
+    return some and track.animal_confidence < ANIMAL_SURE
 
 
 class MediaObserver(Protocol):
@@ -163,7 +182,7 @@ class Pipeline:
         self._judge_still_tracks(timestamp, update.visible)
         self._classify(frame, update.visible, update.frame)
         if self.privacy is not None:
-            self._check_people(frame, update.visible)
+            self._check_people(frame, update.visible, timestamp)
         if self.media is not None:
             self.media.observe(timestamp, frame, [t for t in update.visible if t.counted])
         lighting = illumination_of(frame)
@@ -205,19 +224,31 @@ class Pipeline:
             and (timestamp - track.first_seen).total_seconds() < hold_s
         ]
 
-    def _check_people(self, frame: np.ndarray, visible: list[Track]) -> None:
+    def _check_people(self, frame: np.ndarray, visible: list[Track], when: datetime) -> None:
+        """Look for a person in counted tracks' boxes: each track at most
+        ``privacy.max_checks_per_track`` times, again only once its box grew by a quarter or
+        ``RECHECK_S`` passed (so a person walking past at one distance is seen twice)."""
         assert self.privacy is not None
         limit = self.settings.privacy.max_checks_per_track
         for track in visible:
             if not track.counted or track.person or track.person_checks >= limit:
                 continue
             area = track.box[2] * track.box[3]
-            if track.person_checks and area < 1.25 * track.person_area:
-                continue
+            if track.person_checked_at is not None:
+                grew = area >= 1.25 * track.person_area
+                later = (when - track.person_checked_at).total_seconds() >= RECHECK_S
+                if not (grew or later):
+                    continue
             track.person_checks += 1
             track.person_area = area
+            track.person_checked_at = when
             self.person_checks += 1
-            if self.privacy.is_person(frame, track.box):
+            evidence = self.privacy.look(frame, track.box)
+            track.privacy_suppressed |= evidence.any
+            track.face_checks += evidence.face
+            track.any_face_checks += evidence.any_face
+            track.strong_checks += evidence.strong
+            if is_person(track, classified=self.classifier is not None):
                 track.person = True
                 log.debug("track %d is a person", track.id)
 

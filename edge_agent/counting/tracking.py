@@ -60,8 +60,10 @@ from datetime import datetime
 import numpy as np
 
 from edge_agent.config import TrackingSettings
-from edge_agent.labels import UNKNOWN
+from edge_agent.labels import EMPTY, PERSON, UNKNOWN
 from edge_agent.vision.geometry import Box, box_gap, centre, iou, overlap_of, union_box
+
+NOT_ANIMALS = frozenset({PERSON, UNKNOWN, EMPTY})
 
 # Vegetation swings back within a few seconds; see ``Tracker._swings``.
 SWING_S = 3.0
@@ -112,11 +114,19 @@ class Track:
     # Per axis (x, y): [extreme position, direction (-1, 0, 1), time of the last turn].
     _swing: list[list] = field(default_factory=list)
     quick_reversals: int = 0
-    # Privacy (``edge_agent.vision.privacy``): a face or a person was found in its box;
-    # checks so far and the box area of the last check (each check looks at a larger box).
+    # Privacy (``edge_agent.vision.privacy``). ``person``: counted as a person (strong,
+    # repeated evidence); ``privacy_suppressed``: something like a person was seen in its box,
+    # so no image of it is written, but it keeps its animal label. Checks so far, the box
+    # area and time of the last, and the checks that found a precise face, any face, strong
+    # evidence.
     person: bool = False
+    privacy_suppressed: bool = False
     person_checks: int = 0
     person_area: int = 0
+    person_checked_at: datetime | None = None
+    face_checks: int = 0
+    any_face_checks: int = 0
+    strong_checks: int = 0
     # The media keeper's best image of the track so far (``edge_agent.service.media``).
     media: object | None = field(default=None, repr=False, compare=False)
 
@@ -146,11 +156,23 @@ class Track:
         return max(self.votes, key=lambda k: (self.votes[k], self.vote_counts[k], k))
 
     @property
+    def animal_confidence(self) -> float:
+        """How sure the classifier alone is that this is an animal: the mean confidence of the
+        winning label's crops (0 before any, or when it is person, unknown or empty)."""
+        if not self.votes:
+            return 0.0
+        label = max(self.votes, key=lambda k: (self.votes[k], self.vote_counts[k], k))
+        if label in NOT_ANIMALS:
+            return 0.0
+        return self.confidence_sums[label] / self.vote_counts[label]
+
+    @property
     def confidence(self) -> float:
-        """Mean confidence of the crops that voted for the winning label (1.0 for a person:
-        the detector, not the classifier, said so)."""
+        """Mean confidence of the crops that voted for the winning label; for a person, the
+        share of the track's checks in which the precise face cascade found a face (the
+        detectors, not the classifier, said so)."""
         if self.person:
-            return 1.0
+            return self.face_checks / self.person_checks if self.person_checks else 0.0
         label = self.label
         if label not in self.vote_counts:
             return 0.0

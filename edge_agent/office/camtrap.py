@@ -236,9 +236,16 @@ def observation_records(
                 f"rules ({RULE}): a tampered or foreign database?"
             )
         taxon = taxa[row.label]
-        comment = ""
+        comments = []
         if not taxa.knows(row.label):
-            comment = f"classifier label {row.label!r} is not in the taxon map"
+            comments.append(f"classifier label {row.label!r} is not in the taxon map")
+        if row.suppressed:
+            # Counted, but the privacy guard saw something like a person: no image kept.
+            comments.append(
+                f"privacy: no media kept of {row.suppressed} of {row.tracks} track(s) "
+                "(person-like features)"
+            )
+        comment = "; ".join(comments)
         records.append(
             {
                 "observationID": f"{event_id}-{_slug(row.label)}",
@@ -257,6 +264,7 @@ def observation_records(
                 "classificationProbability": f"{min(max(row.mean_confidence, 0.0), 1.0):.4f}",
                 "observationTags": (
                     f"label:{row.label} | tracks:{row.tracks} | frames:{row.frames}"
+                    + (f" | privacy_suppressed:{row.suppressed}" if row.suppressed else "")
                 ),
                 "observationComments": comment,
             }
@@ -301,6 +309,8 @@ def media_records(
             stamp = stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp
             if not data.window.contains(stamp, dep.timezone):
                 continue
+            if media[path.name] is None:
+                continue  # a record of a track whose images were withheld: no file, no media
             stored = PurePosixPath(str(media[path.name]))
             relative = (
                 PurePosixPath("media", stored.name)

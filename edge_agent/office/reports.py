@@ -121,6 +121,8 @@ def event_dict(row: Row) -> dict[str, Any]:
         "tracks": row.tracks,
         "model": row.model_sha256[:12] if row.model_sha256 else None,
         "illumination": row.illumination,
+        # Tracks counted without an image: the privacy guard saw person-like features.
+        "privacy_suppressed": row.suppressed or 0,
     }
 
 
@@ -317,6 +319,7 @@ CSV_EVENT_COLUMNS = [
     "confidence",
     "model",
     "illumination",
+    "privacy_suppressed",
 ]
 
 # A spreadsheet reads a cell starting with one of these as a formula (OWASP, "CSV Injection").

@@ -46,6 +46,7 @@ from edge_agent.store.models import Media
 
 EMPTY = "empty"
 PERSON = "person"
+RECORD = "record"  # a media row without a file (service.media.RECORD)
 TOKEN_COOKIE = "trapcount_review"
 TOKEN_HEADER = "X-Review-Token"
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
@@ -134,10 +135,13 @@ class Item:
 
 def review_items(store: Store) -> list[Item]:
     """Kept crops to review (no people, no blurred crops: neither is exported), grouped by
-    predicted label, hard cases first, each with its frame where one was kept."""
+    predicted label, hard cases first, each with its frame where one was kept; and the
+    records of tracks whose images the privacy guard withheld, without an image (a reviewer
+    can still relabel one, say to ``person``, or confirm the animal)."""
     frames = {(m.event_id, m.time, m.label): m for m in store.media(kind="frame")}
     crops = [m for m in store.media(kind="crop") if not is_person(m)]
     crops = [m for m in crops if m.privacy_status != "blurred"]
+    crops += [m for m in store.media(kind=RECORD) if not is_person(m)]
     crops.sort(key=lambda m: (m.label, *hard_first(m)))
     items = []
     for crop in crops:
@@ -150,6 +154,8 @@ def resolve_media_file(root: Path, row: Media) -> Path | None:
     """The file of ``row`` inside ``root`` (the ``--media`` folder), or None. A copied media
     folder works too: ``root/<day>/<name>`` is tried before the recorded path. Anything that
     resolves outside ``root`` is refused."""
+    if row.path is None:
+        return None  # a record of a withheld track: there is no file
     root = root.resolve()
     recorded = Path(row.path)
     candidates = [root / recorded.parent.name / recorded.name, recorded]
@@ -261,7 +267,7 @@ def create_app(
             abort(400)
         if not ids:
             return redirect(url_for("index", message="nothing selected"))
-        rows = {m.id: m for m in store.media(kind="crop")}
+        rows = {m.id: m for m in [*store.media(kind="crop"), *store.media(kind=RECORD)]}
         chosen = [rows.get(i) for i in ids]
         if any(m is None or is_person(m) for m in chosen):
             abort(404)

@@ -47,6 +47,9 @@ from edge_agent.vision.privacy import UNCHECKED, Prepared, PrivacyGuard
 log = logging.getLogger(__name__)
 
 JPEG_QUALITY = 90
+# A media row without a file: a track whose images the privacy guard withheld.
+RECORD = "record"
+SUPPRESSED = "suppressed"
 # A box must grow by this factor before its crop replaces the remembered one.
 GROWTH = 1.1
 
@@ -73,6 +76,12 @@ def free_bytes(path: Path) -> int | None:
         return None
 
 
+def box_fields(box: Box) -> dict[str, int]:
+    """A track's box as the media table's columns."""
+    x, y, w, h = (int(v) for v in box)
+    return {"box_x": x, "box_y": y, "box_w": w, "box_h": h}
+
+
 def hardness(disagreed: bool, confidence: float) -> tuple[int, float]:
     """Larger is harder: disagreeing crops first, then low confidence."""
     return (1 if disagreed else 0, -float(confidence))
@@ -82,7 +91,8 @@ def remove_media(store: Store, rows: list[Media], reason: str) -> int:
     """Delete the files of ``rows`` and their rows (each logged with ``reason``)."""
     for row in rows:
         try:
-            Path(row.path).unlink(missing_ok=True)
+            if row.path is not None:  # a record of a withheld track has no file
+                Path(row.path).unlink(missing_ok=True)
         except OSError as exc:
             log.warning("cannot delete %s: %s", row.path, exc)
     return store.delete_media(rows, reason)
@@ -151,6 +161,13 @@ class MediaKeeper:
         label = track.label
         confidence = round(float(track.confidence), 4)
         disagreed = len(track.vote_counts) > 1
+        withheld = track.person or track.privacy_suppressed
+        suppressed_only = track.privacy_suppressed and not track.person
+        if suppressed_only and self.guard is not None and self.guard.mode == "drop":
+            # Never an image; a record a reviewer can see and relabel instead.
+            self._record(event_id, track, best, confidence, disagreed)
+            self.dropped_private += 1
+            return 0
         quota = self.settings.quota_per_label_per_day
         if quota <= 0:
             return 0
@@ -169,12 +186,12 @@ class MediaKeeper:
                 return 0  # the day's quota of this label holds harder cases
             replace = easiest
         crop_h, crop_w = best.crop.shape[:2]
-        crop = self._prepare(best.crop, [(0, 0, crop_w, crop_h)] if track.person else None)
+        crop = self._prepare(best.crop, [(0, 0, crop_w, crop_h)] if withheld else None)
         if crop.image is None:
             return 0
         images = [("crop", crop)]
         if best.frame is not None:
-            frame = self._prepare(best.frame, [best.box] if track.person else None)
+            frame = self._prepare(best.frame, [best.box] if withheld else None)
             if frame.image is not None:
                 images.append(("frame", frame))
         if replace is not None:
@@ -221,10 +238,30 @@ class MediaKeeper:
                 confidence=confidence,
                 disagreed=disagreed,
                 privacy_status=prepared.status,
+                **box_fields(best.box),
             )
             written += 1
         self.written += written
         return written
+
+    def _record(
+        self, event_id: int | None, track: Track, best: Best, confidence: float, disagreed: bool
+    ) -> None:
+        """A track whose images the write gate withheld: a row without a file."""
+        self.store.add_media(
+            deployment_id=self.deployment_id,
+            event_id=event_id,
+            time=as_utc(best.time),
+            kind=RECORD,
+            path=None,
+            sha256="",
+            bytes=0,
+            label=track.label,
+            confidence=confidence,
+            disagreed=disagreed,
+            privacy_status=SUPPRESSED,
+            **box_fields(best.box),
+        )
 
     def _prepare(self, image: np.ndarray, person: list[Box] | None) -> Prepared:
         if self.guard is None:
@@ -242,7 +279,7 @@ class MediaKeeper:
         if free is None:
             return True
         while free - size < threshold:
-            oldest = self.store.media(limit=1)
+            oldest = self.store.media(limit=1, files_only=True)
             if not oldest:
                 break
             remove_media(self.store, oldest, "disk")

@@ -183,6 +183,9 @@ class Observation(Base):
     frames: Mapped[int] = mapped_column(Integer)
     mean_confidence: Mapped[float] = mapped_column(Float)
     tracks: Mapped[int] = mapped_column(Integer)
+    # Of those tracks, how many had their images withheld by the privacy guard's write gate
+    # (revision 0007; NULL before).
+    suppressed: Mapped[int | None] = mapped_column(Integer)
 
     event: Mapped[Event] = relationship(back_populates="observations")
 
@@ -234,7 +237,8 @@ class Heartbeat(Base):
 
 class Media(Base):
     """A kept crop or frame (revision 0004), for retraining and review
-    (``edge_agent.service.media``)."""
+    (``edge_agent.service.media``); or (revision 0007) a ``record`` of a track whose images
+    the privacy guard withheld: no file, but its label, time, box and confidence."""
 
     __tablename__ = "media"
 
@@ -242,16 +246,22 @@ class Media(Base):
     deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
     event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id", ondelete="SET NULL"))
     time: Mapped[datetime] = mapped_column(index=True)
-    kind: Mapped[str] = mapped_column(String(16))  # crop or frame
-    path: Mapped[str] = mapped_column(String(1000), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # crop, frame or record
+    path: Mapped[str | None] = mapped_column(String(1000), unique=True)  # None: a record
     sha256: Mapped[str] = mapped_column(String(64))
     bytes: Mapped[int] = mapped_column(BigInteger)
     label: Mapped[str] = mapped_column(String(64), index=True)
     confidence: Mapped[float] = mapped_column(Float)
     disagreed: Mapped[bool] = mapped_column()
-    privacy_status: Mapped[str] = mapped_column(String(16))  # clear, blurred, unchecked
+    # clear, blurred, unchecked; suppressed for a record
+    privacy_status: Mapped[str] = mapped_column(String(16))
     reviewed_label: Mapped[str | None] = mapped_column(String(64))
     created: Mapped[datetime]
+    # The track's box on its frame, in frame pixels (revision 0007; NULL before).
+    box_x: Mapped[int | None] = mapped_column(Integer)
+    box_y: Mapped[int | None] = mapped_column(Integer)
+    box_w: Mapped[int | None] = mapped_column(Integer)
+    box_h: Mapped[int | None] = mapped_column(Integer)
 
 
 class MediaDeletion(Base):

@@ -50,6 +50,7 @@ class EventRow:
     model_sha256: str | None
     source_key: str = LIVE_SOURCE
     illumination: str | None = None  # colour, ir; None for events before revision 0006
+    suppressed: int | None = None  # tracks whose images were withheld; None before 0007
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,7 @@ class Queries:
                     model_sha256=sha,
                     source_key=ev.source_key,
                     illumination=ev.illumination,
+                    suppressed=obs.suppressed,
                 )
                 for ev, obs, dep, sha in session.execute(query)
             ]
@@ -233,9 +235,13 @@ class Queries:
         since: datetime | None = None,
         until: datetime | None = None,
         limit: int | None = None,
+        files_only: bool = False,
     ) -> list[Media]:
-        """Kept media, oldest first (detached rows)."""
+        """Kept media, oldest first (detached rows); ``files_only``: without the records of
+        withheld tracks, which have no file."""
         query = select(Media).order_by(Media.time, Media.id)
+        if files_only:
+            query = query.where(Media.path.is_not(None))
         if deployment_id is not None:
             query = query.where(Media.deployment_id == deployment_id)
         if label is not None:

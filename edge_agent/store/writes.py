@@ -149,6 +149,7 @@ class Writes:
                     frames=int(obs.frames),
                     mean_confidence=float(obs.mean_confidence),
                     tracks=int(obs.tracks),
+                    suppressed=int(obs.suppressed),
                 )
                 for obs in closed.observations
             )
@@ -332,7 +333,7 @@ class Writes:
                     MediaDeletion(
                         media_id=row.id,
                         deployment_id=row.deployment_id,
-                        path=row.path,
+                        path=row.path or "",  # a record of a withheld track has none
                         sha256=row.sha256,
                         bytes=row.bytes,
                         label=row.label,

@@ -1,20 +1,31 @@
-"""People and faces: who is a person, and what may be written to disk.
+"""People and faces: what may be written to disk, and who is counted as a person.
 
-Two OpenCV 4.x detectors that need no download: the Haar frontal-face cascade
-(``cv2.data.haarcascades``) and the HOG people detector
-(``cv2.HOGDescriptor_getDefaultPeopleDetector``). A region is a person when either fires:
-a face (at the distances of a camera trap the cascade needs about ``min_face_px``) or a
-body (HOG needs a person at least 64x128 px: smaller regions are upscaled first).
+Two decisions, kept apart (``../docs/architecture.md``):
 
-- **Tracks** are checked by :meth:`PrivacyGuard.is_person` on their box in the frame, at
-  most ``max_checks_per_track`` times, each on a larger box than the last (the pipeline
-  does this), so the cost is per track, not per frame. A person track is labelled and
-  counted as ``person`` whatever the classifier said.
-- **Before any image is written**, :meth:`PrivacyGuard.prepare` looks again (faces and
-  people) and, by ``privacy.mode``: ``drop`` returns nothing for an image with a person or
-  face; ``blur`` pixelates and blurs every detected region (the whole image for a person
-  track's crop) and checks that the cascade finds no face any more, blurring the whole image
-  when it still does; ``off`` writes it unchecked (status ``unchecked``, never public).
+- **The write gate** is high-recall: any face or body evidence in a track's box, from any of
+  OpenCV's own detectors (Haar frontal faces, default and alt2, profile faces, the upper- and
+  full-body cascades, the HOG people detector; ``cv2.data``, nothing downloaded), means no
+  image of that track is written (``drop``) or it is written with faces and bodies blurred
+  (``blur``). A track that only tripped the gate keeps its animal label and is flagged
+  ``privacy_suppressed``: no image, but a record a reviewer can relabel.
+- **The count label** ``person`` is high-precision, because a false person is a wrong count
+  and a false accusation of trespass (``counting.pipeline.is_person``): a face in two checks
+  of the track, one of them by the precise frontal-face cascade (alt2) with a body or an
+  upright box around it; with less (a precise face twice, or once with a body or upright
+  box) a classifier must have voted and not be sure the track is an animal. Measured on real animal
+  crops (``benchmarks/bench_privacy.py``), the default face cascade fires on one in five;
+  alt2 on one in twenty, with the same recall on faces.
+
+**Tracks** are checked by :meth:`PrivacyGuard.look` on their box in the frame, at most
+``privacy.max_checks_per_track`` times (the pipeline decides when: a larger box, or a
+second later), so the cost is per track, not per frame.
+
+**Before any image is written**, :meth:`PrivacyGuard.prepare` looks again with every
+detector and, by ``privacy.mode``: ``drop`` returns nothing for an image with a person or
+face; ``blur`` pixelates and blurs every region found (and the regions a caller knows show a
+person) and runs every detector on the result: when any still fires (a blurred body keeps a
+body-shaped blob), the regions are filled flat with their mean colour, and failing that the
+whole image; ``off`` writes it unchecked (status ``unchecked``, never public).
 
 Privacy status of a written image: ``clear`` (checked, nobody found), ``blurred`` or
 ``unchecked``. Only ``clear`` media is public in exports.
@@ -39,13 +50,27 @@ CLEAR, BLURRED, UNCHECKED = "clear", "blurred", "unchecked"
 HOG_MIN_HEIGHT = 160
 # The face check of an image before writing looks at it upscaled to at least this size too.
 FACE_CHECK_MIN_SIDE = 240
+# A track's region is looked at no larger than this (long side): a close animal's box on a
+# 1600 px photo would otherwise cost seconds of cascades on a Pi; a face of a person filling
+# it is still far above min_face_px.
+LOOK_MAX_SIDE = 480
 
 
-def face_cascade() -> cv2.CascadeClassifier:
-    path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+# Haar cascades shipped in the opencv-python(-headless) 4.x wheel (cv2.data.haarcascades).
+FACE = "haarcascade_frontalface_default.xml"
+PRECISE_FACE = "haarcascade_frontalface_alt2.xml"  # as many faces, far fewer animals
+PROFILE_FACE = "haarcascade_profileface.xml"
+UPPER_BODY = "haarcascade_upperbody.xml"
+FULL_BODY = "haarcascade_fullbody.xml"
+# A person stands: a box at least this much taller than wide (animals are long).
+UPRIGHT = 1.2
+
+
+def face_cascade(name: str = FACE) -> cv2.CascadeClassifier:
+    path = cv2.data.haarcascades + name
     cascade = cv2.CascadeClassifier(path)
     if cascade.empty():
-        raise RuntimeError(f"cannot load the face cascade {path}")
+        raise RuntimeError(f"cannot load the cascade {path}")
     return cascade
 
 
@@ -69,6 +94,26 @@ def find_faces(
     return faces
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """What one check of a track's box found."""
+
+    face: bool  # a frontal face by the precise cascade (alt2)
+    any_face: bool  # a face by any face cascade
+    body: bool  # a body: HOG people, upper- or full-body cascade
+    upright: bool  # the box is taller than wide
+
+    @property
+    def any(self) -> bool:
+        """The write gate: anything like a person at all."""
+        return self.any_face or self.body
+
+    @property
+    def strong(self) -> bool:
+        """A face the precise cascade found, with a body or an upright box around it."""
+        return self.face and (self.body or self.upright)
+
+
 @dataclass
 class Prepared:
     """What may be written: ``image`` (None: nothing) and its privacy status."""
@@ -85,6 +130,9 @@ class PrivacyGuard:
         self.settings = settings or PrivacySettings()
         self.mode = self.settings.mode
         self._faces = face_cascade()
+        self._precise_faces = face_cascade(PRECISE_FACE)
+        self._profiles = face_cascade(PROFILE_FACE)
+        self._bodies = [face_cascade(UPPER_BODY), face_cascade(FULL_BODY)]
         self._hog = cv2.HOGDescriptor()
         self._hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
         self.checks = 0
@@ -92,7 +140,16 @@ class PrivacyGuard:
     # -- detection ---------------------------------------------------------------------
 
     def faces(self, image_bgr: np.ndarray) -> list[Box]:
-        return find_faces(self._faces, image_bgr, self.settings.min_face_px)
+        """Faces by every face cascade (the write gate's)."""
+        size = self.settings.min_face_px
+        return [
+            *find_faces(self._faces, image_bgr, size),
+            *find_faces(self._precise_faces, image_bgr, size),
+            *find_faces(self._profiles, image_bgr, size),
+        ]
+
+    def precise_faces(self, image_bgr: np.ndarray) -> list[Box]:
+        return find_faces(self._precise_faces, image_bgr, self.settings.min_face_px)
 
     def bodies(self, image_bgr: np.ndarray) -> list[Box]:
         """HOG people in ``image_bgr`` (upscaled when shorter than HOG's window needs)."""
@@ -108,17 +165,31 @@ class PrivacyGuard:
             if weight > 0.5
         ]
 
-    def regions(self, image_bgr: np.ndarray) -> list[Box]:
-        """Every face and person found in ``image_bgr``."""
-        return self.faces(image_bgr) + self.bodies(image_bgr)
+    def cascade_bodies(self, image_bgr: np.ndarray) -> list[Box]:
+        """Upper and full bodies by the Haar cascades (no minimum size beyond theirs)."""
+        found: list[Box] = []
+        for cascade in self._bodies:
+            found += find_faces(cascade, image_bgr, min_face_px=24)
+        return found
 
-    def is_person(self, frame_bgr: np.ndarray, box: Box) -> bool:
-        """Whether the region of ``box`` (with a margin) shows a face or a person."""
+    def regions(self, image_bgr: np.ndarray) -> list[Box]:
+        """Every face and person any detector finds in ``image_bgr``."""
+        return self.faces(image_bgr) + self.bodies(image_bgr) + self.cascade_bodies(image_bgr)
+
+    def look(self, frame_bgr: np.ndarray, box: Box) -> Evidence:
+        """Check the region of ``box`` (with a margin) for a face or a body."""
         self.checks += 1
         region = _cut(frame_bgr, box, margin=0.15)
         if region.size == 0:
-            return False
-        return bool(self.faces(region)) or bool(self.bodies(region))
+            return Evidence(False, False, False, False)
+        long_side = max(region.shape[:2])
+        if long_side > LOOK_MAX_SIDE:
+            scale = LOOK_MAX_SIDE / long_side
+            region = cv2.resize(region, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        face = bool(self.precise_faces(region))
+        any_face = face or bool(self.faces(region))
+        body = bool(self.bodies(region)) or bool(self.cascade_bodies(region))
+        return Evidence(face, any_face, body, is_upright(box, frame_bgr.shape))
 
     # -- before writing ----------------------------------------------------------------
 
@@ -133,12 +204,26 @@ class PrivacyGuard:
         if self.mode == "drop":
             return Prepared(None, PERSON, len(regions))
         h, w = image_bgr.shape[:2]
-        blurred = blur_regions(image_bgr, regions)
-        if self.faces(blurred):
-            blurred = blur_regions(image_bgr, [(0, 0, w, h)])
-            if self.faces(blurred):  # cannot happen with a uniform image; never write it
-                return Prepared(None, PERSON, len(regions))
-        return Prepared(blurred, BLURRED, len(regions))
+        # What is written is checked with every detector. A blurred body can still show a
+        # body-shaped blob the HOG detector finds: then each region is filled flat with its
+        # mean colour, and failing that the whole image.
+        for hide in (blur_regions, fill_regions):
+            hidden = hide(image_bgr, regions)
+            if not self.regions(hidden):
+                return Prepared(hidden, BLURRED, len(regions))
+        hidden = fill_regions(image_bgr, [(0, 0, w, h)])
+        if self.regions(hidden):  # cannot happen with a flat image; never write it
+            return Prepared(None, PERSON, len(regions))
+        return Prepared(hidden, BLURRED, len(regions))
+
+
+def is_upright(box: Box, frame_shape: tuple[int, ...]) -> bool:
+    """A box taller than wide by ``UPRIGHT``, not cut by the frame's edge (an animal walking
+    in or out shows as a tall sliver there)."""
+    x, y, w, h = box
+    fh, fw = frame_shape[:2]
+    inside = x > 0 and y > 0 and x + w < fw and y + h < fh
+    return inside and h >= UPRIGHT * w
 
 
 def _cut(frame: np.ndarray, box: Box, margin: float) -> np.ndarray:
@@ -148,6 +233,20 @@ def _cut(frame: np.ndarray, box: Box, margin: float) -> np.ndarray:
     x0, y0 = max(0, x - mx), max(0, y - my)
     x1, y1 = min(fw, x + w + mx), min(fh, y + h + my)
     return frame[y0:y1, x0:x1]
+
+
+def fill_regions(image_bgr: np.ndarray, regions: list[Box], margin: float = 0.25) -> np.ndarray:
+    """A copy of ``image_bgr`` with each region (grown by ``margin``) filled with its mean
+    colour: no shape left inside it for any detector."""
+    out = image_bgr.copy()
+    fh, fw = out.shape[:2]
+    for x, y, w, h in regions:
+        mx, my = int(w * margin), int(h * margin)
+        x0, y0 = max(0, x - mx), max(0, y - my)
+        x1, y1 = min(fw, x + w + mx), min(fh, y + h + my)
+        if x1 > x0 and y1 > y0:
+            out[y0:y1, x0:x1] = out[y0:y1, x0:x1].reshape(-1, out.shape[2]).mean(axis=0)
+    return out
 
 
 def blur_regions(image_bgr: np.ndarray, regions: list[Box], margin: float = 0.25) -> np.ndarray:

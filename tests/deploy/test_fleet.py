@@ -129,7 +129,7 @@ def test_the_playbook_installs_configures_and_pushes_models_locally(
     assert "pw-from-the-vault" not in first.stdout + first.stderr  # no_log
     sha_a = json.loads((model_a / "model.json").read_text())["sha256"]
     assert os.readlink(models / "current") == sha_a[:12]
-    assert "trapcount doctor" in first.stdout and "schema 0006" in first.stdout
+    assert "trapcount doctor" in first.stdout and "schema 0007" in first.stdout
 
     # The next push: another model. No reinstall, no config change; the symlink swapped.
     second = playbook(

@@ -139,7 +139,7 @@ def test_the_installed_doctor_and_process_run_from_the_prefix(staged, clip, tmp_
     )
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     assert re.search(r"^model\s+ok\s", doctor.stdout, re.M)
-    assert re.search(r"^database\s+ok\s.*schema 0006", doctor.stdout, re.M)
+    assert re.search(r"^database\s+ok\s.*schema 0007", doctor.stdout, re.M)
 
     process = subprocess.run(
         [str(p["trapcount"]), "process", str(clip.path), "--config", str(p["config"]), "-q"],

@@ -142,6 +142,7 @@ def test_process_a_video_then_report_it_as_json_and_table(tmp_path, clip, model)
             "label",
             "max_n",
             "model",
+            "privacy_suppressed",
             "start",
             "tracks",
             "trap_id",

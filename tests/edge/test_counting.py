@@ -62,6 +62,7 @@ def test_closed_event_matches_the_documented_dataclasses() -> None:
         "frames",
         "mean_confidence",
         "tracks",
+        "suppressed",
     ]
     assert [f.name for f in fields(ClosedEvent)] == [
         "start",

@@ -260,7 +260,7 @@ def test_csv_per_deployment_and_week(traps):
         (
             "csv",
             "deployment,trap_id,id,start,end,label,max_n,frames,tracks,confidence,model,"
-            "illumination\n",
+            "illumination,privacy_suppressed\n",
         ),
     ],
 )

@@ -65,7 +65,7 @@ def test_new_database_is_private_wal_and_at_the_head_revision(tmp_path):
     path = tmp_path / "new" / "folder" / "trap.sqlite"
     with Store.open(path) as store:
         store.ensure_deployment(TrapSettings())
-        assert store.schema_revision() == "0006"
+        assert store.schema_revision() == "0007"
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode == 0o600
         assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
