@@ -186,8 +186,36 @@ class Observation(Base):
     # Of those tracks, how many had their images withheld by the privacy guard's write gate
     # (revision 0007; NULL before).
     suppressed: Mapped[int | None] = mapped_column(Integer)
+    # A reviewer's decision beside the machine's (revision 0008; NULL: not reviewed).
+    reviewed_label: Mapped[str | None] = mapped_column(String(64))
+    reviewed_count: Mapped[int | None] = mapped_column(Integer)
+    reviewed_by: Mapped[str | None] = mapped_column(String(200))
+    reviewed_at: Mapped[datetime | None] = mapped_column()
 
     event: Mapped[Event] = relationship(back_populates="observations")
+
+
+class Detection(Base):
+    """A counted track's box on one frame, as MegaDetector writes boxes (revision 0008):
+    normalised ``x, y, w, h`` from the top-left corner, category animal/person/vehicle."""
+
+    __tablename__ = "detections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
+    time: Mapped[datetime]
+    file: Mapped[str | None] = mapped_column(String(1000), index=True)  # a photo of a folder
+    frame: Mapped[int | None] = mapped_column(Integer)  # the frame index in a clip
+    track: Mapped[int] = mapped_column(Integer)
+    label: Mapped[str] = mapped_column(String(64))
+    confidence: Mapped[float] = mapped_column(Float)
+    category: Mapped[str] = mapped_column(String(16))  # animal, person or vehicle
+    x: Mapped[float] = mapped_column(Float)
+    y: Mapped[float] = mapped_column(Float)
+    w: Mapped[float] = mapped_column(Float)
+    h: Mapped[float] = mapped_column(Float)
+    detector: Mapped[str] = mapped_column(String(32))  # motion or megadetector
+    detector_confidence: Mapped[float | None] = mapped_column(Float)
 
 
 class Count(Base):

@@ -18,6 +18,7 @@ import pytest
 
 from tests.deploy.staging import REPO, base_python, build_wheel, seed_venv, tool
 from tests.helpers.media import crossings_video, tiny_model_dir
+from tests.helpers.schema import HEAD
 
 FLEET = REPO / "deploy" / "fleet"
 
@@ -129,7 +130,7 @@ def test_the_playbook_installs_configures_and_pushes_models_locally(
     assert "pw-from-the-vault" not in first.stdout + first.stderr  # no_log
     sha_a = json.loads((model_a / "model.json").read_text())["sha256"]
     assert os.readlink(models / "current") == sha_a[:12]
-    assert "trapcount doctor" in first.stdout and "schema 0007" in first.stdout
+    assert "trapcount doctor" in first.stdout and f"schema {HEAD}" in first.stdout
 
     # The next push: another model. No reinstall, no config change; the symlink swapped.
     second = playbook(

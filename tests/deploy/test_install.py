@@ -15,6 +15,7 @@ import pytest
 
 from tests.deploy.staging import INSTALL_SH, REPO, base_python, install, seed_venv
 from tests.helpers.media import crossings_video, tiny_model_dir
+from tests.helpers.schema import HEAD
 
 UNIT = REPO / "deploy" / "trapcount.service"
 
@@ -139,7 +140,7 @@ def test_the_installed_doctor_and_process_run_from_the_prefix(staged, clip, tmp_
     )
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     assert re.search(r"^model\s+ok\s", doctor.stdout, re.M)
-    assert re.search(r"^database\s+ok\s.*schema 0007", doctor.stdout, re.M)
+    assert re.search(rf"^database\s+ok\s.*schema {HEAD}", doctor.stdout, re.M)
 
     process = subprocess.run(
         [str(p["trapcount"]), "process", str(clip.path), "--config", str(p["config"]), "-q"],

@@ -15,6 +15,7 @@ from tests.helpers.media import (
     tiny_model_dir,
     write_config,
 )
+from tests.helpers.schema import HEAD
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def test_a_healthy_trap_passes(tmp_path, model, clip):
     assert all(status in (OK, WARN) for status, _ in rows.values())
     assert rows["source"] == (OK, f"video {clip.path}: 320x240 frame read")
     assert rows["model"][0] == OK and "4 labels" in rows["model"][1]
-    assert rows["database"][0] == OK and "writable, schema 0007" in rows["database"][1]
+    assert rows["database"][0] == OK and f"writable, schema {HEAD}" in rows["database"][1]
     assert (tmp_path / "data" / "trap.sqlite").stat().st_mode & 0o077 == 0
 
 

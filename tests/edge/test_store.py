@@ -18,6 +18,7 @@ from edge_agent.manifest import Manifest, TensorSpec
 from edge_agent.store.database import Store
 from edge_agent.store.errors import SchemaTooNewError, StoreError
 from edge_agent.store.models import interval_floor
+from tests.helpers.schema import HEAD
 
 T0 = datetime(2024, 6, 1, 4, 0, 0, tzinfo=UTC)
 SHA = "ab" * 32
@@ -65,7 +66,7 @@ def test_new_database_is_private_wal_and_at_the_head_revision(tmp_path):
     path = tmp_path / "new" / "folder" / "trap.sqlite"
     with Store.open(path) as store:
         store.ensure_deployment(TrapSettings())
-        assert store.schema_revision() == "0007"
+        assert store.schema_revision() == HEAD
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode == 0o600
         assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700

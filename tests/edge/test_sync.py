@@ -24,6 +24,7 @@ from edge_agent.store.database import Store
 from edge_agent.store.sync import SyncError, parse_url, pending_changes, resolve_target, sync
 from tests.deploy.postgres import shared_server
 from tests.helpers.media import subprocess_env, trapcount_command
+from tests.helpers.schema import HEAD
 
 T0 = datetime(2024, 6, 1, 20, 0, 0, tzinfo=UTC)
 SHARED_SHA = "5a" * 32  # both traps run this model
@@ -461,7 +462,7 @@ def test_setup_as_owner_then_traps_with_row_rights_only(tmp_path, server, centra
     owner = make_url(central)
     setup = run_sync_cli("--to", central, "--setup", cwd=tmp_path)
     assert setup.returncode == 0, setup.stderr
-    assert setup.stdout.strip() == f"{parse_url(central).shown}: schema 0007"
+    assert setup.stdout.strip() == f"{parse_url(central).shown}: schema {HEAD}"
 
     suffix = owner.database[-8:]
     trap_role, reader_role, password = f"trap_{suffix}", f"reader_{suffix}", "trap-pw-0815"
@@ -504,7 +505,7 @@ def test_the_central_schema_matches_the_models_on_postgresql(central):
         with store.engine.connect() as connection:
             context = MigrationContext.configure(connection, opts={"compare_type": True})
             assert compare_metadata(context, Base.metadata) == []
-            assert store.schema_revision() == "0007"
+            assert store.schema_revision() == HEAD
             assert connection.scalar(select(func.count()).select_from(text("sync_changes"))) == 0
     finally:
         store.close()
@@ -544,8 +545,8 @@ def _field_trap_at_0002(path: Path) -> None:
 def test_a_field_trap_upgraded_to_0003_pushes_its_old_rows(tmp_path, central):
     path = tmp_path / "field.sqlite"
     _field_trap_at_0002(path)
-    with Store.open(path) as store:  # upgrades to the head (0007)
-        assert store.schema_revision() == "0007"
+    with Store.open(path) as store:  # upgrades to the head
+        assert store.schema_revision() == HEAD
         store.rollup(minutes=15)
         result = sync(store, parse_url(central), batch_size=2)
     assert result.complete and result.kinds["event"] == 3
@@ -580,4 +581,4 @@ def test_downgrading_0003_keeps_every_row(tmp_path):
     assert triggers == (0,) and "origin" not in columns
     assert totals == before
     with Store.open(path) as store:  # and up again
-        assert store.schema_revision() == "0007" and store.totals() == before
+        assert store.schema_revision() == HEAD and store.totals() == before
