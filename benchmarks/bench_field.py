@@ -36,7 +36,7 @@ import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 
@@ -204,12 +204,24 @@ def run_clips(field: Path, truth: dict, settings: Settings, classifier: Classifi
 # -- 3. crops ---------------------------------------------------------------------------
 
 
-def run_crops(field: Path, truth: dict, classifier: Classifier) -> None:
-    if not BOXES.exists():
-        print(f"\n(no {BOXES.relative_to(ROOT)}: crop-level figures skipped)")
-        return
-    boxes = json.loads(BOXES.read_text(encoding="utf-8"))["photos"]
-    crops = []  # (look, truth entry of the box, top label, confidence)
+class BoxCrop(NamedTuple):
+    """One hand-drawn box of ``field_boxes.json``, cropped as the trap crops it (square,
+    10% margin: ``Classifier.classify_crops``) and classified."""
+
+    look: str  # "day" or "ir": the photo's ``ir`` flag in field_boxes.json
+    entry: dict[str, Any]  # the box's truth entry (the photo's when their labels agree)
+    top: str  # the model's top label, whatever its confidence
+    confidence: float
+    partial: bool  # the animal cut by the frame edge, an overlay, or largely occluded
+
+
+def box_crops(
+    field: Path, truth: dict[str, Any], classifier: Classifier, boxes_file: Path = BOXES
+) -> list[BoxCrop]:
+    """Every box of ``boxes_file`` over the photos of ``field`` (keys relative to it),
+    classified by ``classifier``. Also used by bench_field_finetune.py."""
+    boxes = json.loads(boxes_file.read_text(encoding="utf-8"))["photos"]
+    crops = []
     for key, item in boxes.items():
         entry = truth[key]
         image = cv2.imread(str(field / key))
@@ -217,7 +229,23 @@ def run_crops(field: Path, truth: dict, classifier: Classifier) -> None:
         for box in item["boxes"]:
             label_entry = dict(entry) if box["label"] == entry["label"] else {"label": box["label"]}
             (prediction,) = classifier.classify_crops(image, [tuple(box["box"])])
-            crops.append((look, label_entry, prediction.top_label, prediction.confidence))
+            crops.append(
+                BoxCrop(
+                    look,
+                    label_entry,
+                    prediction.top_label,
+                    prediction.confidence,
+                    bool(box.get("partial")),
+                )
+            )
+    return crops
+
+
+def run_crops(field: Path, truth: dict, classifier: Classifier) -> None:
+    if not BOXES.exists():
+        print(f"\n(no {BOXES.relative_to(ROOT)}: crop-level figures skipped)")
+        return
+    crops = box_crops(field, truth, classifier)
     known = set(classifier.labels)
     print(f"\n## Crops ({len(crops)} hand-drawn boxes)\n")
     table = []
@@ -251,9 +279,9 @@ def run_crops(field: Path, truth: dict, classifier: Classifier) -> None:
         )
     )
     per_label: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for _look, entry, top, _confidence in crops:
-        per_label[entry["label"]][1] += 1
-        per_label[entry["label"]][0] += top in ok_labels(entry)
+    for crop in crops:
+        per_label[crop.entry["label"]][1] += 1
+        per_label[crop.entry["label"]][0] += crop.top in ok_labels(crop.entry)
     print()
     print(
         format_table(
