@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from datetime import date, datetime, time
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
@@ -50,6 +51,16 @@ class TrapSettings(_Section):
     longitude: float | None = Field(None, ge=-180, le=180, description="WGS84 longitude.")
     camera_model: str = Field("", description="Camera make and model, for exports.")
     timezone: str = Field("UTC", description="IANA time zone of the trap, for local-day reports.")
+    deployment_start: str | None = Field(
+        None,
+        description="When the camera was set up here: an ISO 8601 time with its offset, or a "
+        "date (the trap's local midnight); for Camtrap DP deploymentStart.",
+    )
+    deployment_end: str | None = Field(
+        None,
+        description="When the camera was collected: an ISO 8601 time with its offset, or a "
+        "date (the end of that local day); unset while the trap is out.",
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -61,6 +72,66 @@ class TrapSettings(_Section):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r}") from None
         return value
+
+    @field_validator("deployment_start", "deployment_end", mode="before")
+    @classmethod
+    def _deployment_time(cls, value: Any) -> str | None:
+        return None if value is None or value == "" else _iso_time_or_date(value)
+
+    @model_validator(mode="after")
+    def _end_after_start(self) -> TrapSettings:
+        start, end = self.deployment_period()
+        if start is not None and end is not None and end <= start:
+            raise ValueError(
+                f"deployment_end ({self.deployment_end}) must be after deployment_start "
+                f"({self.deployment_start})"
+            )
+        return self
+
+    def deployment_period(self) -> tuple[datetime | None, datetime | None]:
+        """``deployment_start`` and ``deployment_end`` as aware times: a date starts at the
+        trap's local midnight and ends at the last second of that local day."""
+        from zoneinfo import ZoneInfo
+
+        zone = ZoneInfo(self.timezone)
+
+        def at(value: str | None, end: bool) -> datetime | None:
+            if value is None:
+                return None
+            if len(value) == len("YYYY-MM-DD"):
+                day = date.fromisoformat(value)
+                clock = time(23, 59, 59) if end else time(0, 0)
+                return datetime.combine(day, clock, tzinfo=zone)
+            return datetime.fromisoformat(value)
+
+        return at(self.deployment_start, False), at(self.deployment_end, True)
+
+
+def _iso_time_or_date(value: Any) -> str:
+    """A TOML date or offset date-time, or a string holding one, as ISO 8601 text; a time
+    without an offset is refused (which zone did the writer mean?)."""
+    if isinstance(value, datetime):
+        parsed: date | datetime = value
+    elif isinstance(value, date):
+        return value.isoformat()
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            parsed = date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(
+                f"not an ISO 8601 date or time: {value!r} (e.g. 2024-05-30 or "
+                "2024-05-30T09:15:00+02:00)"
+            ) from None
+        if not isinstance(parsed, datetime):
+            return parsed.isoformat()
+    else:
+        raise ValueError(f"not a date or time: {value!r}")
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise ValueError(
+            f"{parsed.isoformat()} has no UTC offset: add one (e.g. +02:00 or Z) or give a date"
+        )
+    return parsed.isoformat()
 
 
 class SourceSettings(_Section):

@@ -107,6 +107,18 @@ def test_every_key_has_a_comment_in_the_example():
             "sync: backoff_max_s (60) must be at least backoff_initial_s (600)",
         ),
         ({"source": {"fps": 0.001}}, "source.fps: Input should be greater than or equal to 0.1"),
+        (
+            {"trap": {"deployment_start": "2024-05-30T09:15:00"}},
+            "trap.deployment_start: 2024-05-30T09:15:00 has no UTC offset",
+        ),
+        (
+            {"trap": {"deployment_end": "end of June"}},
+            "trap.deployment_end: not an ISO 8601 date or time: 'end of June'",
+        ),
+        (
+            {"trap": {"deployment_start": "2024-06-01", "deployment_end": "2024-05-31"}},
+            "trap: deployment_end (2024-05-31) must be after deployment_start (2024-06-01)",
+        ),
     ],
 )
 def test_config_errors_are_one_line_naming_the_key(tmp_path, sections_, expected):
@@ -147,3 +159,28 @@ def test_cli_out_of_range_override_names_the_key(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().startswith("Error: events.event_gap_s: ")
     assert not Path(tmp_path / "trapcount.sqlite").exists()
+
+
+def test_deployment_dates_take_toml_dates_times_and_strings(tmp_path):
+    """trap.deployment_start/end: a TOML date or offset date-time, or the same as a string;
+    a date starts at the trap's local midnight and ends at the end of its local day."""
+    path = tmp_path / "trap.toml"
+    path.write_text(
+        '[trap]\ntimezone = "Europe/Berlin"\n'
+        "deployment_start = 2024-05-30T09:15:00+02:00\ndeployment_end = 2024-06-10\n",
+        encoding="utf-8",
+    )
+    trap = load_config(path).trap
+    assert (trap.deployment_start, trap.deployment_end) == (
+        "2024-05-30T09:15:00+02:00",
+        "2024-06-10",
+    )
+    start, end = trap.deployment_period()
+    assert start.isoformat() == "2024-05-30T09:15:00+02:00"
+    assert end.isoformat() == "2024-06-10T23:59:59+02:00"
+    as_text = write_config(
+        tmp_path / "text.toml", {"trap": {"deployment_start": "2024-05-30", "deployment_end": ""}}
+    )
+    trap = load_config(as_text).trap
+    assert trap.deployment_period()[0].isoformat() == "2024-05-30T00:00:00+00:00"  # UTC trap
+    assert trap.deployment_end is None  # "" = unset
