@@ -280,6 +280,26 @@ def export() -> None:
     is_flag=True,
     help="Validate the package offline with frictionless (pip install 'trapcount[reports]').",
 )
+@click.option(
+    "--media",
+    "media_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="The kept media folder (media.media_dir, or a copy of it): the camera frames kept "
+    "there (media.keep_frames) that are clear of people go into OUT/media, with their boxes "
+    "as media-level observations. Without it the package has no media.",
+)
+@click.option(
+    "--link-media",
+    is_flag=True,
+    help="With --media: hard-link the frames into the package (a symbolic link where a hard "
+    "link cannot be made, e.g. across filesystems) instead of copying them.",
+)
+@click.option(
+    "--include-blurred",
+    is_flag=True,
+    help="With --media: also frames on which the privacy guard blurred people (never public: "
+    "filePublic false). Frames of a person are never included.",
+)
 @library_errors
 def export_camtrap_dp(
     databases: tuple[str, ...],
@@ -288,6 +308,9 @@ def export_camtrap_dp(
     since: str | None,
     until: str | None,
     validate: bool,
+    media_dir: Path | None,
+    link_media: bool,
+    include_blurred: bool,
 ) -> None:
     """Write a Camtrap DP 1.0.2 package, the camera-trap data standard.
 
@@ -296,22 +319,59 @@ def export_camtrap_dp(
     Observations are per event and label at observationLevel=event, with count = MaxN,
     observationType and scientificName from the label -> taxon map, classificationMethod
     machine, the classifier's confidence and the model version. Deployments need
-    coordinates (trap.latitude, trap.longitude). Times are ISO 8601 with the trap's offset.
+    coordinates (trap.latitude, trap.longitude); their dates are trap.deployment_start and
+    trap.deployment_end, else the trap's recorded activity (said in deploymentComments).
+    Times are ISO 8601 with the trap's offset. With --media, media.csv lists the kept
+    camera frames put into OUT/media (crops are not camera media), each with one
+    media-level observation per box; OUT/media is rewritten on every export.
     """
-    from edge_agent.office.camtrap import ExportError, export_camtrap_dp, validate_package
+    from edge_agent.office.camtrap import (
+        ExportError,
+        MediaOptions,
+        export_camtrap_dp,
+        validate_package,
+    )
     from edge_agent.office.report_data import open_stores
 
+    if media_dir is None and (link_media or include_blurred):
+        flag = "--link-media" if link_media else "--include-blurred"
+        raise click.UsageError(f"{flag} needs --media DIR (the kept media folder)")
     settings = load_config(config)
     window = _report_window(since, until)
+    media = MediaOptions(media_dir, link=link_media, include_blurred=include_blurred)
     with open_stores(_report_databases(databases, config)) as stores:
         try:
-            result = export_camtrap_dp(stores, out, settings, window=window)
+            result = export_camtrap_dp(stores, out, settings, window=window, media=media)
         except ExportError as exc:
             raise click.ClickException(one_line(exc)) from None
     click.echo(
         f"wrote {out}: {result.deployments} deployment(s), {result.observations} "
         f"observation(s), {result.media} media"
     )
+    if result.media_placed:
+        how = ", ".join(
+            f"{n} {way}" if way == "copied" or n == 1 else f"{n} {way}s"
+            for way, n in result.media_placed.items()
+        )
+        click.echo(
+            f"media: {result.media} frame(s) in {out / 'media'} ({how}), "
+            f"{result.media_observations} media-level observation(s) with boxes"
+        )
+    for reason, n in sorted(result.media_left_out.items()):
+        click.echo(f"note: {n} kept frame(s) not in the package: {reason}", err=True)
+    if result.crops:
+        click.echo(
+            f"note: {result.crops} kept crop(s) not listed: crops are cut by trapcount, not "
+            "camera media (keep frames with media.keep_frames)",
+            err=True,
+        )
+    if result.dates_from_activity:
+        click.echo(
+            f"note: deployment(s) {', '.join(result.dates_from_activity)}: start/end from the "
+            "trap's recorded activity (see deploymentComments); set trap.deployment_start and "
+            "trap.deployment_end in the config",
+            err=True,
+        )
     if result.unmapped_labels:
         click.echo(
             f"note: label(s) {', '.join(result.unmapped_labels)} are not in the taxon map and "

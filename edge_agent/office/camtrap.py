@@ -34,27 +34,29 @@ import copy
 import csv
 import functools
 import json
-import mimetypes
 import os
 import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from importlib.resources import files
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
-
-from sqlalchemy import MetaData, Table, select
 
 from edge_agent import __version__
 from edge_agent.config import Settings
 from edge_agent.labels import RULE, is_valid_label, shown
+from edge_agent.office.camtrap_media import (
+    MediaOptions,
+    PackagedMedia,
+    place_media,
+    plan_media,
+)
 from edge_agent.office.report_data import Deployment, ReportData, Row, load
 from edge_agent.office.taxa import TaxonMap
-from edge_agent.office.windows import Window, zone_of
+from edge_agent.office.windows import Window, camtrap_time
 from edge_agent.store.database import Store
-from edge_agent.store.queries import has_table
 
 VERSION = "1.0.2"
 BASE_URL = f"https://raw.githubusercontent.com/tdwg/camtrap-dp/{VERSION}"
@@ -64,7 +66,6 @@ SCHEMA_URLS = {name: f"{BASE_URL}/{name}-table-schema.json" for name in TABLES}
 # The official files the URLs name, vendored unchanged (edge_agent/schemas/camtrap-dp-1.0.2).
 SCHEMA_DIR = files("edge_agent") / "schemas" / f"camtrap-dp-{VERSION}"
 PROFILE_FILE = "camtrap-dp-profile.json"
-HUMAN_LABELS = frozenset({"person", "people", "human"})
 
 
 class ExportError(ValueError):
@@ -79,6 +80,11 @@ class ExportResult:
     observations: int
     unmapped_labels: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    media_observations: int = 0  # of the observations, those at observationLevel=media
+    media_placed: dict[str, int] = field(default_factory=dict)  # copied / hard / symbolic link
+    media_left_out: dict[str, int] = field(default_factory=dict)  # kept frames, by reason
+    crops: int = 0  # kept crops: not camera media, never listed
+    dates_from_activity: list[str] = field(default_factory=list)  # deployments, flagged
 
 
 # -- the official schemas -----------------------------------------------------------------
@@ -121,16 +127,6 @@ def columns(table: str) -> list[str]:
 # -- values -------------------------------------------------------------------------------
 
 
-def camtrap_time(value: datetime | None, zone: str, *, round_up: bool = False) -> str:
-    """``value`` in ``zone`` as ``YYYY-MM-DDTHH:MM:SS+HH:MM`` (whole seconds)."""
-    if value is None:
-        return ""
-    if round_up and value.microsecond:
-        value = value + timedelta(seconds=1)
-    local = value.astimezone(zone_of(zone)).replace(microsecond=0)
-    return local.isoformat(timespec="seconds")
-
-
 def _text(value: Any) -> str:
     if value is None:
         return ""
@@ -146,14 +142,68 @@ def _slug(text: str) -> str:
 # -- tables -------------------------------------------------------------------------------
 
 
-def _last_activity(data: ReportData, dep: Deployment) -> datetime:
-    """When an open deployment was last heard from: its latest event end or heartbeat."""
-    times = [dep.start]
-    times += [row.end for row in data.rows if row.deployment.key == dep.key]
-    times += [
-        beat["time"] for beat in data.heartbeats.get(dep.trap_id, []) if beat["time"] >= dep.start
-    ]
-    return max(times)
+def _activity(
+    data: ReportData, dep: Deployment, media_times: Sequence[datetime]
+) -> tuple[datetime, datetime]:
+    """The span of a deployment's recorded activity: from the agent's start at the place,
+    or its first event or kept frame when earlier (footage processed later: ``process``
+    opens the deployment when it runs), to its last event, heartbeat or kept frame (else
+    the record's end, else its start)."""
+    events = [row for row in data.rows if row.deployment.key == dep.key]
+    beats = [beat["time"] for beat in data.heartbeats.get(dep.trap_id, [])]
+    if dep.end is not None:
+        beats = [t for t in beats if dep.start <= t <= dep.end]
+    else:
+        beats = [t for t in beats if t >= dep.start]
+    first = min([dep.start, *(row.start for row in events), *beats[:1], *media_times])
+    ends = [row.end for row in events] + beats[-1:] + list(media_times)
+    return first, max(ends) if ends else (dep.end or dep.start)
+
+
+# deploymentComments of a deployment whose dates are (partly) its recorded activity.
+ACTIVITY_NOTE = (
+    "{which} from the trap's recorded activity (agent start, first/last event or "
+    "heartbeat), not when the camera was set up and collected: set {keys} in the trap's config"
+)
+
+
+def _period(
+    data: ReportData,
+    dep: Deployment,
+    settings: Settings,
+    configured: bool,
+    media_times: Sequence[datetime],
+) -> tuple[datetime, datetime, str]:
+    """deploymentStart, deploymentEnd and deploymentComments: the config's
+    ``trap.deployment_start``/``_end`` for the deployment they describe (``configured``),
+    else the recorded activity, flagged. An event or kept frame outside the configured
+    dates is an error naming the key."""
+    first, last = _activity(data, dep, media_times)
+    start, end = settings.trap.deployment_period() if configured else (None, None)
+    events = [row for row in data.rows if row.deployment.key == dep.key]
+    seen = [row.start for row in events] + list(media_times)
+    if start is not None and seen and min(seen) < start:
+        raise ExportError(
+            f"trap.deployment_start ({settings.trap.deployment_start}) is after deployment "
+            f"{dep.key}'s first record ({camtrap_time(min(seen), dep.timezone)}): correct it "
+            "in the config, or leave it unset"
+        )
+    seen = [row.end for row in events] + list(media_times)
+    if end is not None and seen and max(seen) > end:
+        raise ExportError(
+            f"trap.deployment_end ({settings.trap.deployment_end}) is before deployment "
+            f"{dep.key}'s last record ({camtrap_time(max(seen), dep.timezone, round_up=True)}): "
+            "correct it in the config, or leave it unset"
+        )
+    missing = [key for key, value in (("start", start), ("end", end)) if value is None]
+    comment = ""
+    if missing:
+        which = " and ".join(f"deployment{key.title()}" for key in missing)
+        keys = " and ".join(f"trap.deployment_{key}" for key in missing)
+        comment = ACTIVITY_NOTE.format(which=which, keys=keys)
+        if not configured:
+            comment += f" (trap.id = {dep.trap_id!r}; they describe its latest deployment)"
+    return start or first, end or last, comment
 
 
 def _overlaps(dep: Deployment, window: Window, end: datetime) -> bool:
@@ -162,15 +212,24 @@ def _overlaps(dep: Deployment, window: Window, end: datetime) -> bool:
     return not (window.until is not None and dep.start >= window.until.at(dep.timezone))
 
 
-def deployment_records(data: ReportData, settings: Settings) -> list[dict[str, str]]:
-    """deployments.csv: the deployments out during the data's window."""
+def deployment_records(
+    data: ReportData,
+    settings: Settings,
+    media_times: dict[str, list[datetime]] | None = None,
+) -> list[dict[str, str]]:
+    """deployments.csv: the deployments out during the data's window. ``media_times``:
+    the packaged frames' times per deployment, which its dates must hold too."""
     trap = settings.trap
     extra = settings.export
+    media_times = media_times or {}
+    mine = [dep for dep in data.deployments if dep.trap_id == trap.id]
+    latest = max(mine, key=lambda d: (d.start, d.key)).key if mine else None
     records = []
     for dep in sorted(data.deployments, key=lambda d: (d.start, d.key)):
-        end = dep.end or _last_activity(data, dep)
-        if not _overlaps(dep, data.window, end):
+        times = media_times.get(dep.key, [])
+        if not _overlaps(dep, data.window, _activity(data, dep, times)[1]):
             continue
+        start, end, comment = _period(data, dep, settings, dep.key == latest, times)
         ours = dep.trap_id == trap.id  # the config describes this trap
         latitude, longitude = dep.latitude, dep.longitude
         if ours and latitude is None and longitude is None:
@@ -186,11 +245,12 @@ def deployment_records(data: ReportData, settings: Settings) -> list[dict[str, s
             "locationName": dep.location_name or dep.trap_id,
             "latitude": f"{latitude:.6f}".rstrip("0").rstrip("."),
             "longitude": f"{longitude:.6f}".rstrip("0").rstrip("."),
-            "deploymentStart": camtrap_time(dep.start, dep.timezone),
+            "deploymentStart": camtrap_time(start, dep.timezone),
             "deploymentEnd": camtrap_time(end, dep.timezone, round_up=True),
             "cameraID": dep.trap_id,
             "cameraModel": dep.camera_model,
             "deploymentTags": f"timezone:{dep.timezone}",
+            "deploymentComments": comment,
         }
         if ours:
             record |= {
@@ -272,72 +332,6 @@ def observation_records(
     return records
 
 
-def _media_column(table: Table, *names: str) -> Any:
-    for name in names:
-        if name in table.c:
-            return table.c[name]
-    return None
-
-
-def media_records(
-    store: Store, data: ReportData, deployments: dict[tuple[str, int], Deployment]
-) -> list[dict[str, str]]:
-    """media.csv rows for the kept frames and crops of a database with a ``media`` table.
-
-    A file is public only when its privacy status says it is clear of people and its
-    label is not a person; anything else (no status, blurred, a person) is private.
-    Absolute paths on the trap become ``media/<file name>`` inside the package.
-    """
-    if not has_table(store, "media"):
-        return []
-    table = Table("media", MetaData(), autoload_with=store.engine)
-    when = _media_column(table, "time", "timestamp", "captured_at", "created_at")
-    path = _media_column(table, "path", "file_path")
-    if when is None or path is None or "deployment_id" not in table.c:
-        return []
-    label = _media_column(table, "reviewed_label", "label")
-    privacy = _media_column(table, "privacy_status", "privacy")
-    records = []
-    with store.read() as session:
-        for media in session.execute(select(table).order_by(when)).mappings():
-            dep = deployments.get((store.where, media["deployment_id"]))
-            if dep is None:
-                continue
-            stamp = media[when.name]
-            if isinstance(stamp, str):
-                stamp = datetime.fromisoformat(stamp)
-            stamp = stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp
-            if not data.window.contains(stamp, dep.timezone):
-                continue
-            if media[path.name] is None:
-                continue  # a record of a track whose images were withheld: no file, no media
-            stored = PurePosixPath(str(media[path.name]))
-            relative = (
-                PurePosixPath("media", stored.name)
-                if stored.is_absolute() or ".." in stored.parts
-                else PurePosixPath(*[p for p in stored.parts if p != "."])
-            )
-            labels = {str(media[label.name]).lower()} if label is not None else set()
-            if "label" in table.c:
-                labels.add(str(media["label"]).lower())
-            clear = privacy is not None and str(media[privacy.name]).lower() == "clear"
-            mediatype = mimetypes.guess_type(stored.name)[0] or "image/jpeg"
-            key = media["id"] if "id" in table.c else len(records) + 1
-            records.append(
-                {
-                    "mediaID": f"{dep.key}-m{key}",
-                    "deploymentID": dep.key,
-                    "captureMethod": "activityDetection",
-                    "timestamp": camtrap_time(stamp, dep.timezone),
-                    "filePath": str(relative),
-                    "filePublic": _text(clear and not (labels & HUMAN_LABELS)),
-                    "fileName": stored.name,
-                    "fileMediatype": mediatype,
-                }
-            )
-    return records
-
-
 # -- datapackage.json ---------------------------------------------------------------------
 
 
@@ -356,11 +350,11 @@ def _spatial(deployments: list[dict[str, str]]) -> dict[str, Any]:
 
 
 def _taxonomic(
-    observations: list[dict[str, str]], taxa: TaxonMap, data: ReportData
+    observations: list[dict[str, str]], taxa: TaxonMap, labels: set[str]
 ) -> list[dict[str, Any]]:
     by_name: dict[str, dict[str, Any]] = {}
-    for row in data.rows:
-        taxon = taxa[row.label]
+    for label in sorted(labels):
+        taxon = taxa[label]
         if not taxon.is_animal or taxon.scientific_name in by_name:
             continue
         entry: dict[str, Any] = {"scientificName": taxon.scientific_name}
@@ -415,7 +409,12 @@ def descriptor(
             "Camera trap counts made on the trap by trapcount: a motion gate, an int8 image "
             "classifier and a tracker turn frames into events, and each event's count per "
             "label is MaxN, the most individuals of that label visible in one frame. "
-            "Observations are machine classifications at the event level."
+            "Observations are machine classifications at the event level"
+            + (
+                ", and per box on the kept camera frames in media/ (observationLevel media)."
+                if any(o["observationLevel"] == "media" for o in observations)
+                else "."
+            )
         ),
         "version": "1.0",
         "keywords": ["camera traps", "MaxN", "machine classification", "trapcount"],
@@ -429,7 +428,7 @@ def descriptor(
             "samplingDesign": extra.sampling_design,
             "captureMethod": ["activityDetection"],
             "individualAnimals": False,
-            "observationLevel": ["event"],
+            "observationLevel": sorted({o["observationLevel"] for o in observations} or {"event"}),
         },
         "spatial": _spatial(deployments),
         "temporal": {"start": min(starts).isoformat(), "end": max(ends).isoformat()},
@@ -452,6 +451,33 @@ def _write_csv(path: Path, table: str, records: list[dict[str, str]]) -> None:
         writer.writerows(records)
 
 
+def _event_info(
+    data: ReportData, keys: set[str], models: dict[str, dict[str, Any]]
+) -> dict[tuple[str, datetime], dict[str, str]]:
+    """The exported events by (deployment name, start): what a media-level observation of
+    one of their frames repeats of them."""
+    info = {}
+    for row in data.rows:
+        dep = row.deployment
+        if dep.key in keys:
+            info[(dep.key, row.start)] = {
+                "eventID": f"{dep.key}-e{row.event_id}",
+                "classifiedBy": classified_by(row, models),
+                "classificationTimestamp": camtrap_time(row.written_at, dep.timezone),
+            }
+    return info
+
+
+def omit_human_probabilities(observations: list[dict[str, str]]) -> None:
+    """Camtrap DP: "omit [...] a probability for human classifications". A reviewer's
+    classification has none; nor has a ``human`` observation: the machine's person label
+    comes from the privacy guard's face checks (the share of checks that found a face),
+    not from a classifier's probability, and often reads 1.0."""
+    for record in observations:
+        if record["classificationMethod"] == "human" or record["observationType"] == "human":
+            record["classificationProbability"] = ""
+
+
 def export_camtrap_dp(
     stores: Store | Sequence[Store],
     out: Path,
@@ -460,10 +486,15 @@ def export_camtrap_dp(
     window: Window | None = None,
     labels: Sequence[str] = (),
     created: datetime | None = None,
+    media: MediaOptions | None = None,
 ) -> ExportResult:
-    """Write the package for the events in ``window`` into the folder ``out``."""
+    """Write the package for the events in ``window`` into the folder ``out``; with
+    ``media`` (a media folder), the kept camera frames go into ``out/media``
+    (``edge_agent.office.camtrap_media``). Everything is checked before anything is
+    written."""
     stores = [stores] if isinstance(stores, Store) else list(stores)
     settings = settings or Settings()
+    media = media or MediaOptions()
     data = load(stores, window or Window(), labels)
     taxa = TaxonMap(settings.export.taxa)
 
@@ -474,25 +505,36 @@ def export_camtrap_dp(
         )
     keys = {d["deploymentID"] for d in deployments}
     observations = observation_records(data, taxa, keys)
+    models = {m["sha256"]: m for m in data.models}
     by_source = {(d.source, d.id): d for d in data.deployments if d.key in keys}
-    media = [record for store in stores for record in media_records(store, data, by_source)]
+    packaged: PackagedMedia = plan_media(
+        stores, data, by_source, media, taxa, _event_info(data, keys, models)
+    )
+    # Again, now that the packaged frames' times are known: the dates must hold them too.
+    deployments = [
+        d for d in deployment_records(data, settings, packaged.times) if d["deploymentID"] in keys
+    ]
+    observations += packaged.observations
+    omit_human_probabilities(observations)
 
     out = Path(out)
     out.mkdir(mode=0o700, parents=True, exist_ok=True)
+    place_media(packaged, out, media.link)
     files = []
     for table, records in (
         ("deployments", deployments),
-        ("media", media),
+        ("media", packaged.records),
         ("observations", observations),
     ):
         path = out / f"{table}.csv"
         _write_csv(path, table, records)
         files.append(path)
+    used = {row.label for row in data.rows} | packaged.labels
     package = descriptor(
         settings,
         deployments,
         observations,
-        _taxonomic(observations, taxa, data),
+        _taxonomic(observations, taxa, used),
         created or datetime.now(UTC),
     )
     package_path = out / "datapackage.json"
@@ -502,10 +544,15 @@ def export_camtrap_dp(
     return ExportResult(
         out=out,
         deployments=len(deployments),
-        media=len(media),
+        media=len(packaged.records),
         observations=len(observations),
-        unmapped_labels=taxa.unmapped({row.label for row in data.rows}),
+        unmapped_labels=taxa.unmapped(used),
         files=files,
+        media_observations=len(packaged.observations),
+        media_placed=dict(packaged.placed),
+        media_left_out=dict(packaged.left_out),
+        crops=packaged.crops,
+        dates_from_activity=[d["deploymentID"] for d in deployments if d["deploymentComments"]],
     )
 
 

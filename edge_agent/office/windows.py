@@ -32,6 +32,17 @@ def local_iso(value: datetime | None, zone: str = "UTC") -> str | None:
     return value.astimezone(zone_of(zone)).isoformat(timespec=precision)
 
 
+def camtrap_time(value: datetime | None, zone: str, *, round_up: bool = False) -> str:
+    """``value`` in ``zone`` as ``YYYY-MM-DDTHH:MM:SS+HH:MM`` (whole seconds, Camtrap DP's
+    ``%Y-%m-%dT%H:%M:%S%z``): rounded down, or up with ``round_up``; "" for None."""
+    if value is None:
+        return ""
+    if round_up and value.microsecond:
+        value = value + timedelta(seconds=1)
+    local = value.astimezone(zone_of(zone)).replace(microsecond=0)
+    return local.isoformat(timespec="seconds")
+
+
 @dataclass(frozen=True)
 class TimeBound:
     """A ``--since``/``--until`` bound: one instant for every trap, or a wall-clock time

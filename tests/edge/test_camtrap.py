@@ -388,40 +388,36 @@ def test_a_deployment_without_coordinates_is_refused_unless_the_config_has_them(
 # -- media --------------------------------------------------------------------------------
 
 
-def test_kept_media_are_listed_and_people_are_never_public(tmp_path):
-    """The media table (revision 0004) as the media keeper fills it; rows written by hand."""
+def test_kept_crops_are_not_camera_media_and_nothing_is_listed_without_files(tmp_path):
+    """The media table as the media keeper fills it (rows written by hand): crops are cut by
+    trapcount and never listed; frames only when they are put into the package (--media,
+    tests/edge/test_camtrap_media.py), so media.csv names no file the package lacks."""
     db = build_trap_db(
         tmp_path / "media.sqlite", MEADOW, [Planned("2024-06-01T10:00:00", {"fox": 1})]
     )
     with sqlite3.connect(db) as connection:
         connection.executemany(
-            "INSERT INTO media (deployment_id, time, kind, path, sha256, bytes, label, "
-            "confidence, disagreed, reviewed_label, privacy_status, created)"
-            " VALUES (1, ?, 'crop', ?, '', 0, ?, 0.5, 0, ?, ?, '2024-06-02 00:00:00')",
+            "INSERT INTO media (deployment_id, event_id, time, kind, path, sha256, bytes, label,"
+            " confidence, disagreed, reviewed_label, privacy_status, created)"
+            " VALUES (1, 1, ?, ?, ?, '', 0, ?, 0.5, 0, ?, ?, '2024-06-02 00:00:00')",
             [
-                ("2024-06-01 10:00:01", "/var/lib/trapcount/media/fox-1.jpg", "fox", None, "clear"),
-                ("2024-06-01 10:00:02", "media/crop-2.png", "fox", "person", "clear"),
-                ("2024-06-01 10:00:03", "media/frame-3.jpg", "person", None, "blurred"),
-                ("2024-06-01 10:00:04", "media/frame-4.jpg", "deer", None, "unchecked"),
+                ("2024-06-01 10:00:01", "crop", "/var/lib/trapcount/media/fox-1.jpg", "fox",
+                 None, "clear"),
+                ("2024-06-01 10:00:02", "crop", "media/crop-2.png", "fox", "person", "clear"),
+                ("2024-06-01 10:00:03", "frame", "media/frame-3.jpg", "person", None, "blurred"),
+                ("2024-06-01 10:00:04", "frame", "media/frame-4.jpg", "fox", None, "clear"),
             ],
-        )
+        )  # fmt: skip
     connection.close()
     out = tmp_path / "pkg"
     with open_stores([str(db)]) as stores:
         result = export_camtrap_dp(stores, out)
-    assert result.media == 4
+    assert (result.media, result.crops) == (0, 2)
+    assert result.media_left_out == {"a person": 1, "no media folder given": 1}
     assert validate_package(out) == []
     assert out.stat().st_mode & 0o777 == 0o700  # exports are not world-readable
     assert {p.stat().st_mode & 0o777 for p in out.iterdir()} == {0o600}
-    media = read_csv(out / "media.csv")
-    assert [(m["filePath"], m["filePublic"]) for m in media] == [
-        ("media/fox-1.jpg", "true"),
-        ("media/crop-2.png", "false"),  # reviewed as a person
-        ("media/frame-3.jpg", "false"),  # a person, blurred
-        ("media/frame-4.jpg", "false"),  # privacy off: not known to be clear
-    ]
-    assert media[0]["timestamp"] == "2024-06-01T12:00:01+02:00"
-    assert media[1]["fileMediatype"] == "image/png"
+    assert (out / "media.csv").read_text("utf-8") == ",".join(columns("media")) + "\n"
 
 
 # -- CLI ----------------------------------------------------------------------------------
