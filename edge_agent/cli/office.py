@@ -35,6 +35,16 @@ UNTIL_HELP = (
 
 GROUPINGS = ["event", "hour", "day", "week", "deployment", "illumination"]
 
+COUNTS_OPTION = click.option(
+    "--counts",
+    "counts",
+    type=click.Choice(["reviewed", "machine"]),
+    default="reviewed",
+    show_default=True,
+    help="Whose counts: a reviewer's where an event was reviewed (trapcount review), else "
+    "the machine's; or the machine's alone.",
+)
+
 
 def _report_databases(databases: tuple[str, ...], config: Path | None) -> list[str]:
     if databases:
@@ -100,6 +110,7 @@ def _note_duplicates(count: int) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write a self-contained HTML page with charts and trap health to this file.",
 )
+@COUNTS_OPTION
 @library_errors
 def report(
     databases: tuple[str, ...],
@@ -110,6 +121,7 @@ def report(
     labels: tuple[str, ...],
     fmt: str | None,
     html: Path | None,
+    counts: str,
 ) -> None:
     """Print the counts in one or several databases, as a table, CSV or JSON.
 
@@ -119,6 +131,10 @@ def report(
     label: id, start, end, label, max_n, frames, confidence), "counts" (the rolled-up
     intervals), "deployments", "models", "health" and, with --by, "groups". Times are ISO
     8601 in the trap's time zone, with the offset. An empty range prints an empty table.
+
+    Where a reviewer reviewed an event, its counts are the reviewer's (--counts machine:
+    the machine's); each event says whose ("counted_by") and keeps the machine's labels and
+    MaxN ("machine").
     """
     from edge_agent.office.report_data import load, open_stores
     from edge_agent.office.reports import build_report, render_csv, render_table
@@ -127,7 +143,7 @@ def report(
     _check_groupings(by)
     window = _report_window(since, until)
     with open_stores(_report_databases(databases, config)) as stores:
-        data = load(stores, window, labels)
+        data = load(stores, window, labels, counts=counts)
     document = build_report(data, by=by)
     _note_duplicates(data.duplicate_events)
     if html is not None:
@@ -413,6 +429,7 @@ def export_camtrap_dp(
     show_default=True,
     help="Period of counts.csv, in the trap's local time.",
 )
+@COUNTS_OPTION
 @library_errors
 def export_csv(
     databases: tuple[str, ...],
@@ -422,11 +439,14 @@ def export_csv(
     until: str | None,
     labels: tuple[str, ...],
     period: str,
+    counts: str,
 ) -> None:
     """Write events.csv and counts.csv for spreadsheets.
 
     events.csv has one line per event and label; counts.csv one per deployment, local
-    period (--by) and label: events, count (the sum of MaxN) and the largest MaxN."""
+    period (--by) and label: events, count (the sum of MaxN) and the largest MaxN. Counts
+    are a reviewer's where an event was reviewed (events.csv's counted_by says whose),
+    unless --counts machine."""
     from edge_agent.office.report_data import load, open_stores
     from edge_agent.office.reports import (
         CSV_EVENT_COLUMNS,
@@ -438,7 +458,7 @@ def export_csv(
 
     window = _report_window(since, until)
     with open_stores(_report_databases(databases, config)) as stores:
-        data = load(stores, window, labels)
+        data = load(stores, window, labels, counts=counts)
     _note_duplicates(data.duplicate_events)
     by = ["deployment", period]
     groups = group_rows(data.rows, by)

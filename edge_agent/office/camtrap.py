@@ -280,7 +280,10 @@ def classified_by(row: Row, models: dict[str, dict[str, Any]]) -> str:
 def observation_records(
     data: ReportData, taxa: TaxonMap, deployments: set[str]
 ) -> list[dict[str, str]]:
-    """observations.csv: one row per event and label, at observationLevel=event."""
+    """observations.csv: one row per event and label, at observationLevel=event. An event
+    a reviewer reviewed carries the reviewer's label and count (classificationMethod human,
+    classifiedBy the reviewer, classificationTimestamp the review, no probability); the
+    machine's labels, MaxN, probability and model are kept in its tags and comments."""
     models = {m["sha256"]: m for m in data.models}
     records = []
     for row in data.rows:
@@ -296,16 +299,36 @@ def observation_records(
                 f"rules ({RULE}): a tampered or foreign database?"
             )
         taxon = taxa[row.label]
+        human = row.counted_by == "reviewer"
         comments = []
         if not taxa.knows(row.label):
-            comments.append(f"classifier label {row.label!r} is not in the taxon map")
+            who = "reviewer" if human else "classifier"
+            comments.append(f"{who} label {row.label!r} is not in the taxon map")
+        tags = [f"label:{row.label}"]
+        if human:
+            said = ", ".join(f"{label} (MaxN {n})" for label, n in row.machine) or "nothing"
+            probability = f", mean probability {row.mean_confidence:.4f}" if row.tracks else ""
+            comments.append(
+                f"reviewed by {row.reviewed_by or 'a reviewer'}; the machine said {said}"
+                f"{probability} ({classified_by(row, models)})"
+            )
+            if not row.reviewed_counted and taxon.observation_type != "blank":
+                comments.append("count: the machine's MaxN, kept by the review rules")
+            tags += [
+                "machine_label:" + (",".join(label for label, _ in row.machine) or "none"),
+                "machine_count:" + (",".join(str(n) for _, n in row.machine) or "0"),
+            ]
+            if row.tracks:
+                tags.append(f"machine_probability:{min(max(row.mean_confidence, 0.0), 1.0):.4f}")
+            tags.append(f"count_by:{'reviewer' if row.reviewed_counted else 'rules'}")
+        tags += [f"tracks:{row.tracks}", f"frames:{row.frames}"]
         if row.suppressed:
             # Counted, but the privacy guard saw something like a person: no image kept.
             comments.append(
                 f"privacy: no media kept of {row.suppressed} of {row.tracks} track(s) "
                 "(person-like features)"
             )
-        comment = "; ".join(comments)
+            tags.append(f"privacy_suppressed:{row.suppressed}")
         records.append(
             {
                 "observationID": f"{event_id}-{_slug(row.label)}",
@@ -318,15 +341,18 @@ def observation_records(
                 "observationType": taxon.observation_type,
                 "scientificName": taxon.scientific_name if taxon.is_animal else "",
                 "count": str(row.max_n) if taxon.observation_type != "blank" else "",
-                "classificationMethod": "machine",
-                "classifiedBy": classified_by(row, models),
-                "classificationTimestamp": camtrap_time(row.written_at, dep.timezone),
-                "classificationProbability": f"{min(max(row.mean_confidence, 0.0), 1.0):.4f}",
-                "observationTags": (
-                    f"label:{row.label} | tracks:{row.tracks} | frames:{row.frames}"
-                    + (f" | privacy_suppressed:{row.suppressed}" if row.suppressed else "")
+                "classificationMethod": "human" if human else "machine",
+                "classifiedBy": (row.reviewed_by or "reviewer")
+                if human
+                else classified_by(row, models),
+                "classificationTimestamp": camtrap_time(
+                    row.reviewed_at if human else row.written_at, dep.timezone
                 ),
-                "observationComments": comment,
+                "classificationProbability": ""
+                if human
+                else f"{min(max(row.mean_confidence, 0.0), 1.0):.4f}",
+                "observationTags": " | ".join(tags),
+                "observationComments": "; ".join(comments),
             }
         )
     return records

@@ -21,9 +21,11 @@ from typing import Any, TypeVar
 from edge_agent.office.windows import Window, local_iso, zone_of
 from edge_agent.store.database import Store
 from edge_agent.store.errors import StoreError
+from edge_agent.store.models import interval_floor
 from edge_agent.store.queries import (
     DeploymentRow,
     EventRow,
+    effective_rows,
     event_written_times,
     has_table,
     heartbeat_rows,
@@ -87,6 +89,14 @@ class ReportData:
     # Footage nothing could be looked for in: deployment, trap_id, reason, frames (per
     # deployment and reason).
     unprocessed: list[dict[str, Any]] = field(default_factory=list)
+    # Whose counts the rows carry: "reviewed" (a reviewer's where an event was reviewed,
+    # else the machine's) or "machine" (docs/reports.md, "Reviewed counts").
+    count_mode: str = "reviewed"
+
+    @property
+    def reviewed_events(self) -> int:
+        """Events whose counts are a reviewer's."""
+        return len({(r.deployment.key, r.event_id) for r in self.rows if r.counted_by != "machine"})
 
     @property
     def event_count(self) -> int:
@@ -191,8 +201,13 @@ def load(
     window: Window | None = None,
     labels: Iterable[str] = (),
     deployment_id: int | None = None,
+    *,
+    counts: str = "reviewed",
 ) -> ReportData:
-    """Read the events in ``window`` (and with one of ``labels``, when given)."""
+    """Read the events in ``window`` (and with one of ``labels``, when given), with the
+    reviewer's counts where an event was reviewed (``counts="reviewed"``) or the machine's
+    (``"machine"``); the roll-up follows: stored (it follows reviews), or for the machine's
+    counts summed from the events into the same intervals."""
     stores = [stores] if isinstance(stores, Store) else list(stores)
     window = window or Window()
     wanted = tuple(sorted(set(labels)))
@@ -226,13 +241,15 @@ def load(
     rows: list[Row] = []
     models: dict[str, dict[str, Any]] = {}
     heartbeats: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    counts: list[dict[str, Any]] = []
+    counts_found: list[dict[str, Any]] = []
+    stored: dict[str, Any] = {}  # per deployment key, its roll-up's interval length
     events, beats, intervals = _FirstCopies(), _FirstCopies(), _FirstCopies()
     for store in stores:
         here = store.where
         written = event_written_times(store, since=coarse_since, until=coarse_until)
-        found = store.event_rows(
-            since=coarse_since, until=coarse_until, deployment_id=deployment_id
+        found = effective_rows(
+            store.event_rows(since=coarse_since, until=coarse_until, deployment_id=deployment_id),
+            counts,
         )
         for event in events.take(
             (e for e in found if shown(here, e.deployment_id, e.start, e.label)),
@@ -263,7 +280,8 @@ def load(
             lambda c, src=here: (deployment(src, c.deployment_id).key, c.interval_start, c.label),
         ):
             dep = deployment(here, count.deployment_id)
-            counts.append(
+            stored.setdefault(dep.key, count.interval_end - count.interval_start)
+            counts_found.append(
                 {
                     "deployment": dep.key,
                     "deployment_id": count.deployment_id,
@@ -278,6 +296,7 @@ def load(
 
     unprocessed = _unprocessed(stores, deployments, alias, window, deployment_id)
     rows.sort(key=lambda r: (r.start, r.deployment.key, r.event_id, r.label))
+    counts_list = _machine_counts(rows, stored) if counts == "machine" else counts_found
     events_per_model: dict[str, set[tuple[str, int]]] = defaultdict(set)
     for row in rows:
         if row.model_sha256:
@@ -297,11 +316,46 @@ def load(
         rows=rows,
         models=sorted(models.values(), key=lambda m: m["first_seen"]),
         heartbeats=dict(sorted(heartbeats.items())),
-        counts=counts,
+        counts=counts_list,
         schema_revisions=[store.schema_revision() for store in stores],
         duplicate_events=len(events.dropped),
         unprocessed=unprocessed,
+        count_mode=counts,
     )
+
+
+def _machine_counts(rows: list[Row], lengths: dict[str, Any]) -> list[dict[str, Any]]:
+    """The roll-up of the machine's counts: per deployment, interval (of the length its
+    stored roll-up has; none stored, none made) and label, the sum of MaxN and the events,
+    as the agent's roll-up would be without reviews."""
+    buckets: dict[tuple[str, datetime, str], list[Any]] = {}
+    for row in rows:
+        step = lengths.get(row.deployment.key)
+        if step is None:
+            continue
+        begin = interval_floor(row.start, max(int(step.total_seconds() // 60), 1))
+        key = (row.deployment.key, begin, row.label)
+        bucket = buckets.setdefault(key, [row, step, 0, 0])
+        bucket[2] += row.max_n
+        bucket[3] += 1
+    counts = []
+    for (key, begin, label), (row, step, total, events) in sorted(
+        buckets.items(), key=lambda item: (item[0][1], item[0][0], item[0][2])
+    ):
+        dep = row.deployment
+        counts.append(
+            {
+                "deployment": key,
+                "deployment_id": dep.id,
+                "trap_id": dep.trap_id,
+                "interval_start": local_iso(begin, dep.timezone),
+                "interval_end": local_iso(begin + step, dep.timezone),
+                "label": label,
+                "count": total,
+                "events": events,
+            }
+        )
+    return counts
 
 
 def _unprocessed(

@@ -13,6 +13,11 @@ a time with an offset (or ``Z``) is one instant for every trap.
 
 Several databases are read together (``report_data``): an event found in two of them (a
 trap's file and the fleet copy of it) is counted once. Report time is ``windows``.
+
+Counts are a reviewer's where an event was reviewed (``trapcount review``), else the
+machine's; each event entry says whose (``counted_by``) and keeps the machine's labels and
+MaxN (``machine``); ``--counts machine`` shows the machine's alone (docs/reports.md,
+"Reviewed counts").
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from edge_agent import __version__
 from edge_agent.office.report_data import ReportData, Row, load
 from edge_agent.office.windows import PERIODS, TimeBound, Window, local_iso, period_of
 from edge_agent.store.database import Store
+from edge_agent.store.queries import REVIEWER
 from edge_agent.text import format_table, plural
 
 GROUPINGS = ("event", *PERIODS, "deployment", "illumination")
@@ -39,17 +45,21 @@ UNTOLD = "untold"
 
 
 def summarize(rows: Iterable[Row]) -> dict[str, dict[str, Any]]:
-    """Per label: events, count (sum of MaxN), largest MaxN, mean confidence."""
+    """Per label: events, count (sum of MaxN), largest MaxN, mean confidence (of the
+    machine's observations), and how many of the events a reviewer counted."""
     summary: dict[str, dict[str, Any]] = {}
     confidences: dict[str, list[float]] = defaultdict(list)
     for row in rows:
-        entry = summary.setdefault(row.label, {"events": 0, "count": 0, "max_n": 0})
+        entry = summary.setdefault(row.label, {"events": 0, "count": 0, "max_n": 0, "reviewed": 0})
         entry["events"] += 1
         entry["count"] += row.max_n
         entry["max_n"] = max(entry["max_n"], row.max_n)
-        confidences[row.label].append(row.mean_confidence)
+        entry["reviewed"] += row.counted_by == REVIEWER
+        if row.tracks:
+            confidences[row.label].append(row.mean_confidence)
     for label, entry in summary.items():
-        entry["confidence"] = round(statistics.fmean(confidences[label]), 4)
+        found = confidences[label]
+        entry["confidence"] = round(statistics.fmean(found), 4) if found else None
     return dict(sorted(summary.items()))
 
 
@@ -82,10 +92,13 @@ def group_rows(rows: Iterable[Row], by: Sequence[str]) -> list[dict[str, Any]]:
             entry["illumination"] = row.illumination or UNTOLD
         key += (row.label,)
         entry["label"] = row.label
-        group = groups.setdefault(key, {**entry, "events": 0, "count": 0, "max_n": 0})
+        group = groups.setdefault(
+            key, {**entry, "events": 0, "count": 0, "max_n": 0, "reviewed": 0}
+        )
         group["events"] += 1
         group["count"] += row.max_n
         group["max_n"] = max(group["max_n"], row.max_n)
+        group["reviewed"] += row.counted_by == REVIEWER
 
     def order(key: tuple[str, ...]) -> tuple[Any, ...]:
         if period != "hour":
@@ -107,7 +120,10 @@ def group_columns(by: Sequence[str]) -> list[str]:
 
 
 def event_dict(row: Row) -> dict[str, Any]:
-    """One event x label as the JSON report lists it (the keys the agent defined)."""
+    """One event x label as the JSON report lists it (the keys the agent defined), and
+    whose count it is: ``counted_by`` machine or reviewer, the reviewer and when, and the
+    machine's labels and MaxN of the observations it stands for (``machine``)."""
+    reviewed = row.counted_by == REVIEWER
     return {
         "id": row.event_id,
         "deployment_id": row.deployment_id,
@@ -117,18 +133,29 @@ def event_dict(row: Row) -> dict[str, Any]:
         "label": row.label,
         "max_n": row.max_n,
         "frames": row.frames,
-        "confidence": round(row.mean_confidence, 4),
+        "confidence": round(row.mean_confidence, 4) if row.tracks else None,
         "tracks": row.tracks,
         "model": row.model_sha256[:12] if row.model_sha256 else None,
         "illumination": row.illumination,
         # Tracks counted without an image: the privacy guard saw person-like features.
         "privacy_suppressed": row.suppressed or 0,
+        "counted_by": row.counted_by,
+        "machine": dict(row.machine),
+        "reviewed_by": row.reviewed_by if reviewed else None,
+        "reviewed_at": local_iso(row.reviewed_at, row.timezone) if reviewed else None,
+        "count_from_reviewer": bool(row.reviewed_counted) if reviewed else None,
     }
 
 
 def event_record(row: Row) -> dict[str, Any]:
-    """One event x label for CSV: the JSON entry and the deployment's report name."""
-    return {"deployment": row.deployment.key, **event_dict(row)}
+    """One event x label for CSV: the JSON entry and the deployment's report name; the
+    machine's labels and MaxN as ``deer:2 fox:1``."""
+    return {"deployment": row.deployment.key, **_flat(event_dict(row))}
+
+
+def _flat(event: dict[str, Any]) -> dict[str, Any]:
+    machine = " ".join(f"{label}:{n}" for label, n in event["machine"].items())
+    return {**event, "machine": machine}
 
 
 def heartbeat_health(beats: list[dict[str, Any]], zone: str = "UTC") -> dict[str, Any]:
@@ -186,6 +213,7 @@ def build_report(
     deployment_id: int | None = None,
     labels: Iterable[str] = (),
     by: Sequence[str] = (),
+    counts: str = "reviewed",
 ) -> dict[str, Any]:
     """The report as plain data (what ``--format json`` prints): "totals" ({label:
     count}), "labels" (per label: events, count, max_n, confidence), "events" (one entry
@@ -195,7 +223,7 @@ def build_report(
         data = stores
     else:
         window = Window(TimeBound.of(since), TimeBound.of(until))
-        data = load(stores, window, labels, deployment_id=deployment_id)
+        data = load(stores, window, labels, deployment_id=deployment_id, counts=counts)
     summary = summarize(data.rows)
     zones = trap_zones(data)
     report: dict[str, Any] = {
@@ -247,6 +275,8 @@ def build_report(
         },
         "duplicate_events": data.duplicate_events,
         "unprocessed": data.unprocessed,
+        "counts_from": data.count_mode,
+        "reviewed_events": data.reviewed_events,
     }
     grouping = [b for b in by if b != "event"]
     if grouping:
@@ -255,18 +285,19 @@ def build_report(
     return report
 
 
-def summary_table(summary: dict[str, dict[str, int]]) -> str:
-    """label | events | count (sum of MaxN) | largest MaxN."""
-    rows = [
-        [label, entry["events"], entry["count"], entry["max_n"]] for label, entry in summary.items()
-    ]
-    return format_table(["label", "events", "count", "max_n"], rows)
+def summary_table(summary: dict[str, dict[str, int]], reviewed: bool = False) -> str:
+    """label | events | count (sum of MaxN) | largest MaxN, and with ``reviewed`` the
+    events a reviewer counted."""
+    columns = ["label", "events", "count", "max_n", *(["reviewed"] if reviewed else [])]
+    rows = [[label, *(entry[c] for c in columns[1:])] for label, entry in summary.items()]
+    return format_table(columns, rows)
 
 
 EVENT_COLUMNS = ["event", "trap", "start", "end", "label", "max_n", "frames", "confidence"]
 
 
-def _event_cells(event: dict[str, Any]) -> list[Any]:
+def _event_cells(event: dict[str, Any], reviewed: bool = False) -> list[Any]:
+    confidence = event["confidence"]
     return [
         event["id"],
         event["trap_id"],
@@ -275,23 +306,46 @@ def _event_cells(event: dict[str, Any]) -> list[Any]:
         event["label"],
         event["max_n"],
         event["frames"],
-        f"{event['confidence']:.2f}",
+        "-" if confidence is None else f"{confidence:.2f}",
+        *([event["counted_by"]] if reviewed else []),
     ]
+
+
+def _event_table(events: list[dict[str, Any]], reviewed: bool) -> str:
+    """The events; with ``reviewed`` a last column ``by``: reviewer or machine."""
+    columns = [*EVENT_COLUMNS, *(["by"] if reviewed else [])]
+    return format_table(columns, [_event_cells(e, reviewed) for e in events])
+
+
+def review_line(report: dict[str, Any]) -> str:
+    """How many events' counts are a reviewer's (shown when any is, or when the machine's
+    counts were asked for)."""
+    if report.get("counts_from") == "machine":
+        return "counts: the machine's (--counts machine), reviews not applied"
+    events = len({(e["trap_id"], e["id"]) for e in report["events"]})
+    return (
+        f"counts: a reviewer's for {report['reviewed_events']} of {plural(events, 'event')}, "
+        "the machine's for the rest (--counts machine: the machine's alone)"
+    )
 
 
 def render_table(report: dict[str, Any], by: Sequence[str] = ()) -> str:
     """The report as text: the per-label summary and the events (no ``by``), the events
     (``by`` event), or the grouped counts. An empty range gives the headers alone."""
     events = report["events"]
+    reviewed = bool(report.get("reviewed_events"))
+    notes = [review_line(report)] if reviewed or report.get("counts_from") == "machine" else []
     if "event" in by:
-        return format_table(EVENT_COLUMNS, [_event_cells(e) for e in events])
+        return "\n".join([_event_table(events, reviewed), *notes])
     if report.get("groups") is not None:
         columns = group_columns(report["by"])
-        return format_table(columns, [[g[c] for c in columns] for g in report["groups"]])
-    parts = [summary_table(report["labels"])]
+        table = format_table(columns, [[g[c] for c in columns] for g in report["groups"]])
+        return "\n".join([table, *notes])
+    parts = [summary_table(report["labels"], reviewed)]
     parts += unprocessed_lines(report.get("unprocessed", []))
+    parts += notes
     if events:
-        parts += ["", format_table(EVENT_COLUMNS, [_event_cells(e) for e in events])]
+        parts += ["", _event_table(events, reviewed)]
     return "\n".join(parts)
 
 
@@ -320,6 +374,11 @@ CSV_EVENT_COLUMNS = [
     "model",
     "illumination",
     "privacy_suppressed",
+    "counted_by",
+    "machine",
+    "reviewed_by",
+    "reviewed_at",
+    "count_from_reviewer",
 ]
 
 # A spreadsheet reads a cell starting with one of these as a formula (OWASP, "CSV Injection").
@@ -356,4 +415,4 @@ def render_csv(report: dict[str, Any], rows: Iterable[Row] | None = None) -> str
         return to_csv(group_columns(report["by"]), report["groups"])
     if rows is not None:
         return to_csv(CSV_EVENT_COLUMNS, [event_record(row) for row in rows])
-    return to_csv(CSV_EVENT_COLUMNS[1:], report["events"])
+    return to_csv(CSV_EVENT_COLUMNS[1:], [_flat(event) for event in report["events"]])

@@ -191,6 +191,9 @@ class Observation(Base):
     reviewed_count: Mapped[int | None] = mapped_column(Integer)
     reviewed_by: Mapped[str | None] = mapped_column(String(200))
     reviewed_at: Mapped[datetime | None] = mapped_column()
+    # Whose number reviewed_count is: the reviewer's (true) or the review rules' default
+    # from the machine's MaxN (false); edge_agent.store.reviews.
+    reviewed_counted: Mapped[bool | None] = mapped_column()
 
     event: Mapped[Event] = relationship(back_populates="observations")
 

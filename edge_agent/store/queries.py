@@ -6,9 +6,10 @@ sessions); the module's functions are the read-only helpers reports and exports 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,6 +52,17 @@ class EventRow:
     source_key: str = LIVE_SOURCE
     illumination: str | None = None  # colour, ir; None for events before revision 0006
     suppressed: int | None = None  # tracks whose images were withheld; None before 0007
+    # A reviewer's decision (revision 0008; None: not reviewed): the label, the count, who,
+    # when, and whether the count is the reviewer's own number (else the rules' default).
+    reviewed_label: str | None = None
+    reviewed_count: int | None = None
+    reviewed_by: str | None = None
+    reviewed_at: datetime | None = None
+    reviewed_counted: bool | None = None
+    # Set by effective_rows: who the count is from ("machine" or "reviewer"), and the
+    # machine's (label, MaxN) of the observations the row stands for.
+    counted_by: str = "machine"
+    machine: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -144,6 +156,11 @@ class Queries:
                     source_key=ev.source_key,
                     illumination=ev.illumination,
                     suppressed=obs.suppressed,
+                    reviewed_label=obs.reviewed_label,
+                    reviewed_count=obs.reviewed_count,
+                    reviewed_by=obs.reviewed_by,
+                    reviewed_at=obs.reviewed_at,
+                    reviewed_counted=obs.reviewed_counted,
                 )
                 for ev, obs, dep, sha in session.execute(query)
             ]
@@ -155,18 +172,18 @@ class Queries:
         until: datetime | None = None,
         deployment_id: int | None = None,
     ) -> dict[str, int]:
-        """Per label, the sum of per-event MaxN (straight from the events, not the roll-up)."""
-        query = (
-            select(Observation.label, func.sum(Observation.max_n))
-            .join(Event, Event.id == Observation.event_id)
-            .group_by(Observation.label)
-            .order_by(Observation.label)
-        )
+        """Per label, the sum of per-event MaxN (straight from the events, not the roll-up),
+        the reviewer's where an event was reviewed (:func:`effective_rows`)."""
+        query = select(Event.id, *REVIEW_COLUMNS).join(Event, Event.id == Observation.event_id)
         query = _time_filter(query, Event.start, since, until)
         if deployment_id is not None:
             query = query.where(Event.deployment_id == deployment_id)
+        totals: dict[str, int] = defaultdict(int)
         with self.read() as session:
-            return {label: int(total) for label, total in session.execute(query)}
+            for _key, label, count in event_counts(session.execute(query)):
+                if label != EMPTY:
+                    totals[label] += count
+        return dict(sorted(totals.items()))
 
     def event_count(self) -> int:
         with self.read() as session:
@@ -290,6 +307,128 @@ def _time_filter(query: Any, column: Any, since: datetime | None, until: datetim
     if until is not None:
         query = query.where(column < as_utc(until))
     return query
+
+
+# -- reviewed counts: how a reader takes them ------------------------------------------------
+#
+# The rule every reader follows (reports, exports, the roll-up; docs/reports.md "Reviewed
+# counts"); the writer is edge_agent.store.reviews. An observation row is the machine's
+# (``label``, ``max_n``) and, once its event was reviewed, the reviewer's
+# (``reviewed_label``, ``reviewed_count``). Read per event, never per row: the reviewed
+# count of label X in an event is the sum of ``reviewed_count`` over its rows reviewed as X
+# (a row holds its label's number, the others of that label 0), an unreviewed row counting
+# its machine MaxN. A label whose count is 0 is left out, unless nothing is left: then the
+# event is one ``empty`` observation (count 0): the reviewer saw no animal. Rows the writer
+# added for a label the machine never saw (max_n 0, tracks 0) are no machine observation.
+
+EMPTY = "empty"  # a reviewer's label for "no animal here"
+MACHINE = "machine"
+REVIEWER = "reviewer"
+COUNT_MODES = ("reviewed", "machine")
+REVIEW_COLUMNS = (
+    Observation.label,
+    Observation.max_n,
+    Observation.tracks,
+    Observation.reviewed_label,
+    Observation.reviewed_count,
+)
+
+
+def is_machine_row(row: Any) -> bool:
+    """Whether an observation row is the machine's (not one the review writer added)."""
+    return bool(row.tracks or row.max_n)
+
+
+def _merged(rows: Sequence[Any]) -> list[tuple[str, int, list[Any]]]:
+    """One event's rows as ``(label, count, rows)`` per label, by the rule above."""
+    groups: dict[str, list[Any]] = defaultdict(list)
+    counts: dict[str, int] = defaultdict(int)
+    for row in rows:
+        if row.reviewed_label is None:
+            if not is_machine_row(row):
+                continue
+            label, count = row.label, row.max_n
+        else:
+            label, count = row.reviewed_label, row.reviewed_count or 0
+        groups[label].append(row)
+        counts[label] += count
+    kept = [(label, counts[label], groups[label]) for label in sorted(groups) if counts[label] > 0]
+    if not kept and groups:
+        return [(EMPTY, 0, [row for label in sorted(groups) for row in groups[label]])]
+    return kept
+
+
+def event_counts(rows: Iterable[Sequence[Any]]) -> Iterator[tuple[tuple[Any, ...], str, int]]:
+    """``(event key, label, count)`` from rows of an event key (the event's id first, then
+    whatever the caller needs) followed by :data:`REVIEW_COLUMNS`: reviewed counts where an
+    event was reviewed."""
+    per_event: dict[tuple[Any, ...], list[_Obs]] = defaultdict(list)
+    for *key, label, max_n, tracks, reviewed_label, reviewed_count in rows:
+        per_event[tuple(key)].append(_Obs(label, max_n, tracks, reviewed_label, reviewed_count))
+    for event, obs in per_event.items():
+        for label, count, _members in _merged(obs):
+            yield event, label, count
+
+
+@dataclass(frozen=True)
+class _Obs:
+    label: str
+    max_n: int
+    tracks: int
+    reviewed_label: str | None
+    reviewed_count: int | None
+
+
+def effective_rows(rows: Iterable[EventRow], counts: str = "reviewed") -> list[EventRow]:
+    """Events x labels as a report shows them: with ``counts="reviewed"`` the reviewer's
+    label and count where an event was reviewed (``counted_by="reviewer"``, the machine's
+    labels and MaxN in ``machine``, frames, tracks and confidence the machine's of those
+    observations), else the machine's; ``counts="machine"``: the machine's rows only."""
+    if counts not in COUNT_MODES:
+        raise ValueError(f"counts: {counts!r} is not one of {', '.join(COUNT_MODES)}")
+    per_event: dict[int, list[EventRow]] = {}
+    for row in rows:
+        per_event.setdefault(row.event_id, []).append(row)
+    out: list[EventRow] = []
+    for event_rows in per_event.values():
+        reviewed = counts == "reviewed" and any(r.reviewed_label for r in event_rows)
+        if not reviewed:
+            out += [
+                replace(r, counted_by=MACHINE, machine=((r.label, r.max_n),))
+                for r in event_rows
+                if is_machine_row(r)
+            ]
+            continue
+        for label, count, members in _merged(event_rows):
+            out.append(_reviewed_row(label, count, members))
+    return out
+
+
+def _reviewed_row(label: str, count: int, members: list[EventRow]) -> EventRow:
+    seen = [m for m in members if is_machine_row(m)]
+    tracks = sum(m.tracks for m in seen)
+    confidence = sum(m.mean_confidence * m.tracks for m in seen) / (tracks or 1)
+    suppressed = [m.suppressed for m in seen if m.suppressed is not None]
+    by_reviewer = [m for m in members if m.reviewed_label is not None]
+    if not by_reviewer:  # an unreviewed row beside reviewed ones (not written so)
+        return replace(members[0], counted_by=MACHINE, machine=((label, count),))
+    latest = max(by_reviewer, key=lambda m: m.reviewed_at or datetime.min.replace(tzinfo=UTC))
+    return replace(
+        members[0],
+        label=label,
+        max_n=count,
+        frames=max((m.frames for m in seen), default=0),
+        mean_confidence=confidence,
+        tracks=tracks,
+        suppressed=sum(suppressed) if suppressed else None,
+        reviewed_label=label,
+        reviewed_count=count,
+        reviewed_by=latest.reviewed_by,
+        reviewed_at=latest.reviewed_at,
+        reviewed_counted=any(m.reviewed_counted for m in members),
+        counted_by=REVIEWER,
+        machine=tuple((m.label, m.max_n) for m in seen),
+    )
 
 
 def summarize_rows(rows: list[EventRow]) -> Mapping[str, dict[str, int]]:

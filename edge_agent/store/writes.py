@@ -32,7 +32,7 @@ from edge_agent.store.models import (
     interval_floor,
     utc_now,
 )
-from edge_agent.store.queries import chunked
+from edge_agent.store.queries import EMPTY, REVIEW_COLUMNS, chunked, event_counts
 
 if TYPE_CHECKING:
     from edge_agent.config import TrapSettings
@@ -252,7 +252,9 @@ class Writes:
         if minutes < 1:
             raise ValueError("minutes must be at least 1")
         step = timedelta(minutes=minutes)
-        query = select(Event.deployment_id, Event.start, Observation.label, Observation.max_n).join(
+        # Per event and label, the reviewer's count where the event was reviewed
+        # (queries.event_counts: the rule every reader follows).
+        query = select(Event.id, Event.deployment_id, Event.start, *REVIEW_COLUMNS).join(
             Observation, Observation.event_id == Event.id
         )
         stale = delete(Count)
@@ -270,7 +272,9 @@ class Writes:
 
         with self.write() as session:
             buckets: dict[tuple[int, datetime, str], list[int]] = {}
-            for dep_id, start, label, max_n in session.execute(query):
+            for (_id, dep_id, start), label, max_n in event_counts(session.execute(query)):
+                if label == EMPTY:
+                    continue  # a reviewer saw no animal: nothing to count
                 key = (dep_id, interval_floor(start, minutes), label)
                 bucket = buckets.setdefault(key, [0, 0])
                 bucket[0] += max_n

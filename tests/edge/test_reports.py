@@ -260,7 +260,8 @@ def test_csv_per_deployment_and_week(traps):
         (
             "csv",
             "deployment,trap_id,id,start,end,label,max_n,frames,tracks,confidence,model,"
-            "illumination,privacy_suppressed\n",
+            "illumination,privacy_suppressed,counted_by,machine,reviewed_by,reviewed_at,"
+            "count_from_reviewer\n",
         ),
     ],
 )

@@ -7,7 +7,10 @@ Create Date: 2026-12-04
 - ``observations`` gain a reviewer's decision, kept beside the machine's (never over it):
   ``reviewed_label`` (the label a person gave the observation; ``empty`` for nothing there),
   ``reviewed_count`` (the MaxN they counted), ``reviewed_by`` and ``reviewed_at``. NULL: not
-  reviewed. Reports and exports read the reviewed values where present and can show either.
+  reviewed. ``reviewed_counted`` says whose number ``reviewed_count`` is: true when the
+  reviewer gave it, false when it follows from the machine's MaxN by the review rules
+  (``edge_agent.store.reviews``; docs/reports.md). Reports and exports read the reviewed
+  values where present and can show either.
 - ``detections``: the boxes of an event's counted tracks on the frames they were seen in, as
   MegaDetector writes them (normalised ``x, y, w, h`` from the top-left corner, a category
   ``animal``, ``person`` or ``vehicle``), with the source ``file`` (a photo of a folder,
@@ -28,7 +31,7 @@ down_revision = "0007"
 branch_labels = None
 depends_on = None
 
-REVIEW = ("reviewed_label", "reviewed_count", "reviewed_by", "reviewed_at")
+REVIEW = ("reviewed_label", "reviewed_count", "reviewed_by", "reviewed_at", "reviewed_counted")
 
 
 def _utc() -> sa.DateTime:
@@ -41,6 +44,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("reviewed_count", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("reviewed_by", sa.String(200), nullable=True))
         batch.add_column(sa.Column("reviewed_at", _utc(), nullable=True))
+        batch.add_column(sa.Column("reviewed_counted", sa.Boolean(), nullable=True))
     op.create_table(
         "detections",
         sa.Column("id", sa.Integer(), nullable=False),
