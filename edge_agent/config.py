@@ -200,11 +200,26 @@ class CaptureSettings(_Section):
 
 
 class MotionSettings(_Section):
-    localiser: Literal["auto", "motion", "bursts"] = Field(
+    localiser: Literal["auto", "motion", "bursts", "megadetector"] = Field(
         "auto",
         description="How candidate animals are found: 'motion' (the motion gate on every frame: "
-        "video, live cameras), 'bursts' (photos grouped into bursts, each its own background) "
-        "or 'auto' (bursts for an image folder, motion otherwise).",
+        "video, live cameras), 'bursts' (photos grouped into bursts, each its own background), "
+        "'megadetector' (an image folder's boxes from the motion.detections file) or 'auto' "
+        "(megadetector when motion.detections is set, else bursts for an image folder, "
+        "motion otherwise).",
+    )
+    detections: str = Field(
+        "",
+        description="MegaDetector batch output (JSON, format 1.3 or later) for the image folder "
+        "being processed, relative to this file: its animal, person and vehicle boxes are "
+        "counted instead of motion; '' = none (trapcount process --detections sets it).",
+    )
+    detection_threshold: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="MegaDetector boxes below this confidence are ignored (0.2 is "
+        "MegaDetector's recommendation for recall; raise it if leaves and rocks get counted).",
     )
     background_bank: str = Field(
         "",

@@ -135,6 +135,7 @@ class ImageFolderSource(FrameSource):
                 self.skipped += 1
                 continue
             self.frames_read += 1
+            self.current_file = file.relative_to(self.path).as_posix()
             yield Frame(taken, image)
 
     def _read(self, taken: datetime, file: Path) -> np.ndarray | None:

@@ -1,6 +1,8 @@
 """What every frame source is: ``FrameSource`` yields ``Frame(timestamp, image)``, a UTC-aware
 timestamp and a BGR image; it is a context manager whose ``close()`` is safe to call twice,
-and it tells which file each frame came from (``origin_of``), for rerun identity."""
+and it tells which file each frame came from (``origin_of``), for rerun identity, and an
+image folder which photo the frame just yielded is (``current_file``, its path relative to
+the folder: where a detector's boxes and the stored boxes name it)."""
 
 from __future__ import annotations
 
@@ -51,6 +53,9 @@ class FrameSource:
     def __init__(self, description: str, stop_event: threading.Event | None = None) -> None:
         self.description = description
         self.frames_read = 0
+        # The photo the frame last yielded came from, relative to the folder read (an image
+        # folder sets it before each frame); None for a clip or a camera.
+        self.current_file: str | None = None
         self._stop = stop_event if stop_event is not None else threading.Event()
         self._closed = False
 

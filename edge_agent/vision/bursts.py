@@ -69,13 +69,16 @@ class BurstLocaliser:
         self.gate = MotionGate(settings, mask=mask)
         self.stills_gap_s = stills_gap_s
         self.bank = bank if bank is not None else BackgroundBank()
-        self._burst: list[tuple[datetime, np.ndarray, np.ndarray]] = []  # time, frame, small
+        # time, frame, small, file
+        self._burst: list[tuple[datetime, np.ndarray, np.ndarray, str | None]] = []
 
-    def locate(self, timestamp: datetime, frame: np.ndarray, hold: Sequence[Box]) -> list[Located]:
+    def locate(
+        self, timestamp: datetime, frame: np.ndarray, hold: Sequence[Box], file: str | None = None
+    ) -> list[Located]:
         located: list[Located] = []
         small = self.gate.small_grey(frame)
         if self._burst:
-            last_time, last_frame, last_small = self._burst[-1]
+            last_time, last_frame, last_small, _ = self._burst[-1]
             if (
                 (timestamp - last_time).total_seconds() > self.stills_gap_s
                 or last_frame.shape != frame.shape
@@ -83,7 +86,7 @@ class BurstLocaliser:
                 or view_similarity(last_small, small) < SAME_CAMERA
             ):
                 located = self._locate_burst()
-        self._burst.append((timestamp, frame, small))
+        self._burst.append((timestamp, frame, small, file))
         return located
 
     def flush(self) -> list[Located]:
@@ -96,16 +99,17 @@ class BurstLocaliser:
         entries, self._burst = self._burst, []
         if not entries:
             return []
-        burst = [(timestamp, frame) for timestamp, frame, _ in entries]
+        burst = [(timestamp, frame) for timestamp, frame, _, _ in entries]
         frames = [frame for _, frame in burst]
-        smalls = [small for _, _, small in entries]
+        smalls = [small for _, _, small, _ in entries]
+        files = [file for _, _, _, file in entries]
         median = np.median(np.stack(smalls), axis=0).astype(np.uint8)
         light = illumination_of(frames[len(frames) // 2])
         reference = self.bank.reference(median, light)
         if reference is None and len(burst) == 1:
             timestamp, frame = burst[0]
             self.bank.add(smalls[0], light)  # the camera's first view: a reference to come
-            return [Located(timestamp, frame, unprocessed=NO_REFERENCE)]
+            return [Located(timestamp, frame, unprocessed=NO_REFERENCE, file=files[0])]
         found = [
             self._candidates(frame, small, median if len(burst) > 1 else None, reference)
             for frame, small in zip(frames, smalls, strict=True)
@@ -116,8 +120,8 @@ class BurstLocaliser:
             if not candidates:
                 self.bank.add(small, light)
         return [
-            Located(timestamp, frame, candidates)
-            for (timestamp, frame), candidates in zip(burst, found, strict=True)
+            Located(timestamp, frame, candidates, file=file)
+            for (timestamp, frame), candidates, file in zip(burst, found, files, strict=True)
         ]
 
     def _candidates(
@@ -142,22 +146,27 @@ class BurstLocaliser:
         return found
 
     def track_rules(self, tracking: TrackingSettings) -> tuple[TrackingSettings, float]:
-        rules = tracking.model_copy(
-            update={
-                "min_track_frames": 1,  # corroborated within the burst already
-                "min_track_s": 0.0,
-                "max_distance": max(tracking.max_distance, 0.5),
-                "max_missed_s": max(tracking.max_missed_s, tracking.stills_gap_s),
-                "classify_every": 1,
-            }
-        )
-        return rules, 0.0
+        return photo_track_rules(tracking), 0.0
 
     def stillness(self, box: Box) -> tuple[float, float, float] | None:
         return None  # photos seconds apart: no "frame before" to measure against
 
     def is_ghost(self, box: Box) -> bool:
         return False
+
+
+def photo_track_rules(tracking: TrackingSettings) -> TrackingSettings:
+    """The tracker's rules for photos seconds apart (see the module docstring): a track may
+    be one photo long, centres up to half the frame apart, and it lives through the burst."""
+    return tracking.model_copy(
+        update={
+            "min_track_frames": 1,  # corroborated within the burst already
+            "min_track_s": 0.0,
+            "max_distance": max(tracking.max_distance, 0.5),
+            "max_missed_s": max(tracking.max_missed_s, tracking.stills_gap_s),
+            "classify_every": 1,
+        }
+    )
 
 
 # A candidate is corroborated by one in another photo of its burst whose centre is within

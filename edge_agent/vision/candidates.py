@@ -6,7 +6,10 @@ the motion gate returns each frame at once; the burst localiser holds the photos
 burst until it is complete and then returns them all. The pipeline runs whatever localiser
 it is given (``localiser.localiser_for`` picks it from the config) and never asks which.
 A new way of finding animals (a background bank for stills, a detector's boxes) is a new
-localiser, not a change to the pipeline.
+localiser, not a change to the pipeline. A localiser whose boxes are whole objects (a
+detector's: two overlapping boxes are two animals) says so with ``join_fragments = False``;
+without it the tracker joins a box lying mostly inside a tracked animal to it, as motion
+splits one animal into pieces.
 """
 
 from __future__ import annotations
@@ -28,11 +31,16 @@ NO_REFERENCE = "no reference"
 @dataclass(frozen=True)
 class Candidate:
     """Something that may be an animal: its box, the localiser that found it (``motion``,
-    ``burst``, ...) and that localiser's confidence (1.0 when it has no measure)."""
+    ``burst``, ``megadetector``...) and that localiser's confidence (1.0 when it has no
+    measure). A detector also says what it is (``category``: animal, person or vehicle)
+    and gives its own box normalised to the frame (``bbox``: x, y, w, h from the top-left
+    corner), which is stored as it came rather than rounded to pixels and back."""
 
     box: Box
     source: str
     score: float = 1.0
+    category: str | None = None
+    bbox: tuple[float, float, float, float] | None = None
 
 
 @dataclass
@@ -47,6 +55,9 @@ class Located:
     # Why nothing could be looked for in this frame (``NO_REFERENCE``), else None: such a
     # frame is reported as unprocessed, never as a frame with nothing in it.
     unprocessed: str | None = None
+    # The photo it is, relative to the folder read (``FrameSource.current_file``); None
+    # for a clip or a camera.
+    file: str | None = None
 
     @property
     def boxes(self) -> list[Box]:
@@ -56,9 +67,12 @@ class Located:
 class Localiser(Protocol):
     """Frames in, ``Located`` frames out (see the module docstring)."""
 
-    def locate(self, timestamp: datetime, frame: np.ndarray, hold: Sequence[Box]) -> list[Located]:
+    def locate(
+        self, timestamp: datetime, frame: np.ndarray, hold: Sequence[Box], file: str | None = None
+    ) -> list[Located]:
         """Take one frame (UTC timestamps, in order); return the frames now located.
-        ``hold``: boxes of animals being counted, whose background must not be learned."""
+        ``hold``: boxes of animals being counted, whose background must not be learned.
+        ``file``: the photo it is (``Located.file``), passed on with it."""
         ...
 
     def flush(self) -> list[Located]:

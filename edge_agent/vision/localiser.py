@@ -1,6 +1,7 @@
 """Choosing the localiser (``candidates.Localiser``) from the config, so that the pipeline
-never does: ``motion.localiser`` names it, ``auto`` takes the burst localiser for an image
-folder and the motion gate for everything else."""
+never does: ``motion.localiser`` names it, ``auto`` takes MegaDetector's boxes when
+``motion.detections`` names a file, else the burst localiser for an image folder and the
+motion gate for everything else."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from edge_agent.config import ConfigError, Settings
 from edge_agent.vision.bank import BackgroundBank
 from edge_agent.vision.bursts import BurstLocaliser
 from edge_agent.vision.candidates import Localiser
+from edge_agent.vision.megadetector import Detections, MegaDetectorLocaliser, detections_for
 from edge_agent.vision.motion import MotionLocaliser
 
 
@@ -20,7 +22,14 @@ def localiser_for(settings: Settings) -> Localiser:
     """The localiser ``motion.localiser`` names (``auto``: see the module docstring)."""
     kind = settings.motion.localiser
     if kind == "auto":
-        kind = "bursts" if is_still_source(settings) else "motion"
+        if settings.motion.detections:
+            kind = "megadetector"
+        else:
+            kind = "bursts" if is_still_source(settings) else "motion"
+    if kind == "megadetector":
+        return MegaDetectorLocaliser(
+            megadetector_boxes(settings), settings.motion.detection_threshold
+        )
     mask = motion_mask(settings)
     if kind == "bursts":
         bank_file = settings.motion.background_bank
@@ -35,6 +44,24 @@ def is_still_source(settings: Settings) -> bool:
         return source_kind(settings.source, settings.base_dir) == "folder"
     except SourceError:
         return False
+
+
+def megadetector_boxes(settings: Settings) -> Detections:
+    """The ``motion.detections`` file, read and matched with the image folder being
+    processed (``megadetector.detections_for``); a ConfigError (one line) when there is no
+    such file, the source is no image folder, or the file cannot be used."""
+    if not settings.motion.detections:
+        raise ConfigError(
+            "motion.localiser = megadetector needs motion.detections, a MegaDetector file "
+            "(trapcount process FOLDER --detections md.json)"
+        )
+    if not is_still_source(settings):
+        raise ConfigError(
+            f"motion.detections: MegaDetector boxes are read for an image folder, and "
+            f"{settings.source.uri!r} is not one"
+        )
+    folder = settings.resolve(settings.source.uri)
+    return detections_for(settings.resolve(settings.motion.detections), folder)
 
 
 def motion_mask(settings: Settings) -> np.ndarray | None:

@@ -438,13 +438,16 @@ class MotionLocaliser:
         self.gate = MotionGate(settings, mask=mask)
         self._last: datetime | None = None
 
-    def locate(self, timestamp: datetime, frame: np.ndarray, hold: Sequence[Box]) -> list[Located]:
+    def locate(
+        self, timestamp: datetime, frame: np.ndarray, hold: Sequence[Box], file: str | None = None
+    ) -> list[Located]:
         if self._last is not None and (timestamp - self._last).total_seconds() > PAUSE_S:
             self.gate.reset(skip_warmup=True)
         self._last = timestamp
         boxes = self.gate.boxes(frame, hold=hold, timestamp=timestamp)
         found = [Candidate(box, MOTION) for box in boxes]
-        return [Located(timestamp, frame, found, new_view=self.gate.scene_change == CUT)]
+        cut = self.gate.scene_change == CUT
+        return [Located(timestamp, frame, found, new_view=cut, file=file)]
 
     def flush(self) -> list[Located]:
         return []
