@@ -50,10 +50,15 @@ CLEAR, BLURRED, UNCHECKED = "clear", "blurred", "unchecked"
 HOG_MIN_HEIGHT = 160
 # The face check of an image before writing looks at it upscaled to at least this size too.
 FACE_CHECK_MIN_SIDE = 240
-# A track's region is looked at no larger than this (long side): a close animal's box on a
-# 1600 px photo would otherwise cost seconds of cascades on a Pi; a face of a person filling
-# it is still far above min_face_px.
-LOOK_MAX_SIDE = 480
+# A track's region is looked at this size, scaled up or down: its short side LOOK_SIDE, its
+# long side at most LOOK_MAX_SIDE. The cascades' cost grows with the area and the number of
+# scales searched (a close animal's box on a 1600 px photo would cost seconds on a Pi), and
+# a face is a share of the body's width: the synthetic walker's face is a sixth of its box
+# (found from about 35 px; the cascades' own window is 20).
+LOOK_SIDE = 240
+LOOK_MAX_SIDE = 600
+# In a box taller than wide (standing) a face is in the upper part: only that is searched.
+FACE_SHARE_UPRIGHT = 0.6
 
 
 # Haar cascades shipped in the opencv-python(-headless) 4.x wheel (cv2.data.haarcascades).
@@ -75,15 +80,19 @@ def face_cascade(name: str = FACE) -> cv2.CascadeClassifier:
 
 
 def find_faces(
-    cascade: cv2.CascadeClassifier, image_bgr: np.ndarray, min_face_px: int = 20
+    cascade: cv2.CascadeClassifier,
+    image_bgr: np.ndarray,
+    min_face_px: int = 20,
+    *,
+    upscale: bool = True,
 ) -> list[Box]:
-    """Faces in ``image_bgr``, looked for at its size and, when small, upscaled (boxes in the
-    image's own coordinates)."""
+    """Faces in ``image_bgr``, looked for at its size and, when small and ``upscale``,
+    upscaled too (boxes in the image's own coordinates)."""
     grey = image_bgr if image_bgr.ndim == 2 else cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
     faces: list[Box] = []
     scales = [1.0]
     short = min(grey.shape[:2])
-    if 0 < short < FACE_CHECK_MIN_SIDE:
+    if upscale and 0 < short < FACE_CHECK_MIN_SIDE:
         scales.append(FACE_CHECK_MIN_SIDE / short)
     for scale in scales:
         img = grey if scale == 1.0 else cv2.resize(grey, None, fx=scale, fy=scale)
@@ -139,17 +148,26 @@ class PrivacyGuard:
 
     # -- detection ---------------------------------------------------------------------
 
-    def faces(self, image_bgr: np.ndarray) -> list[Box]:
+    def faces(self, image_bgr: np.ndarray, *, upscale: bool = True) -> list[Box]:
         """Faces by every face cascade (the write gate's)."""
         size = self.settings.min_face_px
         return [
-            *find_faces(self._faces, image_bgr, size),
-            *find_faces(self._precise_faces, image_bgr, size),
-            *find_faces(self._profiles, image_bgr, size),
+            *find_faces(self._faces, image_bgr, size, upscale=upscale),
+            *find_faces(self._precise_faces, image_bgr, size, upscale=upscale),
+            *find_faces(self._profiles, image_bgr, size, upscale=upscale),
         ]
 
-    def precise_faces(self, image_bgr: np.ndarray) -> list[Box]:
-        return find_faces(self._precise_faces, image_bgr, self.settings.min_face_px)
+    def find(
+        self, cascade: cv2.CascadeClassifier, region: np.ndarray, min_px: int | None = None
+    ) -> list[Box]:
+        """One cascade on a region ``look`` checks (no upscaling: it has its size)."""
+        size = self.settings.min_face_px if min_px is None else min_px
+        return find_faces(cascade, region, size, upscale=False)
+
+    def precise_faces(self, image_bgr: np.ndarray, *, upscale: bool = True) -> list[Box]:
+        return find_faces(
+            self._precise_faces, image_bgr, self.settings.min_face_px, upscale=upscale
+        )
 
     def bodies(self, image_bgr: np.ndarray) -> list[Box]:
         """HOG people in ``image_bgr`` (upscaled when shorter than HOG's window needs)."""
@@ -179,17 +197,35 @@ class PrivacyGuard:
     def look(self, frame_bgr: np.ndarray, box: Box) -> Evidence:
         """Check the region of ``box`` (with a margin) for a face or a body."""
         self.checks += 1
-        region = _cut(frame_bgr, box, margin=0.15)
+        region = self.region(frame_bgr, box)
         if region.size == 0:
             return Evidence(False, False, False, False)
-        long_side = max(region.shape[:2])
-        if long_side > LOOK_MAX_SIDE:
-            scale = LOOK_MAX_SIDE / long_side
-            region = cv2.resize(region, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        face = bool(self.precise_faces(region))
-        any_face = face or bool(self.faces(region))
+        head = self.face_area(region)
+        face = bool(self.precise_faces(head, upscale=False))
+        # Not the profile cascade: it costs a third of a check and fired on none of the
+        # crops of bench_privacy; every image is checked with it before it is written.
+        any_face = face or bool(self.find(self._faces, head))
         body = bool(self.bodies(region)) or bool(self.cascade_bodies(region))
         return Evidence(face, any_face, body, is_upright(box, frame_bgr.shape))
+
+    @staticmethod
+    def face_area(region: np.ndarray) -> np.ndarray:
+        """Where ``look`` searches a region for faces: the upper part of a standing one."""
+        h, w = region.shape[:2]
+        return region[: max(1, round(h * FACE_SHARE_UPRIGHT))] if h > w else region
+
+    @staticmethod
+    def region(frame_bgr: np.ndarray, box: Box) -> np.ndarray:
+        """What ``look`` checks: ``box`` with a margin, scaled to ``LOOK_SIDE``."""
+        region = _cut(frame_bgr, box, margin=0.15)
+        if region.size == 0:
+            return region
+        short, long = sorted(region.shape[:2])
+        scale = min(LOOK_SIDE / short, LOOK_MAX_SIDE / long)
+        if scale != 1.0:
+            smaller = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+            region = cv2.resize(region, None, fx=scale, fy=scale, interpolation=smaller)
+        return region
 
     # -- before writing ----------------------------------------------------------------
 
