@@ -235,11 +235,22 @@ def collect_export(db: str, out: Path) -> None:
     help="Secret every request must carry (?token= once); required off localhost "
     "[env TRAPCOUNT_REVIEW_TOKEN].",
 )
+@click.option(
+    "--reviewer",
+    envvar="TRAPCOUNT_REVIEWER",
+    help="Your name, recorded with every reviewed count (Camtrap DP classifiedBy) "
+    "[env TRAPCOUNT_REVIEWER; default: your login name].",
+)
 @library_errors
-def review(db: str, media_dir: Path, host: str, port: int, token: str | None) -> None:
-    """Review the kept crops in a browser: confirm, relabel or mark empty, one at a time
-    with the keyboard or in bulk. Decisions go to the database at once; ``collect export``
-    then writes the reviewed dataset. Needs Flask (the ``review`` extra)."""
+def review(
+    db: str, media_dir: Path, host: str, port: int, token: str | None, reviewer: str | None
+) -> None:
+    """Review the kept crops in a browser, event by event: confirm, relabel or mark empty
+    a crop or a whole event (and give a count), with the keyboard or in bulk; filter by
+    label, confidence, date, unreviewed and disagreement. Decisions go to the database at
+    once; an event whose crops are all decided counts as reviewed in reports and exports,
+    and ``collect export`` writes the reviewed dataset. Served by waitress on 127.0.0.1
+    unless --host (then --token is required). Needs the ``review`` extra."""
     from edge_agent.office.review import ReviewError, check_bind
 
     try:
@@ -248,9 +259,10 @@ def review(db: str, media_dir: Path, host: str, port: int, token: str | None) ->
         raise click.UsageError(str(exc)) from None
     try:
         import flask  # noqa: F401
-    except ImportError:
+        import waitress  # noqa: F401
+    except ImportError as exc:
         raise click.ClickException(
-            "the review page needs Flask: pip install 'trapcount[review]'"
+            f"the review page needs {exc.name or 'Flask'}: pip install 'trapcount[review]'"
         ) from None
     from edge_agent.office.review import serve
 
@@ -263,7 +275,15 @@ def review(db: str, media_dir: Path, host: str, port: int, token: str | None) ->
         )
 
     try:
-        serve(db, media_dir, host=host, port=port, token=token, announce=announce)
+        serve(
+            db,
+            media_dir,
+            host=host,
+            port=port,
+            token=token,
+            reviewer=reviewer,
+            announce=announce,
+        )
     except ReviewError as exc:
         raise click.ClickException(str(exc)) from None
 
