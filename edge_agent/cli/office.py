@@ -77,6 +77,17 @@ def _check_groupings(by: tuple[str, ...]) -> None:
         raise ConfigProblem(f"--by: one period at a time, not {' and '.join(periods)}")
 
 
+def _media_folder(media_dir: Path | None, config: Path | None) -> Path | None:
+    """--media, else the config's media.media_dir when it is set and exists."""
+    if media_dir is not None or config is None:
+        return media_dir
+    settings = load_config(config)
+    if not settings.media.media_dir:
+        return None
+    folder = settings.resolve(settings.media.media_dir)
+    return folder if folder.is_dir() else None
+
+
 def _note_duplicates(count: int) -> None:
     if count:
         click.echo(
@@ -108,7 +119,16 @@ def _note_duplicates(count: int) -> None:
 @click.option(
     "--html",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write a self-contained HTML page with charts and trap health to this file.",
+    help="Write a self-contained HTML page with charts, effort (trap-days, detections per 100 "
+    "trap-nights), event thumbnails (--media) and trap health to this file.",
+)
+@click.option(
+    "--media",
+    "media_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="With --html: the kept media folder (the config's media.media_dir, or a copy of it) "
+    "for event thumbnails; only images clear of people are shown [default: the config's "
+    "media.media_dir].",
 )
 @COUNTS_OPTION
 @library_errors
@@ -121,6 +141,7 @@ def report(
     labels: tuple[str, ...],
     fmt: str | None,
     html: Path | None,
+    media_dir: Path | None,
     counts: str,
 ) -> None:
     """Print the counts in one or several databases, as a table, CSV or JSON.
@@ -144,6 +165,11 @@ def report(
     window = _report_window(since, until)
     with open_stores(_report_databases(databases, config)) as stores:
         data = load(stores, window, labels, counts=counts)
+        thumbnails = None
+        if html is not None:
+            from edge_agent.office.thumbnails import event_thumbnails
+
+            thumbnails = event_thumbnails(stores, data, _media_folder(media_dir, config))
     document = build_report(data, by=by)
     _note_duplicates(data.duplicate_events)
     if html is not None:
@@ -152,7 +178,7 @@ def report(
         try:
             from edge_agent.office.html_report import write_html
 
-            write_html(data, html, TaxonMap(load_config(config).export.taxa))
+            write_html(data, html, TaxonMap(load_config(config).export.taxa), None, thumbnails)
         except ImportError as exc:
             raise click.ClickException(
                 f"--html needs {exc.name or 'matplotlib'}: pip install 'trapcount[reports]'"

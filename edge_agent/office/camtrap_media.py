@@ -30,8 +30,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import select
-
 from edge_agent.files import make_private_dir, write_private
 from edge_agent.office.media_files import (
     BLURRED,
@@ -40,6 +38,7 @@ from edge_agent.office.media_files import (
     FRAME,
     Box,
     detections_by_event,
+    event_starts,
     frame_boxes,
     image_size,
     is_human,
@@ -52,7 +51,7 @@ from edge_agent.office.report_data import Deployment, ReportData
 from edge_agent.office.taxa import TaxonMap
 from edge_agent.office.windows import camtrap_time
 from edge_agent.store.database import Store
-from edge_agent.store.models import Detection, Event, Media
+from edge_agent.store.models import Detection, Media
 
 MEDIA_FOLDER = "media"
 COPIED, HARD_LINK, SYMLINK = "copied", "hard link", "symbolic link"
@@ -122,14 +121,6 @@ def _clear_stale(folder: Path, keep: set[Path]) -> None:
                 path.rmdir()
 
 
-def _event_starts(store: Store, event_ids: set[int]) -> dict[int, datetime]:
-    if not event_ids:
-        return {}
-    with store.read() as session:
-        rows = session.execute(select(Event.id, Event.start).where(Event.id.in_(event_ids)))
-        return {event_id: start for event_id, start in rows}
-
-
 def place_media(media: PackagedMedia, out: Path, link: bool) -> None:
     """Put the planned files into the package folder ``out`` (copies, or links with
     ``link``), and remove what an earlier export left in ``out/media``."""
@@ -168,7 +159,7 @@ def plan_media(
             (row.event_id, row.time) for row in rows if row.kind == CROP and shows_person(row)
         }
         event_ids = {row.event_id for row in frames if row.event_id is not None}
-        starts = _event_starts(store, event_ids)
+        starts = event_starts(store, event_ids)
         boxes_of = detections_by_event(store, event_ids)
         for frame in frames:
             dep = deployments[(store.where, frame.deployment_id)]

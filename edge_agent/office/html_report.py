@@ -5,9 +5,14 @@ embedded as base64, the style sheet is inline, there is no script), so it opens 
 from an e-mail or a USB stick, and looks the same everywhere.
 
 The page: totals per label (with the taxon an ecologist would record), per deployment
-when there are several, counts per local day per label, activity (events) by local hour of
-day per label, the events with their confidence, the model versions that classified them,
-and trap health from the heartbeats (gaps, free disk, speed, temperature).
+when there are several, the sampling effort (trap-days from the heartbeats, else the
+footage) and detections per 100 trap-nights per label (``edge_agent.office.effort``),
+counts per local day per label, activity (events) by local hour of day per label, every
+event with its confidence and a thumbnail where a clear image was kept
+(``edge_agent.office.thumbnails``: small JPEGs as ``data:`` URIs, capped in number), the
+model versions that classified them, and trap health from the heartbeats (gaps, free disk,
+speed, temperature). Printed, the page lists every event (no scroll box: the style sheet's
+``@media print`` rules).
 
 The markup is a Jinja2 template, ``templates/report.html`` (with ``templates/report.css``),
 rendered with autoescape on; this module computes what it shows (numbers, formatted text,
@@ -28,12 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent import __version__
+from edge_agent.office.effort import FOOTAGE, HEARTBEATS, detection_rates, trap_effort
 from edge_agent.office.report_data import ReportData
 from edge_agent.office.reports import group_rows, heartbeat_health, summarize, trap_zones
 from edge_agent.office.taxa import TaxonMap
+from edge_agent.office.thumbnails import Thumbnails
 from edge_agent.office.windows import local_iso, zone_of
 
-MAX_EVENT_ROWS = 500
 # Colour-blind-friendly (Okabe-Ito, then Tableau) with grey for "unknown".
 PALETTE = [
     "#0072B2",
@@ -306,14 +312,28 @@ def _per_deployment(data: ReportData, colours: dict[str, str]) -> dict[str, Any]
     }
 
 
-def _events(data: ReportData, colours: dict[str, str]) -> dict[str, Any]:
-    rows = data.rows[-MAX_EVENT_ROWS:]
-    note = "One line per event and label, in the trap's local time."
-    if len(rows) < len(data.rows):
-        note += f" The latest {len(rows)} of {len(data.rows)}; use --format csv for all."
+def _thumbnail_note(thumbs: Thumbnails | None) -> str:
+    if thumbs is None or thumbs.folder is None:
+        return "No pictures: give --media DIR (the kept media folder) for thumbnails."
+    note = (
+        f"{thumbs.embedded} thumbnail(s) of images the privacy guard found clear of people "
+        "(never a person's, a blurred or an unchecked image)"
+    )
+    if thumbs.capped:
+        note += (
+            f"; at most {thumbs.limit} are embedded, the latest events' first: "
+            f"{thumbs.capped} more are not"
+        )
+    return note + "."
+
+
+def _events(data: ReportData, colours: dict[str, str], thumbs: Thumbnails | None) -> dict[str, Any]:
+    """Every event and label (the page prints them all), with its thumbnail or why none."""
+    note = "One line per event and label, in the trap's local time. " + _thumbnail_note(thumbs)
     shown = []
-    for row in rows:
+    for row in data.rows:
         confidence = max(0.0, min(1.0, row.mean_confidence))
+        image, why = thumbs.of(row) if thumbs is not None else (None, "")
         shown.append(
             {
                 "start": _short_time(local_iso(row.start, row.timezone)),
@@ -326,9 +346,64 @@ def _events(data: ReportData, colours: dict[str, str]) -> dict[str, Any]:
                 "bar": f"{confidence * 60:.0f}",
                 "confidence": f"{confidence:.2f}",
                 "model": row.model_sha256[:12] if row.model_sha256 else "–",
+                "image": image,
+                "no_image": why,
             }
         )
-    return {"note": note, "rows": shown}
+    pictures = thumbs is not None and thumbs.folder is not None
+    return {"note": note, "rows": shown, "pictures": pictures}
+
+
+def _days(value: float) -> str:
+    return f"{value:.2f}" if value < 10 else f"{value:.1f}"
+
+
+def _effort(data: ReportData) -> dict[str, Any]:
+    """Effort per trap and detections per 100 trap-nights per label, as the page shows them."""
+    efforts = trap_effort(data)
+    zones = trap_zones(data)
+    sources = {
+        HEARTBEATS: "heartbeats",
+        FOOTAGE: "footage (first to last event; no heartbeats)",
+    }
+    traps = []
+    for effort in efforts:
+        zone = zones.get(effort.trap, "UTC")
+        first = _short_time(local_iso(effort.first, zone), seconds=False)
+        last = _short_time(local_iso(effort.last, zone), seconds=False)
+        traps.append(
+            {
+                "trap": effort.trap,
+                "source": sources.get(effort.source, "none (no heartbeats, no events)"),
+                "period": f"{first} → {last}" if effort.first else "–",
+                "trap_days": _days(effort.trap_days),
+                "gaps": (
+                    f"{effort.gaps} ({effort.gap_seconds / 3600:.1f} h)" if effort.gaps else "none"
+                ),
+                "outside": effort.outside,
+            }
+        )
+    rates = detection_rates(data, efforts)
+    several = len(efforts) > 1
+
+    def rate(value: float | None) -> str:
+        return "–" if value is None else f"{value:.1f}"
+
+    return {
+        "traps": traps,
+        "total": _days(sum(e.trap_days for e in efforts)),
+        "footage": any(e.source == FOOTAGE for e in efforts),
+        "per_trap": [e.trap for e in efforts] if several else [],
+        "rates": [
+            {
+                "label": r["label"],
+                "events": r["events"],
+                "rate": rate(r["rate"]),
+                "per_trap": [rate(v) for v in r["per_trap"].values()] if several else [],
+            }
+            for r in rates
+        ],
+    }
 
 
 def _models(data: ReportData) -> list[dict[str, Any]]:
@@ -400,17 +475,25 @@ def _subtitle(data: ReportData, traps: list[str]) -> str:
     return f"{span} · {len(traps)} trap(s)" + (f" · {'; '.join(filters)}" if filters else "")
 
 
-def render_html(data: ReportData, taxa: TaxonMap | None = None, title: str | None = None) -> str:
-    """The whole page as a string."""
+def render_html(
+    data: ReportData,
+    taxa: TaxonMap | None = None,
+    title: str | None = None,
+    thumbnails: Thumbnails | None = None,
+) -> str:
+    """The whole page as a string; ``thumbnails``: the events' pictures
+    (``thumbnails.event_thumbnails``), else none."""
     taxa = taxa or TaxonMap()
     colours = label_colours(sorted({row.label for row in data.rows}))
     traps = sorted({d.trap_id for d in data.deployments})
     summary = summarize(data.rows)
+    effort = _effort(data)
     cards = [
         (data.event_count, "events"),
         (sum(e["count"] for e in summary.values()), "individuals counted (ΣMaxN)"),
         (len(summary), "labels"),
         (len({d.key for d in data.deployments}), "deployments"),
+        (effort["total"], "trap-days of effort"),
         (sum(1 for m in data.models if m["events"]), "model versions used"),
     ]
     charts = None
@@ -429,7 +512,8 @@ def render_html(data: ReportData, taxa: TaxonMap | None = None, title: str | Non
             totals=_totals(data, colours, taxa),
             per_deployment=_per_deployment(data, colours),
             charts=charts,
-            events=_events(data, colours),
+            effort=effort,
+            events=_events(data, colours, thumbnails),
             models=_models(data),
             health=_health(data),
             generated=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -440,11 +524,15 @@ def render_html(data: ReportData, taxa: TaxonMap | None = None, title: str | Non
 
 
 def write_html(
-    data: ReportData, path: Path, taxa: TaxonMap | None = None, title: str | None = None
+    data: ReportData,
+    path: Path,
+    taxa: TaxonMap | None = None,
+    title: str | None = None,
+    thumbnails: Thumbnails | None = None,
 ) -> Path:
     """Write the page to ``path`` (its folder is created)."""
     path = Path(path)
-    html = render_html(data, taxa, title)
+    html = render_html(data, taxa, title, thumbnails)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(html, encoding="utf-8")
     return path

@@ -20,13 +20,13 @@ import base64
 import io
 from collections import defaultdict
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
 
 from edge_agent.store.database import Store
-from edge_agent.store.models import Detection, Media
+from edge_agent.store.models import Detection, Event, Media
 from edge_agent.store.queries import has_table
 
 HUMAN_LABELS = frozenset({"person", "people", "human"})
@@ -106,6 +106,18 @@ def kept_media(store: Store, deployment_ids: set[int] | None = None) -> list[Med
     if deployment_ids is not None:
         rows = [row for row in rows if row.deployment_id in deployment_ids]
     return rows
+
+
+def event_starts(store: Store, event_ids: set[int]) -> dict[int, datetime]:
+    """{event id: start} of those events in ``store``: media rows name their event by its
+    id in their own database, reports know an event by its deployment and start."""
+    found: dict[int, datetime] = {}
+    ids = sorted(event_ids)
+    with store.read() as session:
+        for begin in range(0, len(ids), 500):
+            query = select(Event.id, Event.start).where(Event.id.in_(ids[begin : begin + 500]))
+            found.update({event_id: start for event_id, start in session.execute(query)})
+    return found
 
 
 @dataclass(frozen=True)
