@@ -28,3 +28,10 @@ lint: venv
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .ruff_cache
+
+# Not part of `make test` (it takes minutes): the trap path on an emulated arm64 Debian
+# bookworm, its counts compared with this machine's (docs/deploy.md, "Checking arm64
+# without a Pi"). As root: sudo make pi-check.
+.PHONY: pi-check
+pi-check: venv
+	deploy/pi-check.sh --host-venv $(VENV)
