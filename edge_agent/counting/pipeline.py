@@ -24,6 +24,9 @@ is pure computation on what it is given.
 - **Media.** With a ``media`` keeper (``edge_agent.service.media``), each counted track's
   best (largest) crop is remembered for the keeper to write when its event closes.
 - **Hot reload.** ``set_classifier()`` between frames; tracks keep the votes they have.
+- **Boxes.** Each track's box per frame, with the photo it is in and what found it, is
+  kept on the track (``counting.sightings``: bounded in clips) for the store's
+  ``detections`` table.
 - **Localisers.** Where the candidate boxes come from is the localiser's business
   (``vision.candidates.Localiser``, chosen by ``vision.localiser.localiser_for`` from the
   config unless one is given): the motion gate for video and live cameras, the burst
@@ -43,6 +46,7 @@ from typing import Protocol
 import numpy as np
 
 from edge_agent.config import Settings
+from edge_agent.counting import sightings
 from edge_agent.counting.events import ClosedEvent, EventCounter
 from edge_agent.counting.tracking import Track, Tracker
 from edge_agent.vision.candidates import Localiser, Located
@@ -111,6 +115,7 @@ class Pipeline:
         self.localiser = localiser if localiser is not None else localiser_for(settings)
         tracking, displacement = self.localiser.track_rules(settings.tracking)
         self.tracker = Tracker(tracking, min_displacement=displacement)
+        self.tracker.join_fragments = getattr(self.localiser, "join_fragments", True)
         self.counter = EventCounter(settings.events)
         self.classifier: CropClassifier | None = None
         self.set_classifier(classifier)
@@ -137,21 +142,25 @@ class Pipeline:
         self.classifier = classifier
         self.counter.model_sha256 = classifier.sha256 if classifier is not None else None
 
-    def process(self, timestamp: datetime, frame: np.ndarray) -> list[ClosedEvent]:
-        """Run one frame; return the events that closed at it."""
+    def process(
+        self, timestamp: datetime, frame: np.ndarray, file: str | None = None
+    ) -> list[ClosedEvent]:
+        """Run one frame; return the events that closed at it. ``file``: the photo it is,
+        relative to its folder (``FrameSource.current_file``), kept with its boxes."""
         if timestamp.tzinfo is None:
             raise ValueError("frame timestamps must be timezone-aware")
         timestamp = timestamp.astimezone(UTC)
         closed: list[ClosedEvent] = []
-        for located in self.localiser.locate(timestamp, frame, self._held_boxes(timestamp)):
+        held = self._held_boxes(timestamp)
+        for located in self.localiser.locate(timestamp, frame, held, file=file):
             closed += self._step(located)
         return closed
 
     def run(self, frames: Iterable[tuple[datetime, np.ndarray]]) -> Iterator[ClosedEvent]:
-        """Process every ``(timestamp, frame)`` of ``frames`` (a source), then ``close()``;
-        yield each event as it closes."""
+        """Process every ``(timestamp, frame)`` of ``frames`` (a source, whose
+        ``current_file`` names each photo), then ``close()``; yield each event as it closes."""
         for timestamp, frame in frames:
-            yield from self.process(timestamp, frame)
+            yield from self.process(timestamp, frame, getattr(frames, "current_file", None))
         yield from self.close()
 
     def close(self, timestamp: datetime | None = None) -> list[ClosedEvent]:
@@ -179,6 +188,7 @@ class Pipeline:
         if boxes:
             self.motion_frames += 1
         update = self.tracker.update(timestamp, boxes, (frame.shape[1], frame.shape[0]))
+        sightings.note(located, update.visible, update.frame)
         self._judge_still_tracks(timestamp, update.visible)
         self._classify(frame, update.visible, update.frame)
         if self.privacy is not None:

@@ -64,6 +64,8 @@ from edge_agent.labels import EMPTY, PERSON, UNKNOWN
 from edge_agent.vision.geometry import Box, box_gap, centre, iou, overlap_of, union_box
 
 NOT_ANIMALS = frozenset({PERSON, UNKNOWN, EMPTY})
+# A detector's category (``vision.megadetector``) that is a label of its own.
+VEHICLE = "vehicle"
 
 # Vegetation swings back within a few seconds; see ``Tracker._swings``.
 SWING_S = 3.0
@@ -129,6 +131,14 @@ class Track:
     strong_checks: int = 0
     # The media keeper's best image of the track so far (``edge_agent.service.media``).
     media: object | None = field(default=None, repr=False, compare=False)
+    # A detector's boxes (``vision.megadetector``): per category (animal, person, vehicle)
+    # their summed confidence and number; what it says outweighs the classifier for person
+    # and vehicle (``label``).
+    categories: dict[str, float] = field(default_factory=dict)
+    category_counts: dict[str, int] = field(default_factory=dict)
+    # Its boxes to store, per frame (``counting.sightings``), and the largest of them.
+    sightings: list = field(default_factory=list, repr=False, compare=False)
+    best_sighting: object | None = field(default=None, repr=False, compare=False)
 
     # -- classification ----------------------------------------------------------------
 
@@ -145,11 +155,23 @@ class Track:
         self.last_vote_frame = self.last_frame if frame is None else frame
 
     @property
+    def detected(self) -> str | None:
+        """What a detector's boxes say it is: the category of the highest summed confidence
+        (ties: alphabetical); None when no detector gave it a box."""
+        if not self.categories:
+            return None
+        return max(self.categories, key=lambda k: (self.categories[k], k))
+
+    @property
     def label(self) -> str:
         """Confidence-weighted vote of the crops; ``unknown`` before any crop was classified;
-        ``person`` when the privacy guard found a person, whatever the crops said."""
-        if self.person:
-            return "person"
+        ``person`` when the privacy guard found a person, or a detector's boxes say person
+        (``vehicle`` likewise), whatever the crops said."""
+        detected = self.detected
+        if self.person or detected == PERSON:
+            return PERSON
+        if detected == VEHICLE:
+            return VEHICLE
         if not self.votes:
             return UNKNOWN
         # Ties: more votes, then alphabetical, so the result never depends on dict order.
@@ -170,7 +192,11 @@ class Track:
     def confidence(self) -> float:
         """Mean confidence of the crops that voted for the winning label; for a person, the
         share of the track's checks in which the precise face cascade found a face (the
-        detectors, not the classifier, said so)."""
+        detectors, not the classifier, said so); for what a detector's boxes call a person
+        or a vehicle, the mean confidence of those boxes."""
+        detected = self.detected
+        if detected in (PERSON, VEHICLE) and not self.person:
+            return self.categories[detected] / self.category_counts[detected]
         if self.person:
             return self.face_checks / self.person_checks if self.person_checks else 0.0
         label = self.label
@@ -238,6 +264,9 @@ class Tracker:
         )
         self.live: list[Track] = []
         self.frame = -1
+        # A leftover box lying mostly inside a tracked animal is a fragment of it (motion
+        # splits an animal); False for a detector's boxes, each a whole object.
+        self.join_fragments = True
         self.frame_size: tuple[int, int] | None = None
         self._next_id = 1
 
@@ -293,6 +322,9 @@ class Tracker:
         new_boxes: list[Box] = []
         for bi, box in enumerate(boxes):
             if bi in used:
+                continue
+            if not self.join_fragments:
+                new_boxes.append(box)  # type: ignore[arg-type]
                 continue
             host = max(
                 matched_box,

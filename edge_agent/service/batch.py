@@ -97,7 +97,7 @@ def process_source(
                     if result.first is None:
                         result.first = timestamp
                     result.last = timestamp
-                    sink.write(pipeline.process(timestamp, frame))
+                    sink.write(pipeline.process(timestamp, frame, source.current_file))
                     result.frames += 1
                     now = time.monotonic()
                     if progress is not None and now - last_report >= progress_every_s:

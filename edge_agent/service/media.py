@@ -11,7 +11,8 @@ frame) where its box was largest. When the track's event has been written,
   deleted and logged with reason ``quota``), so that reviewers see the hard cases.
 - **Privacy.** Every image is checked again just before it is written
   (``PrivacyGuard.prepare``): in ``drop`` mode nothing with a face or person is written (a
-  person track's images never are); in ``blur`` mode it is written blurred.
+  person track's images never are); in ``blur`` mode it is written blurred. A track with a
+  MegaDetector person box is never pictured, whatever the mode.
 - **Files** are created 0600 in folders made 0700 (``media_dir/YYYY-MM-DD/``), named by time,
   event, track and label, and recorded in the ``media`` table with their sha256.
 - **Disk guard.** Before every write the free space of the media filesystem is checked: below
@@ -38,6 +39,7 @@ import numpy as np
 from edge_agent.config import MediaSettings
 from edge_agent.counting.tracking import Track
 from edge_agent.files import make_private_dir, write_private
+from edge_agent.labels import PERSON
 from edge_agent.store.database import Store
 from edge_agent.store.models import Media, as_utc
 from edge_agent.vision.classifier import square_box
@@ -161,11 +163,18 @@ class MediaKeeper:
         label = track.label
         confidence = round(float(track.confidence), 4)
         disagreed = len(track.vote_counts) > 1
-        withheld = track.person or track.privacy_suppressed
-        suppressed_only = track.privacy_suppressed and not track.person
-        if suppressed_only and self.guard is not None and self.guard.mode == "drop":
+        person = track.person or label == PERSON  # the guard's or a detector's (MegaDetector)
+        withheld = person or track.privacy_suppressed
+        suppressed_only = track.privacy_suppressed and not person
+        # A detector's person box is strong evidence: never an image, whatever privacy.mode.
+        detector_person = track.category_counts.get(PERSON, 0) > 0
+        drop = detector_person or (self.guard is not None and self.guard.mode == "drop")
+        if suppressed_only and drop:
             # Never an image; a record a reviewer can see and relabel instead.
             self._record(event_id, track, best, confidence, disagreed)
+            self.dropped_private += 1
+            return 0
+        if person and detector_person:
             self.dropped_private += 1
             return 0
         quota = self.settings.quota_per_label_per_day

@@ -16,17 +16,20 @@ from edge_agent.service.media import MediaKeeper
 from edge_agent.service.sink import EventSink
 from edge_agent.store.database import Store
 from edge_agent.vision.classifier import Classifier
-from edge_agent.vision.localiser import motion_mask
+from edge_agent.vision.localiser import megadetector_boxes, motion_mask
 from edge_agent.vision.privacy import PrivacyGuard
 
 log = logging.getLogger("trapcount.service")
 
 
 def check_files(settings: Settings) -> None:
-    """The files the config names besides the model (``motion.mask``), before anything is
-    opened or created: a ConfigError naming the key when one is missing or unreadable."""
+    """The files the config names besides the model (``motion.mask``, and the MegaDetector
+    file ``motion.detections`` matched with the folder), before anything is opened or
+    created: a ConfigError naming the key or the file when one is missing or unusable."""
 
     motion_mask(settings)
+    if settings.motion.detections or settings.motion.localiser == "megadetector":
+        megadetector_boxes(settings)
 
 
 def privacy_guard(settings: Settings) -> PrivacyGuard | None:

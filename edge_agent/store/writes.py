@@ -20,6 +20,7 @@ from edge_agent.store.models import (
     LIVE_SOURCE,
     Count,
     Deployment,
+    Detection,
     Event,
     Heartbeat,
     Media,
@@ -113,7 +114,8 @@ class Writes:
         *,
         source_key: str = LIVE_SOURCE,
     ) -> int:
-        """Write one closed event and its observations in one transaction; return its id.
+        """Write one closed event, its observations and its counted tracks' boxes
+        (``detections``, from ``counting.sightings``) in one transaction; return its id.
 
         An event is identified by (deployment, ``source_key``, start): writing it again
         (reprocessing the same footage after a crash) replaces it instead of counting it
@@ -136,6 +138,7 @@ class Writes:
                 session.add(row)
             else:
                 row.observations.clear()
+                session.execute(delete(Detection).where(Detection.event_id == row.id))
                 session.flush()  # delete the old observations before inserting their successors
             row.end = end
             row.frames = int(closed.frames)
@@ -160,6 +163,8 @@ class Writes:
                 # Footage older than the deployment record (a processed recording): the
                 # deployment covers everything attributed to it.
                 deployment.start = start
+            session.flush()
+            session.add_all(detection_rows(closed, row.id))
             session.flush()
             return row.id
 
@@ -348,3 +353,38 @@ class Writes:
                 )
                 session.execute(delete(Media).where(Media.id == row.id))
         return len(rows)
+
+
+def detection_rows(closed: ClosedEvent, event_id: int) -> list[Detection]:
+    """The ``detections`` rows of an event: each counted track's kept boxes
+    (``counting.sightings``: every photo's; a clip's once a second and its best), with
+    the track's label and confidence. A box no detector categorised is ``person`` or
+    ``vehicle`` when the track is, else ``animal``."""
+    from edge_agent.counting.sightings import sightings_of
+
+    rows = []
+    for track in closed.tracks:
+        label = track.label
+        confidence = round(float(track.confidence), 4)
+        fallback = label if label in ("person", "vehicle") else "animal"
+        for sighting in sightings_of(track):
+            x, y, w, h = (float(v) for v in sighting.bbox)
+            rows.append(
+                Detection(
+                    event_id=event_id,
+                    time=as_utc(sighting.time),
+                    file=sighting.file,
+                    frame=None if sighting.file is not None else int(sighting.frame),
+                    track=int(track.id),
+                    label=label,
+                    confidence=confidence,
+                    category=sighting.category or fallback,
+                    x=x,
+                    y=y,
+                    w=w,
+                    h=h,
+                    detector=sighting.detector,
+                    detector_confidence=sighting.score,
+                )
+            )
+    return rows
