@@ -429,9 +429,9 @@ def export_camtrap_dp(
         )
     if result.dates_from_activity:
         click.echo(
-            f"note: deployment(s) {', '.join(result.dates_from_activity)}: start/end from the "
-            "trap's recorded activity (see deploymentComments); set trap.deployment_start and "
-            "trap.deployment_end in the config",
+            f"note: deployment(s) {', '.join(result.dates_from_activity)}: dates from the "
+            "trap's recorded activity, not its set-up and collection (see deploymentComments); "
+            "set trap.deployment_start / trap.deployment_end in the config",
             err=True,
         )
     if result.unmapped_labels:

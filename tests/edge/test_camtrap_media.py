@@ -298,9 +298,7 @@ def test_the_cli_copies_or_links_and_says_which(kept, tmp_path):
     ]
     assert "note: 2 kept frame(s) not in the package: a person" in result.stderr
     assert "note: 2 kept crop(s) not listed: crops are cut by trapcount" in result.stderr
-    assert "note: deployment(s) meadow: start/end from the trap's recorded activity" in (
-        result.stderr
-    )
+    assert "note: deployment(s) meadow: dates from the trap's recorded activity" in result.stderr
     linked = runner.invoke(
         cli,
         ["export", "camtrap-dp", "--db", str(db), "--out", str(tmp_path / "linked"),
