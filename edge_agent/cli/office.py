@@ -514,3 +514,52 @@ def export_csv(
     )
     (out / "counts.csv").write_text(to_csv(group_columns(by), groups), encoding="utf-8")
     click.echo(f"wrote {out}: events.csv ({len(data.rows)} rows), counts.csv ({len(groups)} rows)")
+
+
+@export.command("megadetector")
+@click.option("--db", required=True, help="SQLite file or database URL whose events to export.")
+@click.option(
+    "--out",
+    "-o",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The JSON file to write (replaced).",
+)
+@click.option("--since", help=SINCE_HELP)
+@click.option("--until", help=UNTIL_HELP)
+@library_errors
+def export_megadetector(db: str, out: Path, since: str | None, until: str | None) -> None:
+    """Write the counted tracks' boxes as MegaDetector batch output (format 1.6).
+
+    Timelapse, AddaxAI and MegaDetector's own tools load it: one entry per photo with the
+    boxes of the animals, people and vehicles counted in it (file relative to the folder
+    that was processed), each with MegaDetector's confidence (1.0 for a box the motion gate
+    found), and trapcount's label and confidence as its classification. Boxes from video
+    clips and live cameras, which name no photo, are left out (said on stderr).
+    """
+    from edge_agent.office.megadetector import export_megadetector as write
+    from edge_agent.office.report_data import open_for_reading
+
+    window = _report_window(since, until)
+    store = open_for_reading(db)
+    try:
+        result = write(store, out, window)
+    finally:
+        store.close()
+    click.echo(
+        f"wrote {out}: {result.images} image(s), {result.detections} box(es) "
+        f"from {result.events} event(s)"
+    )
+    if result.skipped:
+        click.echo(
+            f"note: {result.skipped} box(es) from video clips or live cameras are not in it "
+            "(MegaDetector's format names each photo by its file)",
+            err=True,
+        )
+    if result.clashes:
+        click.echo(
+            f"note: {result.clashes} file name(s) belong to photos taken at different times "
+            "(folders with the same names processed into one database); their boxes are "
+            "listed together: use --since/--until to export one folder at a time",
+            err=True,
+        )
