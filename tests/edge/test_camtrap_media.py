@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
@@ -22,12 +23,13 @@ import pytest
 from click.testing import CliRunner
 
 from edge_agent.cli import cli
-from edge_agent.config import settings_from_dict
+from edge_agent.config import load_config, settings_from_dict
 from edge_agent.office.camtrap import ExportError, MediaOptions, export_camtrap_dp
 from edge_agent.office.camtrap import validate_package as _validate
 from edge_agent.office.report_data import open_stores
 from edge_agent.store.database import Store
 from edge_agent.store.models import Detection
+from tests.helpers.media import crossings_video, run_trapcount, write_config
 from tests.helpers.trap_databases import CANYON, MEADOW, Planned, build_trap_db, utc
 
 pytest.importorskip("frictionless", reason="the Camtrap DP tests need frictionless (dev extra)")
@@ -416,3 +418,56 @@ def test_config_dates_that_miss_an_event_are_one_line_naming_the_key(
     assert str(info.value).startswith(expected)
     assert "\n" not in str(info.value)
     assert not (tmp_path / "pkg").exists()  # checked before anything is written
+
+
+# -- from the trap ------------------------------------------------------------------------
+
+
+def test_the_frames_a_trap_kept_are_delivered_with_their_boxes(tmp_path):
+    """End to end: `trapcount process` with media.keep_frames keeps crops and frames (the
+    shipped model, a generated clip), the media folder is copied to the office, and the
+    package made from that copy holds every frame it lists, each with its boxes."""
+    crossings_video(
+        tmp_path / "clip.mp4", [("deer", 1, 1.0, 4.0), ("fox", 2, 7.0, 4.0)], duration_s=13
+    )
+    write_config(
+        tmp_path / "trap.toml",
+        {
+            "trap": {"id": "meadow", "latitude": 52.5, "longitude": 13.4,
+                     "timezone": "Europe/Berlin", "deployment_start": "2024-05-31"},
+            "media": {"keep_frames": True},
+            "storage": {"db_path": "trap.sqlite"},
+            "events": {"event_gap_s": 3.0},
+        },
+    )  # fmt: skip
+    done = run_trapcount(
+        "process", "clip.mp4", "--config", "trap.toml", "--media", "kept", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    shutil.copytree(tmp_path / "kept", tmp_path / "office-copy")
+    kept_frames = list((tmp_path / "office-copy").rglob("*-frame.jpg"))
+    assert kept_frames  # the keeper kept frames
+    out = tmp_path / "pkg"
+    result = export(
+        tmp_path / "trap.sqlite",
+        out,
+        load_config(tmp_path / "trap.toml"),
+        folder=tmp_path / "office-copy",
+    )
+    assert validate_package(out) == []
+    media = read_csv(out / "media.csv")
+    assert len(media) == result.media == len(kept_frames)  # all clear: no person in the clip
+    observations = read_csv(out / "observations.csv")
+    for row in media:
+        packaged = out / row["filePath"]
+        assert packaged.is_file()
+        (original,) = [f for f in kept_frames if f.name == row["fileName"]]
+        assert packaged.read_bytes() == original.read_bytes()
+        boxes = [o for o in observations if o["mediaID"] == row["mediaID"]]
+        assert boxes, row
+        for box in boxes:
+            x, y, w, h = (float(box[k]) for k in ("bboxX", "bboxY", "bboxWidth", "bboxHeight"))
+            assert 0 <= x < 1 and 0 <= y < 1 and 0 < w <= 1 - x + 1e-6 and 0 < h <= 1 - y + 1e-6
+    (deployment,) = read_csv(out / "deployments.csv")
+    assert deployment["deploymentStart"] == "2024-05-31T00:00:00+02:00"
+    assert deployment["deploymentComments"].startswith("deploymentEnd from the trap's recorded")
