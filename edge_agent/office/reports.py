@@ -46,7 +46,8 @@ UNTOLD = "untold"
 
 def summarize(rows: Iterable[Row]) -> dict[str, dict[str, Any]]:
     """Per label: events, count (sum of MaxN), largest MaxN, mean confidence (of the
-    machine's observations), and how many of the events a reviewer counted."""
+    machine's observations; 0 for a label only a reviewer gave), and how many of the
+    events a reviewer counted."""
     summary: dict[str, dict[str, Any]] = {}
     confidences: dict[str, list[float]] = defaultdict(list)
     for row in rows:
@@ -58,8 +59,8 @@ def summarize(rows: Iterable[Row]) -> dict[str, dict[str, Any]]:
         if row.tracks:
             confidences[row.label].append(row.mean_confidence)
     for label, entry in summary.items():
-        found = confidences[label]
-        entry["confidence"] = round(statistics.fmean(found), 4) if found else None
+        found = confidences[label]  # none: only a reviewer saw the label (a split)
+        entry["confidence"] = round(statistics.fmean(found), 4) if found else 0.0
     return dict(sorted(summary.items()))
 
 

@@ -200,7 +200,9 @@ class Observation(Base):
 
 class Detection(Base):
     """A counted track's box on one frame, as MegaDetector writes boxes (revision 0008):
-    normalised ``x, y, w, h`` from the top-left corner, category animal/person/vehicle."""
+    normalised ``x, y, w, h`` from the top-left corner, category animal/person/vehicle.
+    Every photo's boxes; in a clip or from a camera one per track per second plus its
+    largest once counted (``edge_agent.counting.sightings``). Stays on the trap (no sync)."""
 
     __tablename__ = "detections"
 

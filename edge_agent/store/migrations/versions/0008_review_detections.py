@@ -16,7 +16,10 @@ Create Date: 2026-12-04
   ``animal``, ``person`` or ``vehicle``), with the source ``file`` (a photo of a folder,
   relative to it; NULL for a clip or a camera) or the ``frame`` index in a clip, the track,
   its label and confidence, and what found the box (``detector``: ``motion`` or
-  ``megadetector``, with its confidence). Deleted with their event.
+  ``megadetector``, with its confidence). Deleted with their event. Every photo's boxes are
+  kept; in a clip or from a camera one box per track per second plus its largest once
+  counted (the frame the media keeper keeps), so long footage stays bounded
+  (``edge_agent.counting.sightings``). Not sent by fleet sync: they stay on the trap.
 
 Adding nullable columns and a table needs no copy of ``observations``.
 """
