@@ -425,3 +425,94 @@ def test_log_lines_lose_every_token_value():
     # elsewhere in the line, a long token is replaced too, a short one only as token=
     assert redact('"GET /s3cret%2Freview%2Btoken HTTP/1.1"', token) == '"GET /*** HTTP/1.1"'
     assert redact('"GET /?token=T HTTP/1.1" 302', "T") == '"GET /?token=*** HTTP/1.1" 302'
+
+
+# -- by event: filters, pages, whole-event decisions ----------------------------------------
+
+
+@pytest.fixture
+def events(tmp_path):
+    """Events with crops across two local days in Zurich: a deer event with two crops (one
+    disagreeing, low confidence), a fox event, a hare event the next local day."""
+    from tests.edge.test_reviewed_counts import Trap
+
+    trap = Trap(tmp_path / "events.sqlite")
+    media = tmp_path / "media"
+    media.mkdir()
+    ids = {}
+    ids["deer"] = trap.event(0, deer=(2, 2))  # 2026-05-01 06:00 local
+    ids["deer_a"] = trap.crop(ids["deer"], "deer", disagreed=True)
+    ids["deer_b"] = trap.crop(ids["deer"], "deer")
+    ids["fox"] = trap.event(60, fox=(1, 1))
+    ids["fox_a"] = trap.crop(ids["fox"], "fox")
+    ids["hare"] = trap.event(20 * 60, hare=(1, 1))  # 2026-05-02 02:00 local, 05-01 in UTC
+    ids["hare_a"] = trap.crop(ids["hare"], "hare")
+    trap.store.close()
+    app = create_app(trap.path, media, reviewer="Ana")
+    app.testing = True
+    return trap.path, app.test_client(), ids
+
+
+def cards_on(page: str) -> list[str]:
+    return re.findall(r'<section class="card[^"]*" id="(e\d+|m\d+)"', page)
+
+
+def test_the_page_groups_crops_by_event_and_filters_them(events):
+    _db, c, ids = events
+    page = c.get("/?sort=time").get_data(as_text=True)
+    assert cards_on(page) == [f"e{ids['deer']}", f"e{ids['fox']}", f"e{ids['hare']}"]
+    deer = page[page.index(f'id="e{ids["deer"]}"') : page.index(f'id="e{ids["fox"]}"')]
+    assert len(re.findall(r'class="item( done)?"', deer)) == 2 and "2026-05-01 06:00:00" in deer
+    assert "CEST, UTC+02:00, Europe/Zurich" in deer and "machine: deer ×2" in deer
+    assert "reviewing as Ana" in page
+
+    def shown(query: str) -> list[str]:
+        return cards_on(c.get(f"/?sort=time&{query}").get_data(as_text=True))
+
+    assert shown("label=fox") == [f"e{ids['fox']}"]
+    assert shown("conf_max=0.5") == []  # the crops' confidence is 0.7
+    assert shown("conf_min=0.6&conf_max=0.8") == shown("")
+    assert shown("disagree=model") == [f"e{ids['deer']}"]
+    # dates are the trap's local days: the hare (00:00 UTC) is on May 2nd in Zurich
+    assert shown("since=2026-05-02") == [f"e{ids['hare']}"]
+    assert shown("until=2026-05-01") == [f"e{ids['deer']}", f"e{ids['fox']}"]
+    assert shown("per=10&page=2") == shown("") == shown("page=99")[:3]
+    bad = c.get("/?conf_min=high&since=yesterday&sort=x").get_data(as_text=True)
+    assert "conf_min: not a number" in bad and "since: not a date" in bad
+    assert len(cards_on(bad)) == 3
+    # newest first
+    newest = cards_on(c.get("/?sort=newest").get_data(as_text=True))
+    assert newest == [f"e{ids['hare']}", f"e{ids['fox']}", f"e{ids['deer']}"]
+
+
+def test_a_whole_event_is_decided_at_once_with_the_reviewers_count(events):
+    db, c, ids = events
+    page = c.get("/").get_data(as_text=True)
+    token = csrf_of(page)
+    form = {"csrf": token, "event": ids["deer"], "action": "relabel", "label": "Roe Deer"}
+    assert c.post("/event", data={**form, "csrf": "forged"}).status_code == 403
+    assert c.post("/event", data={**form, "event": 99999}).status_code == 404
+    assert c.post("/event", data={**form, "action": "burn"}).status_code == 400
+    refused = c.post("/event", data={**form, "count": "-2"})
+    assert "message=" in refused.headers["Location"] and reviewed_labels(db)[ids["deer_a"]] is None
+    # the filters the decision came from are kept in the redirect
+    done = c.post("/event", data={**form, "count": "3", "back": "label=deer&sort=time&evil=1"})
+    assert done.status_code == 302
+    location = done.headers["Location"]
+    assert "label=deer" in location and "sort=time" in location and "evil" not in location
+    labels = reviewed_labels(db)
+    assert labels[ids["deer_a"]] == labels[ids["deer_b"]] == "roe_deer"
+    page = c.get("/?status=reviewed").get_data(as_text=True)
+    assert cards_on(page) == [f"e{ids['deer']}"]
+    assert "roe_deer ×3" in page and "by Ana" in page
+    # one crop of the fox event: decided, and the event's counts follow
+    c.post(
+        "/decide", data={"csrf": token, "ids": ids["fox_a"], "action": "relabel", "label": "cat"}
+    )
+    with Store.open(db, create=False) as store:
+        from edge_agent.office.report_data import load
+
+        counts = {(r.event_id, r.label): (r.max_n, r.counted_by) for r in load(store).rows}
+    assert counts[(ids["deer"], "roe_deer")] == (3, "reviewer")
+    assert counts[(ids["fox"], "cat")] == (1, "reviewer")
+    assert counts[(ids["hare"], "hare")] == (1, "machine")

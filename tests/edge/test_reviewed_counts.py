@@ -66,10 +66,12 @@ class Trap:
             sha256="0" * 64,
             bytes=10,
             label=label,
-            confidence=0.7,
-            disagreed=False,
-            privacy_status="suppressed" if kind == "record" else "clear",
-            **extra,
+            **{
+                "confidence": 0.7,
+                "disagreed": False,
+                "privacy_status": "suppressed" if kind == "record" else "clear",
+                **extra,
+            },
         )
 
     def rows(self, event: int) -> dict[str, tuple]:
