@@ -206,6 +206,7 @@ def test_relabel_an_event_on_the_page_and_the_reports_and_exports_follow(trap, t
                 assert "red_deer ×3" in counts and "by Ana Muster" in counts
                 assert "reviewed" in deer.get_attribute("class")
                 assert page.inner_text(f"#m{ids['deer_a']} .reviewed") == "red_deer"
+                page.screenshot(path=str(tmp_path / "review-event.png"))
                 # the keyboard: the fox event confirmed whole with C
                 page.goto(f"{url}?sort=time&per=10&at={ids['fox_crop']}", wait_until="load")
                 assert "current" in page.get_attribute(f"#m{ids['fox_crop']}", "class")
