@@ -380,7 +380,9 @@ def export_camtrap_dp(
     ready for GBIF, Agouti, camtrapR or Wildlife Insights.
     Observations are per event and label at observationLevel=event, with count = MaxN,
     observationType and scientificName from the label -> taxon map, classificationMethod
-    machine, the classifier's confidence and the model version. Deployments need
+    machine, the classifier's confidence and the model version; where a reviewer reviewed
+    the event (trapcount review), the reviewer's label and count, classificationMethod
+    human, the reviewer and the review time, the machine's in the tags. Deployments need
     coordinates (trap.latitude, trap.longitude); their dates are trap.deployment_start and
     trap.deployment_end, else the trap's recorded activity (said in deploymentComments).
     Times are ISO 8601 with the trap's offset. With --media, media.csv lists the kept
