@@ -22,7 +22,7 @@ opens a new event.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -131,10 +131,11 @@ class EventCounter:
         timestamp: datetime,
         visible: Iterable[Track],
         ended: Iterable[Track] = (),
-        illumination: str | None = None,
+        illumination: str | Callable[[], str] | None = None,
     ) -> list[ClosedEvent]:
         """Feed one frame: the tracks seen in it, the tracks that ended at it and how it
-        was lit (``vision.illumination``).
+        was lit (``vision.illumination``; a callable is asked only when an event is open,
+        so that the frames with nothing in them cost nothing).
 
         The open event is closed before this frame's tracks join it when it was already
         over: none of its tracks live and ``event_gap_s`` passed since its last sighting
@@ -148,6 +149,8 @@ class EventCounter:
         event = self._event
         if event is None:
             return closed
+        if callable(illumination):
+            illumination = illumination()
         if illumination is not None:
             event.lighting[illumination] += 1
         event.prune()

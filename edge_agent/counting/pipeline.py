@@ -41,6 +41,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
+from functools import partial
 from typing import Protocol
 
 import numpy as np
@@ -195,7 +196,8 @@ class Pipeline:
             self._check_people(frame, update.visible, timestamp)
         if self.media is not None:
             self.media.observe(timestamp, frame, [t for t in update.visible if t.counted])
-        lighting = illumination_of(frame)
+        # How the frame was lit matters only while an event is open: measured then.
+        lighting = partial(illumination_of, frame)
         ended = self.counter.update(timestamp, update.visible, update.ended, lighting)
         self.events_closed += len(ended)
         return closed + ended
