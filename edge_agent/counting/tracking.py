@@ -56,6 +56,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from statistics import median
 
 import numpy as np
 
@@ -219,7 +220,7 @@ class Track:
         """Typical size: the median longer side of its (last 200) boxes."""
         if not self.shapes:
             return 0.0
-        return float(np.median([max(w, h) for _, _, w, h in self.shapes[-200:]]))
+        return float(median([max(w, h) for _, _, w, h in self.shapes[-200:]]))
 
     def predicted(self, timestamp: datetime) -> Box:
         """Where the animal's box should be at ``timestamp``: its last usual-shaped box moved
@@ -228,8 +229,8 @@ class Track:
         since = self.anchor_time or self.last_seen
         dt = max(0.0, (timestamp - since).total_seconds())
         x, y, w, h = box
-        dx = float(np.clip(self.velocity[0] * dt, -2 * w, 2 * w))
-        dy = float(np.clip(self.velocity[1] * dt, -2 * h, 2 * h))
+        dx = min(max(float(self.velocity[0] * dt), -2.0 * w), 2.0 * w)
+        dy = min(max(float(self.velocity[1] * dt), -2.0 * h), 2.0 * h)
         return round(x + dx), round(y + dy), w, h
 
     def usual_shape(self, box: Box) -> bool:
@@ -237,8 +238,8 @@ class Track:
         if len(self.shapes) < 3:
             return True
         recent = self.shapes[-200:]
-        med_w = float(np.median([r[2] for r in recent]))
-        med_h = float(np.median([r[3] for r in recent]))
+        med_w = float(median([r[2] for r in recent]))
+        med_h = float(median([r[3] for r in recent]))
         return med_w / 1.5 <= box[2] <= med_w * 1.5 and med_h / 1.5 <= box[3] <= med_h * 1.5
 
 
@@ -416,8 +417,8 @@ class Tracker:
         makes them.
         """
         recent = track.shapes[-200:]
-        med_w = float(np.median([r[2] for r in recent]))
-        med_h = float(np.median([r[3] for r in recent]))
+        med_w = float(median([r[2] for r in recent]))
+        med_h = float(median([r[3] for r in recent]))
         _, _, w, h = recent[-1]
         if not (med_w / 1.5 <= w <= med_w * 1.5 and med_h / 1.5 <= h <= med_h * 1.5):
             return False  # a merged or fragmentary box: its centre says little
