@@ -8,11 +8,18 @@ clip ends, so its mtime is (about) the time of the last frame. A header that sta
 frame rate, or one under ``config.MIN_FPS`` (broken), is read at ``ASSUMED_FPS`` with a
 warning. A file that stops decoding before the frame count its header announces is
 truncated: the source logs a warning and ends cleanly with the frames it could read.
+
+Frames are decoded one ahead (``prefetch``), on a thread of their own, while the pipeline
+works on the last one: OpenCV decodes without holding Python's lock, so on a trap's
+several cores decoding and counting overlap instead of taking turns. The frames, their
+order and their times are exactly those of reading one at a time; at most ``prefetch``
+decoded frames wait (one frame: 6 MB at 1080p).
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -28,6 +35,9 @@ log = logging.getLogger(__name__)
 
 # The rate a video is read at when its header states none, or an implausible one.
 ASSUMED_FPS = 10.0
+# Decoded frames that may wait for the pipeline (0: decode on the caller's thread).
+PREFETCH = 1
+_END = object()  # the decoding thread's last item
 
 
 class VideoFileSource(FrameSource):
@@ -43,8 +53,12 @@ class VideoFileSource(FrameSource):
         fps: float | None = None,
         stop_event: threading.Event | None = None,
         capture_factory: Callable[[str], VideoCaptureLike] | None = None,
+        prefetch: int = PREFETCH,
     ) -> None:
         self.path = Path(path)
+        self.prefetch = prefetch
+        self._reader: threading.Thread | None = None
+        self._reader_stop = threading.Event()
         super().__init__(str(self.path), stop_event)
         if not self.path.is_file():
             raise SourceError(f"video file not found: {self.path}")
@@ -92,9 +106,41 @@ class VideoFileSource(FrameSource):
         return self.start_time + timedelta(seconds=index / self.fps)
 
     def _frames(self) -> Iterator[Frame]:
+        if self.prefetch < 1:
+            for index, frame in enumerate(self._decode()):
+                yield frame
+                self.frames_read = index + 1
+            return
+        waiting: queue.Queue[object] = queue.Queue(maxsize=self.prefetch)
+        self._reader_stop.clear()
+        reader = threading.Thread(
+            target=self._decode_ahead, args=(waiting,), name="trapcount-decode", daemon=True
+        )
+        self._reader = reader
+        reader.start()
+        try:
+            while not self._stopped():
+                try:
+                    item = waiting.get(timeout=0.1)
+                except queue.Empty:
+                    if reader.is_alive() or not waiting.empty():
+                        continue
+                    break  # stopped without an end (closed from another thread)
+                if item is _END:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                assert isinstance(item, Frame)
+                yield item
+                self.frames_read += 1
+        finally:
+            self._stop_reader()
+
+    def _decode(self) -> Iterator[Frame]:
+        """The file's frames, decoded in order on the calling thread."""
         capture = self._capture
         index = 0
-        while capture is not None and not self._stopped():
+        while capture is not None and not self._stopped() and not self._reader_stop.is_set():
             try:
                 ok, image = capture.read()
             except cv2.error as exc:
@@ -105,7 +151,33 @@ class VideoFileSource(FrameSource):
                 break
             yield Frame(self.timestamp(index), image)
             index += 1
-            self.frames_read = index
+
+    def _decode_ahead(self, waiting: queue.Queue[object]) -> None:
+        """The decoding thread: frames into ``waiting`` until the end, an error or a stop."""
+        try:
+            for frame in self._decode():
+                if not self._hand_over(waiting, frame):
+                    return
+            self._hand_over(waiting, _END)
+        except BaseException as exc:  # the caller's thread raises it
+            self._hand_over(waiting, exc)
+
+    def _hand_over(self, waiting: queue.Queue[object], item: object) -> bool:
+        while not self._reader_stop.is_set():
+            try:
+                waiting.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _stop_reader(self) -> None:
+        """Stop the decoding thread and wait for it (before the capture is released)."""
+        reader, self._reader = self._reader, None
+        if reader is None:
+            return
+        self._reader_stop.set()
+        reader.join()
 
     def _log_end(self, index: int) -> None:
         # Containers round their frame count; a frame or two short is not truncation.
@@ -121,6 +193,7 @@ class VideoFileSource(FrameSource):
             log.info("%s: end of video after %d frames", self.path, index)
 
     def _release(self) -> None:
+        self._stop_reader()
         if self._capture is not None:
             self._capture.release()
             self._capture = None

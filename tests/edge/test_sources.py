@@ -150,6 +150,38 @@ def test_stop_event_ends_a_video_early(clip: Path) -> None:
     assert seen == 5
 
 
+def decoders() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "trapcount-decode"]
+
+
+def test_frames_decoded_ahead_are_those_read_one_at_a_time(clip: Path) -> None:
+    """The decoding thread changes when frames are decoded, never which, in what order or
+    at what time; it is gone once the file ended."""
+    with VideoFileSource(clip, start_time=START, prefetch=0) as source:
+        plain = list(source)
+    with VideoFileSource(clip, start_time=START) as source:
+        assert source.prefetch == 1
+        ahead = list(source)
+        assert source.frames_read == len(ahead)
+    assert [f.timestamp for f in ahead] == [f.timestamp for f in plain]
+    assert all(np.array_equal(a.image, p.image) for a, p in zip(ahead, plain, strict=True))
+    assert len(plain) == 20 and not decoders()
+
+
+def test_the_decoding_thread_stops_when_the_video_is_left_early(clip: Path) -> None:
+    source = VideoFileSource(clip)
+    iterator = iter(source)
+    next(iterator)
+    assert len(decoders()) == 1
+    source.close()  # while the thread has a frame ready: it is stopped, then the file closed
+    assert not decoders() and list(iterator) == []
+    with VideoFileSource(clip) as source:
+        for index, _frame in enumerate(source):
+            if index == 2:
+                break  # the consumer leaves: the generator's end stops the thread
+    assert not decoders()
+
+
 # -- choosing a source ---------------------------------------------------------------------
 
 
