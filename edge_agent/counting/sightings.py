@@ -55,6 +55,8 @@ def note(located: Located, tracks: Iterable[Track], frame_index: int) -> None:
     """Record on each of ``tracks`` (those seen in ``located``) its box on this frame."""
     height, width = located.frame.shape[:2]
     for track in tracks:
+        if track.rejected:
+            continue  # swung like vegetation: never counted, its boxes never stored
         source = source_of(track.box, located.candidates)
         x, y, w, h = track.box
         bbox = (x / width, y / height, w / width, h / height)

@@ -334,7 +334,7 @@ class Service:
                         break
                     if self._rate_limited(timestamp):
                         continue
-                    self._process(timestamp, frame)
+                    self._process(timestamp, frame, source.current_file)
                     taken += 1
                     if burst is not None and taken >= burst:
                         exhausted = False
@@ -373,11 +373,11 @@ class Service:
         self._last_processed = timestamp
         return False
 
-    def _process(self, timestamp: datetime, frame: Any) -> None:
+    def _process(self, timestamp: datetime, frame: Any, file: str | None = None) -> None:
         with self._pipeline_lock:
             if self._pipeline is None:
                 self._pipeline = self.wiring.pipeline(self.classifier)
-            closed = self._pipeline.process(timestamp, frame)
+            closed = self._pipeline.process(timestamp, frame, file)
             unprocessed, self._pipeline.unprocessed = self._pipeline.unprocessed, []
             self._last_timestamp = timestamp
         if closed:

@@ -139,6 +139,7 @@ def test_megadetector_boxes_are_counted_and_stored_per_photo(processed):
     card, db, result = processed
     assert report_totals(db, db.parent) == card.totals
     assert "unprocessed: not in detections: 1 frame" in result.stdout
+    assert query(db, "SELECT reason FROM unprocessed") == [("not in detections",)]
     warnings = [line for line in result.stderr.splitlines() if "XNNPACK" not in line]
     assert len(warnings) == 1 and "1 of its 8 entries name no photo" in warnings[0]
     assert "Z_9999.JPG" in warnings[0]
@@ -223,11 +224,30 @@ def validate_with_megadetector(path: Path, images: Path) -> None:
     assert results["errors"] == [] and results["warnings"] == [], results
 
 
-def test_the_export_is_megadetector_output_with_the_same_boxes_and_counts(processed):
-    card, db, _result = processed
+@pytest.fixture(scope="module")
+def exported(processed):
+    """``export megadetector`` of the processed card: (its file, the command's result)."""
+    _card, db, _result = processed
     out = db.parent / "export" / "trapcount-md.json"
     result = run_trapcount("export", "megadetector", "--db", db, "--out", out, cwd=db.parent)
     assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_megadetectors_own_validator_accepts_the_export(processed, exported, tmp_path):
+    card, _db, _result = processed
+    validate_with_megadetector(exported[0], card.folder)
+    # ... and it is a real check: a box naming a category the file does not list fails.
+    document = json.loads(exported[0].read_text(encoding="utf-8"))
+    document["images"][0]["detections"][0]["category"] = "9"
+    (tmp_path / "broken.json").write_text(json.dumps(document), encoding="utf-8")
+    with pytest.raises(AssertionError, match="unmapped category 9"):
+        validate_with_megadetector(tmp_path / "broken.json", card.folder)
+
+
+def test_the_export_is_megadetector_output_with_the_same_boxes_and_counts(processed, exported):
+    card, db, _result = processed
+    out, result = exported
     boxes = sum(len(found) for found in card.expected.values())
     assert f"7 image(s), {boxes} box(es) from 2 event(s)" in result.stdout
     assert out.stat().st_mode & 0o077 == 0
@@ -259,14 +279,11 @@ def test_the_export_is_megadetector_output_with_the_same_boxes_and_counts(proces
         for name, n in most.items():
             per_label[name] = per_label.get(name, 0) + n
     assert per_label == report_totals(db, db.parent) == card.totals
-    validate_with_megadetector(out, card.folder)
 
 
-def test_the_export_reads_back_in_and_counts_the_same(processed, model, tmp_path):
-    card, db, _result = processed
-    out = tmp_path / "trapcount-md.json"
-    export = run_trapcount("export", "megadetector", "--db", db, "--out", out, cwd=tmp_path)
-    assert export.returncode == 0, export.stderr
+def test_the_export_reads_back_in_and_counts_the_same(processed, exported, model, tmp_path):
+    card, _db, _result = processed
+    out, _export = exported
     again = tmp_path / "again.sqlite"
     args = ("process", card.folder, "--detections", out, "--db", again, "--model", model, "-q")
     result = run_trapcount(*args, cwd=tmp_path)
