@@ -17,8 +17,10 @@ ignored, as the format says, with one warning.
 overlapping boxes are two animals) and counts them as it does the motion gate's. A photo
 without an entry is ``unprocessed`` (``not in detections``), one MegaDetector failed on is
 ``unprocessed`` (``detector failed``): neither is a photo with nothing in it. Entries whose
-photo is not in the folder are counted in one warning; a file none of whose entries is a
-photo of the folder is the wrong file, one error line.
+photo is not in the folder are counted in one warning. A file whose names match no photo of
+the folder as they are, but do once their first folders are cut off (MegaDetector run on
+the folder above, or with absolute paths on another machine), is matched so, with one
+warning; one that matches none either way is the wrong file, one error line.
 """
 
 from __future__ import annotations
@@ -239,6 +241,8 @@ def check_against_folder(detections: Detections, folder: Path) -> int:
     counting the entries that name no photo of it. Returns that count."""
     photos = folder_photos(folder)
     matched = {detections.lookup(photo) is not None for photo in photos}
+    if photos and True not in matched and _rebase(detections, photos, folder):
+        matched = {True}
     if photos and True not in matched:
         first = next(iter(detections.entries), None)
         example = f"its first is {first!r}" if first is not None else "it lists no images"
@@ -265,6 +269,40 @@ def check_against_folder(detections: Detections, folder: Path) -> int:
             detections.ignored_boxes,
         )
     return len(missing)
+
+
+# At most this many leading folders are tried off the entries' names (``_rebase``).
+MAX_REBASE = 8
+
+
+def _rebase(detections: Detections, photos: list[str], folder: Path) -> bool:
+    """When no entry names a photo of ``folder`` as it is, try the entries' names without
+    their first 1..``MAX_REBASE`` folders (MegaDetector run on the folder above, or with
+    absolute paths on another machine): the cut that names the most photos is taken, with
+    one warning. True when one names any."""
+    known = {photo.casefold() for photo in photos}
+    best, hits = 0, 0
+    for cut in range(1, MAX_REBASE + 1):
+        found = sum(
+            "/".join(name.split("/")[cut:]).casefold() in known for name in detections.entries
+        )
+        if found > hits:
+            best, hits = cut, found
+    if not hits:
+        return False
+    rebased: dict[str, Entry] = {}
+    for name, entry in detections.entries.items():
+        rebased.setdefault("/".join(name.split("/")[best:]) or name, entry)
+    dropped = "/".join(next(iter(detections.entries)).split("/")[:best]) + "/"
+    detections.entries, detections._folded = rebased, None
+    log.warning(
+        "%s: its files are named from another folder (%r before the path); matched with the "
+        "photos of %s without it",
+        detections.path,
+        dropped,
+        folder,
+    )
+    return True
 
 
 @lru_cache(maxsize=2)

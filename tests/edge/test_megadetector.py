@@ -336,7 +336,11 @@ def _bad_files(card: Card, root: Path) -> dict[str, tuple[Path, str]]:
     (root / "old.json").write_text(json.dumps(old))
     cases["format 1.2"] = (root / "old.json", "format 1.2 is older than 1.3")
     other = dict(
-        good, images=[{"file": f"elsewhere/{i['file']}", "detections": []} for i in good["images"]]
+        good,
+        images=[
+            {"file": f"100RECNX/DSC_{n:04d}.JPG", "detections": []}
+            for n, _ in enumerate(good["images"])
+        ],
     )
     (root / "other.json").write_text(json.dumps(other))
     cases["another folder's"] = (root / "other.json", "none of the 8 photos in")
@@ -409,6 +413,29 @@ def test_reading_any_1_3_file_tolerates_windows_paths_case_failures_and_other_ca
         read_detections(write_md(tmp_path / "v.json", [], version=None))
     with pytest.raises(DetectionsError, match=r"listed twice"):
         read_detections(write_md(tmp_path / "d.json", [{"file": "a.jpg", "detections": []}] * 2))
+
+
+def test_a_file_made_on_the_folder_above_or_with_absolute_paths_still_matches(tmp_path, caplog):
+    """MegaDetector run on the folder above the card ("card/A_0001.JPG"), or with absolute
+    paths on another machine: the names match the photos once those folders are cut off,
+    with one warning saying so."""
+    from edge_agent.vision.megadetector import check_against_folder
+
+    card = tmp_path / "card"
+    (card / "100RECNX").mkdir(parents=True)
+    for name in ("A_0001.JPG", "100RECNX/A_0002.JPG"):
+        (card / name).write_bytes(b"\xff\xd8")
+    for prefix in ("card/", "C:\\Users\\me\\trap\\card\\"):
+        images = [
+            {"file": prefix + "A_0001.JPG", "detections": []},
+            {"file": prefix + "100RECNX/A_0002.JPG", "detections": []},
+        ]
+        detections = read_detections(write_md(tmp_path / "md.json", images))
+        caplog.clear()
+        assert check_against_folder(detections, card) == 0
+        assert sorted(detections.entries) == ["100RECNX/A_0002.JPG", "A_0001.JPG"]
+        (warning,) = [r.getMessage() for r in caplog.records]
+        assert "named from another folder" in warning
 
 
 def test_pixel_boxes_stay_inside_the_frame():
