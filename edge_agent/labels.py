@@ -20,9 +20,13 @@ RULE = "lower-case letters, digits, '_' and '-', at most 64, starting with a let
 # Labels with a meaning of their own. ``unknown``: a crop below the confidence threshold (an
 # animal, but not one the model knows well enough). ``empty``: no animal (a model that
 # learned it from empty trap frames says so of a motion false positive; a reviewer says so
-# of a crop): never counted. ``person``: counted, never pictured.
+# of a crop): never counted. ``person``: counted, never pictured. ``other``: a model's class
+# for animals of species it has no class of its own for (learned from real trap frames of
+# agoutis, peccaries, foxes...): the edge agent counts it as ``unknown``, the name reports
+# and exports know for an animal whose species is not told.
 UNKNOWN = "unknown"
 EMPTY = "empty"
+OTHER = "other"
 PERSON = "person"
 # Longer labels are cut in messages, which must stay one readable line.
 _SHOWN = 60

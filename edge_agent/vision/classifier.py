@@ -18,6 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edge_agent.labels import OTHER, UNKNOWN
 from edge_agent.manifest import (
     Manifest,
     ModelContractError,
@@ -25,8 +26,6 @@ from edge_agent.manifest import (
     read_manifest,
     verify_hash,
 )
-
-UNKNOWN = "unknown"
 
 # (module, attribute path) in order of preference.
 _BACKENDS: dict[str, tuple[str, str]] = {
@@ -260,7 +259,9 @@ class Classifier:
             best = int(np.argmax(row))
             confidence = float(row[best])
             top = self.labels[best]
-            label = top if confidence >= self.confidence_threshold else UNKNOWN
+            # A model's "other" class is an animal of a species it does not name: unknown.
+            sure = confidence >= self.confidence_threshold and top != OTHER
+            label = top if sure else UNKNOWN
             results.append(Prediction(label=label, confidence=confidence, top_label=top))
         return results
 

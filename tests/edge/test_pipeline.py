@@ -343,3 +343,27 @@ def test_the_light_switching_keeps_counting_and_is_not_a_cut() -> None:
     ]
     events = _run_frames(frames, 5.0)
     assert [sum(e.counts.values()) for e in events] == [1]
+
+
+def test_a_models_other_class_is_counted_as_unknown(tmp_path: Path, sprite_model: Path) -> None:
+    """A model trained with an ``other`` class (animals of species it does not name) makes
+    the agent count them as ``unknown``: the same model with its fox class called other."""
+    import json
+    import shutil
+
+    renamed = tmp_path / "with-other"
+    shutil.copytree(sprite_model, renamed)
+    manifest = json.loads((renamed / "model.json").read_text())
+    manifest["labels"] = ["other" if label == "fox" else label for label in manifest["labels"]]
+    (renamed / "model.json").write_text(json.dumps(manifest))
+    walks = scenes.crossing("fox", 1.0, 5.0) + scenes.crossing("deer", 15.0, 5.0, seed=2)
+    truth = writers.write_video(
+        scenes.Scene(duration_s=22, walks=walks, seed=15), tmp_path / "two.mp4", event_gap_s=5
+    )
+    settings = make_settings(events={"event_gap_s": 5})
+    with Classifier(sprite_model, confidence_threshold=0.5) as classifier:
+        named, _ = process(truth.path, settings, classifier)
+    with Classifier(renamed, confidence_threshold=0.5) as classifier:
+        events, _ = process(truth.path, settings, classifier)
+    assert [e.counts for e in named] == [{"fox": 1}, {"deer": 1}]
+    assert [e.counts for e in events] == [{"unknown": 1}, {"deer": 1}]
