@@ -35,14 +35,20 @@ def source_kind(settings: SourceSettings, base_dir: str | Path | None = None) ->
         return "picamera2"
     if urlparse(uri).scheme.lower() in STREAM_SCHEMES:
         return "rtsp"
-    path = Path(uri).expanduser()
-    if base_dir is not None and not path.is_absolute():
-        path = Path(base_dir) / path
+    path = source_path(settings, base_dir)
     if path.is_dir():
         return "folder"
     if path.is_file():
         return "video"
     raise SourceError(f"source {uri!r} is not a camera index, a URL, a folder or a file")
+
+
+def source_path(settings: SourceSettings, base_dir: str | Path | None = None) -> Path:
+    """The file or folder ``settings.uri`` names (a relative path under ``base_dir``)."""
+    path = Path(settings.uri.strip()).expanduser()
+    if base_dir is not None and not path.is_absolute():
+        path = Path(base_dir) / path
+    return path
 
 
 def open_source(
@@ -64,9 +70,7 @@ def open_source(
     kind = source_kind(settings, base_dir)
     uri = settings.uri.strip()
     if kind in ("video", "folder"):
-        path = Path(uri).expanduser()
-        if base_dir is not None and not path.is_absolute():
-            path = Path(base_dir) / path
+        path = source_path(settings, base_dir)
         if kind == "video":
             return VideoFileSource(
                 path, start_time=start_time, fps=settings.fps, stop_event=stop_event

@@ -15,7 +15,7 @@ import io
 import logging
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -151,6 +151,34 @@ class ImageFolderSource(FrameSource):
             log.warning("skipping corrupt or truncated JPEG %s", file)
             return None
         return decode_photo(data, file, self.decode_max_side, self.max_pixels)
+
+
+def photo_reader(
+    folder: str | Path,
+    decode_max_side: int = DECODE_MAX_SIDE,
+    max_megapixels: float = MAX_MEGAPIXELS,
+) -> Callable[[str], np.ndarray | None]:
+    """A function that reads a photo of ``folder`` again (its path relative to the folder,
+    ``FrameSource.current_file``) and decodes it as ``ImageFolderSource`` with the same
+    settings did: the same pixels, since decoding is deterministic. None (logged) when it
+    is gone or no longer decodes. The burst localiser reads a long burst's photos back
+    this way instead of holding them all decoded."""
+    root = Path(folder)
+    max_pixels = max_megapixels * 1e6
+
+    def read(file: str) -> np.ndarray | None:
+        path = root / file
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            log.warning("cannot read %s again: %s", path, exc)
+            return None
+        if path.suffix.lower() in _EXIF and not jpeg_is_complete(data):
+            log.warning("cannot read %s again: it is cut short now", path)
+            return None
+        return decode_photo(data, path, decode_max_side, max_pixels)
+
+    return read
 
 
 _JPEG_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}

@@ -24,6 +24,16 @@ nothing to be compared with: it is located as ``unprocessed`` (``NO_REFERENCE``)
 the report says, rather than as a photo with nothing in it. Photos in which nothing was
 found become empty views of their camera.
 
+**Memory.** A burst holds its photos decoded only up to ``KEEP_BYTES`` (a few photos);
+the others keep their small grey copy (what the burst is located with) and are read
+again from their file (``read_again``, the folder source's own decoding: the same
+pixels) one at a time as the pipeline steps through the located burst, so a long burst
+(a time-lapse folder, up to ``MAX_BURST`` photos) never holds all its photos decoded.
+The first photo read back is checked against its small copy; if it differs (the reader
+decodes differently from the source), every photo is kept instead. A photo that cannot
+be read back the same later (deleted or rewritten meanwhile) is unprocessed
+(``READ_AGAIN_FAILED``), never counted from other pixels.
+
 The tracker links across photos with still-photo rules (``track_rules``): no travel needed
 (a heron standing in a river is an animal; the two references and the corroboration have
 already told motion from noise), a track may be one photo long, centres may be up to half
@@ -32,7 +42,9 @@ the frame width apart between photos, and a track survives the whole burst.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -44,19 +56,39 @@ from edge_agent.vision.geometry import Box, near_any, overlap_of
 from edge_agent.vision.illumination import illumination_of
 from edge_agent.vision.motion import MotionGate
 
+log = logging.getLogger(__name__)
+
 BURST = "burst"
 BANK = "bank"
 # At most this many photos in one burst (a time-lapse folder is cut into chunks).
 MAX_BURST = 60
+# A burst holds its photos decoded up to this many bytes (two 1600x1200 photos); the
+# others are read again from their files when the burst is located.
+KEEP_BYTES = 16 * 2**20
+# A photo that could not be read back as it was first decoded.
+READ_AGAIN_FAILED = "unreadable"
 # Consecutive photos whose views are less alike than this (bank.view_similarity) are from
 # different cameras (two traps' cards in one folder): a burst never mixes them. An animal
 # close to the lens makes one camera's photos differ in far fewer cells.
 SAME_CAMERA = 0.4
 
 
+@dataclass
+class _Photo:
+    """A photo of the burst being gathered."""
+
+    timestamp: datetime
+    frame: np.ndarray | None  # None: read again from ``file`` when located
+    small: np.ndarray  # grey, at motion resolution
+    file: str | None
+    shape: tuple[int, ...]
+    light: str  # vision.illumination
+
+
 class BurstLocaliser:
     """Photos grouped into bursts, located against the burst and the camera's empty view;
-    see the module docstring."""
+    see the module docstring. ``read_again``: reads a photo again from its file
+    (``capture.folder.photo_reader``); without it every photo of a burst stays decoded."""
 
     def __init__(
         self,
@@ -65,77 +97,126 @@ class BurstLocaliser:
         *,
         mask: np.ndarray | None = None,
         bank: BackgroundBank | None = None,
+        read_again: Callable[[str], np.ndarray | None] | None = None,
     ) -> None:
         self.gate = MotionGate(settings, mask=mask)
         self.stills_gap_s = stills_gap_s
         self.bank = bank if bank is not None else BackgroundBank()
-        # time, frame, small, file
-        self._burst: list[tuple[datetime, np.ndarray, np.ndarray, str | None]] = []
+        self.read_again = read_again
+        self._read_again_checked = False
+        self.read_back = 0  # photos read back from their files
+        self._burst: list[_Photo] = []
+        self._kept_bytes = 0
 
     def locate(
         self, timestamp: datetime, frame: np.ndarray, hold: Sequence[Box], file: str | None = None
-    ) -> list[Located]:
-        located: list[Located] = []
+    ) -> Iterator[Located] | list[Located]:
+        located: Iterator[Located] | list[Located] = []
         small = self.gate.small_grey(frame)
         if self._burst:
-            last_time, last_frame, last_small, _ = self._burst[-1]
+            last = self._burst[-1]
             if (
-                (timestamp - last_time).total_seconds() > self.stills_gap_s
-                or last_frame.shape != frame.shape
+                (timestamp - last.timestamp).total_seconds() > self.stills_gap_s
+                or last.shape != frame.shape
                 or len(self._burst) >= MAX_BURST
-                or view_similarity(last_small, small) < SAME_CAMERA
+                or view_similarity(last.small, small) < SAME_CAMERA
             ):
                 located = self._locate_burst()
-        self._burst.append((timestamp, frame, small, file))
+        kept: np.ndarray | None = frame
+        if self._kept_bytes + frame.nbytes > KEEP_BYTES and self._can_read_again(file, small):
+            kept = None
+        else:
+            self._kept_bytes += frame.nbytes
+        self._burst.append(
+            _Photo(timestamp, kept, small, file, frame.shape, illumination_of(frame))
+        )
         return located
 
-    def flush(self) -> list[Located]:
+    def flush(self) -> Iterator[Located] | list[Located]:
         """The input ended: locate the last burst; keep the bank (when it has a file)."""
         located = self._locate_burst()
         self.bank.save()
         return located
 
-    def _locate_burst(self) -> list[Located]:
-        entries, self._burst = self._burst, []
-        if not entries:
+    def _can_read_again(self, file: str | None, small: np.ndarray) -> bool:
+        """Whether this photo can be dropped and read again later. The first time, it is
+        read again at once and compared: a reader that decodes differently from the source
+        (other settings) is not used again."""
+        if self.read_again is None or file is None:
+            return False
+        if not self._read_again_checked:
+            self._read_again_checked = True
+            again = self.read_again(file)
+            if again is None or not np.array_equal(self.gate.small_grey(again), small):
+                log.warning(
+                    "%s does not read back as it was decoded; bursts are kept in memory", file
+                )
+                self.read_again = None
+                return False
+        return True
+
+    def _locate_burst(self) -> Iterator[Located] | list[Located]:
+        """Locate the burst gathered so far, at once; its photos are read back (those not
+        kept) as the returned iterator is stepped through."""
+        photos, self._burst = self._burst, []
+        self._kept_bytes = 0
+        if not photos:
             return []
-        burst = [(timestamp, frame) for timestamp, frame, _, _ in entries]
-        frames = [frame for _, frame in burst]
-        smalls = [small for _, _, small, _ in entries]
-        files = [file for _, _, _, file in entries]
+        smalls = [photo.small for photo in photos]
         median = np.median(np.stack(smalls), axis=0).astype(np.uint8)
-        light = illumination_of(frames[len(frames) // 2])
+        light = photos[len(photos) // 2].light
         reference = self.bank.reference(median, light)
-        if reference is None and len(burst) == 1:
-            timestamp, frame = burst[0]
+        if reference is None and len(photos) == 1:
             self.bank.add(smalls[0], light)  # the camera's first view: a reference to come
-            return [Located(timestamp, frame, unprocessed=NO_REFERENCE, file=files[0])]
+            return self._located(photos, [[]], unprocessed=NO_REFERENCE)
         found = [
-            self._candidates(frame, small, median if len(burst) > 1 else None, reference)
-            for frame, small in zip(frames, smalls, strict=True)
+            self._candidates(photo, median if len(photos) > 1 else None, reference)
+            for photo in photos
         ]
-        if len(burst) > 1:
+        if len(photos) > 1:
             found = _corroborated(found)
         for small, candidates in zip(smalls, found, strict=True):
             if not candidates:
                 self.bank.add(small, light)
-        return [
-            Located(timestamp, frame, candidates, file=file)
-            for (timestamp, frame), candidates, file in zip(burst, found, files, strict=True)
-        ]
+        return self._located(photos, found)
+
+    def _located(
+        self, photos: list[_Photo], found: list[list[Candidate]], unprocessed: str | None = None
+    ) -> Iterator[Located]:
+        for photo, candidates in zip(photos, found, strict=True):
+            frame = photo.frame
+            why = unprocessed
+            if frame is None:
+                frame = self._read_back(photo)
+                if frame is None:
+                    frame = np.zeros(photo.shape, np.uint8)
+                    candidates, why = [], READ_AGAIN_FAILED
+            yield Located(photo.timestamp, frame, candidates, unprocessed=why, file=photo.file)
+
+    def _read_back(self, photo: _Photo) -> np.ndarray | None:
+        """The photo's pixels read again, or None when they are not what was located."""
+        assert self.read_again is not None and photo.file is not None
+        frame = self.read_again(photo.file)
+        self.read_back += 1
+        same = frame is not None and frame.shape == photo.shape
+        if same and np.array_equal(self.gate.small_grey(frame), photo.small):
+            return frame
+        log.warning("%s changed or went while it was processed: not counted", photo.file)
+        return None
 
     def _candidates(
         self,
-        frame: np.ndarray,
-        small: np.ndarray,
+        photo: _Photo,
         median: np.ndarray | None,
         reference: np.ndarray | None,
     ) -> list[Candidate]:
         found: list[Candidate] = []
+        # The gate reads only the photo's shape from it (its pixels may be on disk).
+        shape_of = np.broadcast_to(np.zeros((), np.uint8), photo.shape)
         for background, source in ((median, BURST), (reference, BANK)):
             if background is None:
                 continue
-            for box in self.gate.boxes_against(frame, background, small):
+            for box in self.gate.boxes_against(shape_of, background, photo.small):
                 if self.gate.is_ghost(box, background=background):
                     # The outline is the background's: what stands there in the other
                     # photos (or stood there in the empty view) is not in this one.

@@ -14,7 +14,7 @@ splits one animal into pieces.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -69,13 +69,15 @@ class Localiser(Protocol):
 
     def locate(
         self, timestamp: datetime, frame: np.ndarray, hold: Sequence[Box], file: str | None = None
-    ) -> list[Located]:
-        """Take one frame (UTC timestamps, in order); return the frames now located.
-        ``hold``: boxes of animals being counted, whose background must not be learned.
-        ``file``: the photo it is (``Located.file``), passed on with it."""
+    ) -> Iterable[Located]:
+        """Take one frame (UTC timestamps, in order); return the frames now located, to be
+        stepped through in order before the next call (an iterator may read its frames
+        back one at a time: ``bursts``). ``hold``: boxes of animals being counted, whose
+        background must not be learned. ``file``: the photo it is (``Located.file``),
+        passed on with it."""
         ...
 
-    def flush(self) -> list[Located]:
+    def flush(self) -> Iterable[Located]:
         """The input ended: locate what is still held back."""
         ...
 

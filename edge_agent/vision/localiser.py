@@ -5,10 +5,13 @@ motion gate for everything else."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 
-from edge_agent.capture.factory import source_kind
+from edge_agent.capture.factory import source_kind, source_path
+from edge_agent.capture.folder import photo_reader
 from edge_agent.capture.frames import SourceError
 from edge_agent.config import ConfigError, Settings
 from edge_agent.vision.bank import BackgroundBank
@@ -34,8 +37,24 @@ def localiser_for(settings: Settings) -> Localiser:
     if kind == "bursts":
         bank_file = settings.motion.background_bank
         bank = BackgroundBank(settings.resolve(bank_file) if bank_file else None)
-        return BurstLocaliser(settings.motion, settings.tracking.stills_gap_s, mask=mask, bank=bank)
+        return BurstLocaliser(
+            settings.motion,
+            settings.tracking.stills_gap_s,
+            mask=mask,
+            bank=bank,
+            read_again=photos_of(settings),
+        )
     return MotionLocaliser(settings.motion, mask=mask)
+
+
+def photos_of(settings: Settings) -> Callable[[str], np.ndarray | None] | None:
+    """Reads a photo of the image folder ``settings.source`` names again, decoded as the
+    folder source decodes it (``capture.folder.photo_reader``); None for other sources."""
+    if not is_still_source(settings):
+        return None
+    source = settings.source
+    folder = source_path(source, settings.base_dir)
+    return photo_reader(folder, source.decode_max_side, source.max_megapixels)
 
 
 def is_still_source(settings: Settings) -> bool:
