@@ -25,9 +25,19 @@ _THUMB = (64, 48)
 
 
 def channel_spread(frame: np.ndarray) -> float:
-    """The mean absolute difference between a BGR frame's channels, on a thumbnail."""
+    """The mean absolute difference between a BGR frame's channels, on a thumbnail.
+
+    A large frame is sampled every ``step`` pixels first, so that each thumbnail cell
+    still averages at least 4x4 samples: resizing a 1920x1080 frame straight to 64x48
+    (OpenCV's area resampling at a non-integer ratio) costs more than decoding it (6.5 ms
+    against 5 ms here), the sampled one 0.3 ms. An IR frame (R = G = B) stays at 0; on the
+    1,340 photos of field-dev and field-train the spread moved by at most 0.2 grey levels
+    and no photo changed sides of ``IR_SPREAD``."""
     if frame.ndim == 2 or frame.shape[2] == 1:
         return 0.0
+    step = min(frame.shape[1] // _THUMB[0], frame.shape[0] // _THUMB[1]) // 4
+    if step > 1:
+        frame = frame[::step, ::step]
     small = cv2.resize(frame, _THUMB, interpolation=cv2.INTER_AREA).astype(np.int16)
     b, g, r = small[..., 0], small[..., 1], small[..., 2]
     spread = np.abs(r - g) + np.abs(g - b) + np.abs(b - r)

@@ -1,0 +1,44 @@
+"""Day or night on large frames: the thumbnail of a large frame is taken from every few of
+its pixels (``illumination.channel_spread``), which must tell colour from IR as the whole
+frame's thumbnail does."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_agent.demo import scenes
+from edge_agent.vision.illumination import (
+    _THUMB,
+    COLOUR,
+    IR,
+    IR_SPREAD,
+    channel_spread,
+    illumination_of,
+)
+
+
+def whole_thumbnail_spread(frame: np.ndarray) -> float:
+    """The spread on the thumbnail of every pixel (what ``channel_spread`` approximates)."""
+    small = cv2.resize(frame, _THUMB, interpolation=cv2.INTER_AREA).astype(np.int16)
+    b, g, r = small[..., 0], small[..., 1], small[..., 2]
+    return float((np.abs(r - g) + np.abs(g - b) + np.abs(b - r)).mean()) / 3.0
+
+
+@pytest.mark.parametrize("size", [(640, 480), (1920, 1080), (1600, 1200), (1600, 1067)])
+def test_a_large_frame_is_told_colour_or_ir_as_by_its_whole_thumbnail(size) -> None:
+    width, height = size
+    walks = scenes.crossing("deer", 0.0, 4.0, k=2, seed=1)
+    scene = scenes.Scene(width=width, height=height, duration_s=4, walks=walks, seed=2)
+    colour = scene.render(2.0)
+    grey = cv2.cvtColor(cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    dim = (colour * 0.25).astype(np.uint8)  # a dark colour frame, close to the threshold
+    for frame, seen_as in ((colour, COLOUR), (grey, IR), (dim, None)):
+        whole = whole_thumbnail_spread(frame)
+        assert abs(channel_spread(frame) - whole) < 0.25
+        if seen_as is not None:
+            assert illumination_of(frame) == seen_as
+        else:
+            assert (channel_spread(frame) < IR_SPREAD) == (whole < IR_SPREAD)
+    assert channel_spread(grey) == 0.0  # R = G = B stays exactly IR
