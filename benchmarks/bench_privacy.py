@@ -1,7 +1,7 @@
 """People: how well the privacy checks find them, how often they take an animal for one, and
 what they cost.
 
-Two parts (``--part detectors``, ``--part pipeline``, default both):
+Three parts (``--part detectors``, ``scenes``, ``pipeline``; default all):
 
 1. **Detectors on crops**, one check each (``PrivacyGuard.look``, the trap's own code): real
    people (the person boxes of ``benchmarks/field_boxes.json`` on ``../shared/data/field-dev``,
@@ -11,7 +11,11 @@ Two parts (``--part detectors``, ``--part pipeline``, default both):
    same turned grey as an infrared camera sees them). Per detector and for the write gate
    (``Evidence.any``) and the strong evidence (``Evidence.strong``): the share of people and
    of animals each fires on, and the milliseconds a check costs on one thread.
-2. **The pipeline** on a synthetic scene (``edge_agent.demo.scenes``) in which a person
+2. **Animal-only scenes** (``--seeds N``): the demo's scenes of seeds 0..N-1 (CIFAR-10
+   photographs of animals walking at trap distances, no person), in colour and turned grey,
+   through the pipeline with the guard and the model's classifier: counted tracks, people
+   counted (each a false person), and tracks whose images the write gate withheld.
+3. **The pipeline** on a synthetic scene (``edge_agent.demo.scenes``) in which a person
    walks across while animals cross below, run with the classifier of a model folder
    (default ``models/default``; motion only, every track labelled ``animal``, when it has
    no model.tflite or with ``--motion-only``) once without a privacy guard and once with one,
@@ -19,11 +23,14 @@ Two parts (``--part detectors``, ``--part pipeline``, default both):
    counted (one ``person``: the count label needs repeated strong evidence).
 
     .venv/bin/python benchmarks/bench_privacy.py
+    .venv/bin/python benchmarks/bench_privacy.py --part scenes --seeds 8
     .venv/bin/python benchmarks/bench_privacy.py --part pipeline --width 640 --height 480
 
-Reading, decoding and writing are not timed: only what the privacy checks add to the
-per-frame work (one check per counted track, again when its box grows by a quarter or a
-second later, at most ``privacy.max_checks_per_track``).
+CPU figures are process time on one thread (``cv2.setNumThreads(1)``): this machine is
+shared, and wall time would measure the others. Reading, decoding and writing are not
+timed: only what the privacy checks add to the per-frame work (one check per counted track,
+again when its box grows by a quarter or a second later, at most
+``privacy.max_checks_per_track``).
 """
 
 from __future__ import annotations
@@ -156,9 +163,51 @@ def detectors_table() -> None:
     print(f"on one thread here; every detector on one region {1000 * total / len(crops):.0f} ms\n")
 
 
+def grey(frame: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+
+
+def scenes_table(model: Path, seeds: int) -> None:
+    """False people on animal tracks: the demo's scenes (CIFAR-10 photographs walking, no
+    person), in colour and grey, with the guard on and the model's classifier."""
+    from edge_agent.demo import sample
+    from edge_agent.service.model import load_classifier
+
+    settings = Settings()
+    classifier = load_classifier(model, settings.classifier)
+    rows = []
+    totals = {"colour": [0, 0, 0], "grey": [0, 0, 0]}
+    for seed in range(seeds):
+        scene = sample.sample_scene(seed)
+        for look in ("colour", "grey"):
+            pipeline = Pipeline(settings, classifier, privacy=PrivacyGuard(settings.privacy))
+            events = []
+            for t, frame in scene.frames():
+                image = frame if look == "colour" else grey(frame)
+                events += pipeline.process(START + timedelta(seconds=t), image)
+            events += pipeline.close()
+            tracks = sum(o.tracks for e in events for o in e.observations)
+            people = sum(e.counts.get("person", 0) for e in events)
+            withheld = sum(o.suppressed for e in events for o in e.observations)
+            for i, n in enumerate((tracks, people, withheld)):
+                totals[look][i] += n
+            counted = ", ".join(
+                f"{k} {v}"
+                for k, v in sorted({k: v for e in events for k, v in e.counts.items()}.items())
+            )
+            rows.append([str(seed), look, str(tracks), str(people), str(withheld), counted])
+    for look, (tracks, people, withheld) in totals.items():
+        rows.append(["all", look, str(tracks), str(people), str(withheld), ""])
+    print(f"## Animals only: demo scenes 0-{seeds - 1}, {model}\n")
+    columns = ["seed", "look", "counted tracks", "person", "withheld (gate only)", "counted"]
+    print(format_table(columns, rows))
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["detectors", "pipeline", "both"], default="both")
+    parser.add_argument("--part", choices=["detectors", "pipeline", "scenes", "all"], default="all")
+    parser.add_argument("--seeds", type=int, default=8, help="--part scenes: demo seeds 0..N-1")
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "default")
     parser.add_argument("--motion-only", action="store_true", help="No classifier.")
     parser.add_argument("--width", type=int, default=640)
@@ -167,9 +216,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     cv2.setNumThreads(1)
-    if args.part in ("detectors", "both"):
+    if args.part in ("detectors", "all"):
         detectors_table()
-    if args.part == "detectors":
+    if args.part in ("scenes", "all"):
+        scenes_table(args.model, args.seeds)
+    if args.part not in ("pipeline", "all"):
         return
 
     walks = (
@@ -198,15 +249,17 @@ def main() -> None:
         classifier = Classifier(args.model)
 
     results: dict[str, list[float]] = {"off": [], "drop": []}
+    cpu: dict[str, list[float]] = {"off": [], "drop": []}  # CPU seconds per run
     checks: dict[str, int] = {}
     counted: dict[str, dict[str, int]] = {}
     for _ in range(args.repeats):
         for mode in ("off", "drop"):
             guard = PrivacyGuard(settings.privacy) if mode == "drop" else None
             pipeline = Pipeline(settings, classifier, privacy=guard)
-            began = time.perf_counter()
+            began, began_cpu = time.perf_counter(), time.process_time()
             events = list(pipeline.run(frames))
             elapsed = time.perf_counter() - began
+            cpu[mode].append(time.process_time() - began_cpu)
             results[mode].append(len(frames) / elapsed)
             checks[mode] = pipeline.person_checks
             totals: dict[str, int] = {}
@@ -218,19 +271,29 @@ def main() -> None:
     model = "motion only" if classifier is None else str(args.model)
     print(
         f"{len(frames)} frames {args.width}x{args.height}, classifier {model}, "
-        f"{args.repeats} repeats (median fps)"
+        f"{args.repeats} repeats (median); CPU: process time (this machine is shared)"
     )
-    print(f"{'privacy':<8} {'fps':>8} {'vs off':>7} {'checks':>7} {'ms/check':>9}  counted")
     base = statistics.median(results["off"])
+    base_cpu = statistics.median(cpu["off"])
+    rows = []
     for mode in ("off", "drop"):
         fps = statistics.median(results[mode])
-        label = "off" if mode == "off" else "on"
-        extra_s = len(frames) / fps - len(frames) / base
-        per_check = f"{1000 * extra_s / checks[mode]:.1f}" if checks[mode] else "-"
-        totals = ", ".join(f"{k} {v}" for k, v in sorted(counted[mode].items()))
-        print(
-            f"{label:<8} {fps:>8.1f} {fps / base:>7.2f} {checks[mode]:>7} {per_check:>9}  {totals}"
+        spent = statistics.median(cpu[mode])
+        extra = spent - base_cpu
+        per_check = f"{1000 * extra / checks[mode]:.1f}" if checks[mode] else "-"
+        rows.append(
+            [
+                "off" if mode == "off" else "on",
+                f"{fps:.1f}",
+                f"{fps / base:.2f}",
+                f"{1000 * spent / len(frames):.1f}",
+                str(checks[mode]),
+                per_check,
+                ", ".join(f"{k} {v}" for k, v in sorted(counted[mode].items())),
+            ]
         )
+    columns = ["privacy", "fps", "vs off", "CPU ms/frame", "checks", "CPU ms/check", "counted"]
+    print(format_table(columns, rows))
 
 
 if __name__ == "__main__":
