@@ -54,6 +54,7 @@ from edge_agent.vision.bank import BackgroundBank, view_similarity
 from edge_agent.vision.candidates import NO_REFERENCE, Candidate, Located
 from edge_agent.vision.geometry import Box, near_any, overlap_of
 from edge_agent.vision.illumination import illumination_of
+from edge_agent.vision.info_bars import blank_bars, info_bars, is_band
 from edge_agent.vision.motion import MotionGate
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class _Photo:
     file: str | None
     shape: tuple[int, ...]
     light: str  # vision.illumination
+    bars: tuple[int, int]  # info_bars: the camera's data bands, top and bottom rows
 
 
 class BurstLocaliser:
@@ -128,7 +130,15 @@ class BurstLocaliser:
         else:
             self._kept_bytes += frame.nbytes
         self._burst.append(
-            _Photo(timestamp, kept, small, file, frame.shape, illumination_of(frame))
+            _Photo(
+                timestamp,
+                kept,
+                small,
+                file,
+                frame.shape,
+                illumination_of(frame),
+                info_bars(frame),
+            )
         )
         return located
 
@@ -169,8 +179,11 @@ class BurstLocaliser:
         if reference is None and len(photos) == 1:
             self.bank.add(smalls[0], light)  # the camera's first view: a reference to come
             return self._located(photos, [[]], unprocessed=NO_REFERENCE)
+        # The data bands printed on the photos, the widest any photo of the burst shows:
+        # their text changes from photo to photo and is no animal.
+        bars = (max(p.bars[0] for p in photos), max(p.bars[1] for p in photos))
         found = [
-            self._candidates(photo, median if len(photos) > 1 else None, reference)
+            self._candidates(photo, median if len(photos) > 1 else None, reference, bars)
             for photo in photos
         ]
         if len(photos) > 1:
@@ -209,6 +222,7 @@ class BurstLocaliser:
         photo: _Photo,
         median: np.ndarray | None,
         reference: np.ndarray | None,
+        bars: tuple[int, int] = (0, 0),
     ) -> list[Candidate]:
         found: list[Candidate] = []
         # The gate reads only the photo's shape from it (its pixels may be on disk).
@@ -216,7 +230,10 @@ class BurstLocaliser:
         for background, source in ((median, BURST), (reference, BANK)):
             if background is None:
                 continue
-            for box in self.gate.boxes_against(shape_of, background, photo.small):
+            small = blank_bars(photo.small, background, bars, photo.shape[0])
+            for box in self.gate.boxes_against(shape_of, background, small):
+                if is_band(box, photo.shape[1]):
+                    continue  # a band of light across the frame, or the data bar
                 if self.gate.is_ghost(box, background=background):
                     # The outline is the background's: what stands there in the other
                     # photos (or stood there in the empty view) is not in this one.

@@ -182,3 +182,55 @@ def test_process_says_how_many_photos_had_no_reference_and_the_report_too(tmp_pa
     report = run_trapcount("report", "--db", "t.sqlite", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     assert "unprocessed: no reference: 1 frame" in report.stdout
+
+
+def with_data_bars(frame: np.ndarray, taken: float, number: int, of: int) -> np.ndarray:
+    """The bands a Reconyx prints on its photos: black, with the date, time, the photo's
+    number in its burst and the temperature in white on top, the camera's name below."""
+    out = frame.copy()
+    h = out.shape[0]
+    bar = max(12, h // 24)
+    out[:bar] = 0
+    out[h - bar :] = 0
+    when = (START + timedelta(seconds=taken)).strftime("%Y-%m-%d %I:%M:%S %p")
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, bar / 30
+    cv2.putText(out, f"{when}  M {number}/{of}  17C", (4, bar - 3), font, scale, (255,) * 3, 1)
+    cv2.putText(out, "HV0218", (4, h - 3), font, scale, (255,) * 3, 1)
+    return out
+
+
+def test_the_data_bars_printed_on_a_burst_are_not_counted(tmp_path):
+    """The text of a trap's data bar changes from photo to photo (time, photo number):
+    against the burst's median or an empty view it differs, yet it is no animal. An empty
+    burst with bars counts nothing; a burst with a still deer counts it once."""
+    times = [float(t) for t in range(10)]
+    empty = scenes.Scene(duration_s=1, walks=[], seed=12)
+    deer = scenes.Scene(duration_s=1, walks=[still_animal()], seed=12)
+
+    def barred(scene: scenes.Scene, start: float) -> list[tuple[float, np.ndarray]]:
+        return [
+            (start + t, with_data_bars(f, start + t, i + 1, len(times)))
+            for i, (t, f) in enumerate(shots(scene, times))
+        ]
+
+    counts, _ = counts_of(write_photos(tmp_path / "empty", barred(empty, 0.0)))
+    assert counts == []
+    card = write_photos(tmp_path / "card", barred(empty, 0.0) + barred(deer, 3600.0))
+    counts, _ = counts_of(card)
+    assert counts == [1]
+
+
+def test_a_band_of_flash_light_across_the_ground_is_not_an_animal(tmp_path):
+    """An infrared flash lights the ground nearest the camera more in some photos of a
+    burst than in others: a bright band across the bottom of the frame, not an animal."""
+    scene = scenes.Scene(duration_s=1, walks=[], seed=13)
+    photos = []
+    for i, (t, frame) in enumerate(shots(scene, [float(t) for t in range(6)])):
+        frame = grey(frame)
+        if i % 2:
+            h = frame.shape[0]
+            band = frame[h * 7 // 8 :].astype(np.int16) + 45
+            frame[h * 7 // 8 :] = np.clip(band, 0, 255).astype(np.uint8)
+        photos.append((t, frame))
+    counts, _ = counts_of(write_photos(tmp_path / "card", photos))
+    assert counts == []
