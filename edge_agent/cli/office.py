@@ -216,11 +216,13 @@ def collect_export(db: str, out: Path) -> None:
 
     Each crop goes to OUT/<label>/, under its reviewed label if a reviewer set one, else
     the predicted label; OUT/unreviewed.txt lists those still unreviewed. OUT/cct.json lists
-    the same crops as COCO Camera Traps (the trap id as location, trap:event as seq_id), for
+    the same animals as COCO Camera Traps (the trap id as location, trap:event as seq_id), for
     ``trapcount-train --data OUT/cct.json``, which keeps each trap on one side of the
-    validation split. Crops of people, of ``unknown`` and those a reviewer marked ``empty``
-    are left out. Files are created 0600. Crops whose label is not a valid folder name (a
-    tampered or foreign database) are skipped and counted.
+    validation split: a crop whose full frame was kept too (media.keep_frames) as that frame
+    (copied to OUT/frames/) with the track's box, others as the crop whole. Crops of people,
+    of ``unknown`` and those a reviewer marked ``empty`` are left out. Files are created
+    0600. Crops whose label is not a valid folder name (a tampered or foreign database) are
+    skipped and counted.
     """
     from edge_agent.office.dataset import export_dataset
     from edge_agent.store.database import Store

@@ -1,7 +1,10 @@
 """``trapcount collect export``: the kept crops as a training dataset for ``trapcount-train
 --data``, each under its reviewed label (else the predicted one): class folders, and the same
-crops as a COCO Camera Traps file (``cct.json``, the format of the LILA datasets), so that the
-trainer splits them by trap and reads them as it reads LILA data."""
+animals as a COCO Camera Traps file (``cct.json``, the format of the LILA datasets), so that
+the trainer splits them by trap and reads them as it reads LILA data: a crop whose full
+frame was kept too (``media.keep_frames``) is listed as that frame with the track's box
+(``frames/``), as LILA's boxed images are, so the trainer cuts it at its own input size and
+margin; a crop without one is listed whole."""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from edge_agent.store.models import Media, as_utc
 
 UNREVIEWED_FILE = "unreviewed.txt"
 CCT_FILE = "cct.json"
+FRAMES_DIR = "frames"
 # Not classes to train an animal classifier on: people (privacy) and the unsure.
 # "empty": a reviewer said the crop shows no animal (``trapcount review``).
 NOT_TRAINED = frozenset({"person", "unknown", "empty"})
@@ -61,6 +65,11 @@ def export_dataset(store: Store, out: Path) -> DatasetExport:
     unreviewed: list[str] = []
     written: list[tuple[Media, str, str, bytes]] = []  # row, label, file name, bytes
     missing = bad_labels = 0
+    frames = {
+        key: row
+        for row in store.media(kind="frame")
+        if row.path is not None and (key := frame_key(row)) is not None
+    }
     for row in store.media(kind="crop"):
         label = row.reviewed_label or row.label
         if label in NOT_TRAINED or row.privacy_status == "blurred":
@@ -83,7 +92,12 @@ def export_dataset(store: Store, out: Path) -> DatasetExport:
         target.unlink(missing_ok=True)
         write_private(target, data)
         per_label[label] = per_label.get(label, 0) + 1
-        written.append((row, label, f"{label}/{target.name}", data))
+        listed = (row, label, f"{label}/{target.name}", data)
+        key = frame_key(row)
+        frame = frames.get(key) if key is not None else None
+        if frame is not None and frame.privacy_status == "clear":
+            listed = _copy_frame(frame, label, out) or listed
+        written.append(listed)
         if row.reviewed_label is None:
             unreviewed.append(f"{label}/{target.name}")
     listing = out / UNREVIEWED_FILE
@@ -99,14 +113,48 @@ def export_dataset(store: Store, out: Path) -> DatasetExport:
     )
 
 
+def frame_key(row: Media) -> tuple[Any, ...] | None:
+    """What a kept crop and the full frame kept with it share (the media keeper writes both
+    for one track at one time, with the track's box on the frame); None without a box."""
+    if row.box_x is None:
+        return None
+    return (
+        row.deployment_id,
+        row.event_id,
+        as_utc(row.time),
+        row.box_x,
+        row.box_y,
+        row.box_w,
+        row.box_h,
+    )
+
+
+def _copy_frame(frame: Media, label: str, out: Path) -> tuple[Media, str, str, bytes] | None:
+    """The kept frame copied to ``out/frames/``, as a row of ``written`` (None: gone)."""
+    assert frame.path is not None
+    try:
+        data = Path(frame.path).read_bytes()
+    except OSError:
+        return None
+    folder = out / FRAMES_DIR
+    make_private_dir(folder)
+    target = folder / f"m{frame.id}-{Path(frame.path).name}"
+    if not inside(target, out):
+        return None
+    target.unlink(missing_ok=True)
+    write_private(target, data)
+    return frame, label, f"{FRAMES_DIR}/{target.name}", data
+
+
 def cct_document(
     written: list[tuple[Media, str, str, bytes]], traps: dict[int, str]
 ) -> dict[str, Any]:
     """The exported crops as COCO Camera Traps: ``file_name`` relative to the file, the
     crop's size, the trap id as ``location`` (the trainer keeps a trap's crops on one side
     of its validation split), ``trap:event`` as ``seq_id`` and the time as ``datetime``;
-    one annotation per crop with its label's category and no ``bbox``: the crop is the
-    square the trap classified already, and the trainer uses an unboxed image whole."""
+    one annotation per image with its label's category: a kept frame's with the track's box
+    as ``bbox`` ([x, y, width, height] in pixels), a crop's without one (the crop is the
+    square the trap classified already, and the trainer uses an unboxed image whole)."""
     labels = sorted({label for _, label, _, _ in written})
     category = {label: number for number, label in enumerate(labels, 1)}
     images, annotations = [], []
@@ -122,7 +170,14 @@ def cct_document(
         image["datetime"] = as_utc(row.time).isoformat()
         image["reviewed"] = row.reviewed_label is not None
         images.append(image)
-        annotations.append({"id": row.id, "image_id": row.id, "category_id": category[label]})
+        annotation: dict[str, Any] = {
+            "id": row.id,
+            "image_id": row.id,
+            "category_id": category[label],
+        }
+        if row.kind == "frame" and row.box_x is not None:
+            annotation["bbox"] = [row.box_x, row.box_y, row.box_w, row.box_h]
+        annotations.append(annotation)
     return {
         "info": {
             "description": "trapcount collect export: kept crops under their reviewed label "

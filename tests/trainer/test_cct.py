@@ -508,3 +508,67 @@ def test_collect_export_cct_json_gives_the_crops_of_the_class_folders(tmp_path: 
 
     assert rows(folders) == rows(cct)
     assert set(cct.groups) == {f"location:{trap}"}
+
+
+def test_collect_export_lists_a_kept_frame_with_its_box_instead_of_the_crop(tmp_path: Path):
+    """With media.keep_frames the media keeper writes the track's crop and its full frame
+    (same event, time and box): cct.json lists the frame with the box, as LILA's boxed
+    images are, so the trainer cuts the animal at its own input size; a crop kept without
+    a frame, and a frame that was blurred, leave the crop listed whole."""
+    from edge_agent.cli import cli
+    from edge_agent.config import TrapSettings
+    from edge_agent.counting.events import ClosedEvent
+    from edge_agent.store.database import Store
+
+    rng = np.random.default_rng(6)
+    start = datetime(2026, 5, 1, 6, 0, tzinfo=UTC)
+    db = tmp_path / "trap.sqlite"
+    media = tmp_path / "media"
+    media.mkdir()
+    frame = np.full((240, 320, 3), 90, np.uint8)
+    box = (200, 60, 80, 120)  # a bright animal on grey ground, right of centre
+    x, y, w, h = box
+    frame[y : y + h, x : x + w] = synthetic_image("deer", rng, 120)[:, 20:100, ::-1]
+    cv2.imwrite(str(media / "frame.png"), frame)
+    kept = [
+        ("deer", "crop", 0, box, "clear"),
+        ("deer", "frame", 0, box, "clear"),
+        ("fox", "crop", 1, (10, 10, 50, 50), "clear"),  # no frame kept
+        ("owl", "crop", 2, (100, 100, 40, 40), "clear"),
+        ("owl", "frame", 2, (100, 100, 40, 40), "blurred"),  # written blurred: not trained on
+    ]
+    with Store.open(db) as store:
+        deployment = store.ensure_deployment(TrapSettings())
+        event = store.write_event(ClosedEvent(start, start, 1, (), None), deployment)
+        for i, (label, kind, second, (bx, by, bw, bh), privacy) in enumerate(kept):
+            path = media / ("frame.png" if (label, kind) == ("deer", "frame") else f"m{i}.jpg")
+            if not path.exists():
+                Image.fromarray(synthetic_image(label, rng, 48)).save(path, quality=90)
+            store.add_media(
+                deployment_id=deployment, event_id=event, time=start + timedelta(seconds=second),
+                kind=kind, path=str(path), sha256="0" * 64, bytes=path.stat().st_size,
+                label=label, confidence=0.9, disagreed=False, privacy_status=privacy,
+                box_x=bx, box_y=by, box_w=bw, box_h=bh,
+            )  # fmt: skip
+    out = tmp_path / "dataset"
+    result = CliRunner().invoke(cli, ["collect", "export", "--db", str(db), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    document = json.loads((out / "cct.json").read_text())
+    images = {image["id"]: image for image in document["images"]}
+    names = {c["id"]: c["name"] for c in document["categories"]}
+    listed = [
+        (names[a["category_id"]], images[a["image_id"]]["file_name"].split("/")[0], a.get("bbox"))
+        for a in document["annotations"]
+    ]
+    assert sorted(listed, key=str) == sorted(
+        [("deer", "frames", list(box)), ("fox", "fox", None), ("owl", "owl", None)], key=str
+    )
+    deer = next(i for i in document["images"] if i["file_name"].startswith("frames/"))
+    assert (out / deer["file_name"]).read_bytes() == (media / "frame.png").read_bytes()
+    assert (deer["width"], deer["height"]) == (320, 240)
+    assert sorted(p.name for p in (out / "deer").iterdir()) == ["m1-m0.jpg"]  # folders: crops
+    # The trainer cuts the box, not the whole frame.
+    data = load_datasets([out / "cct.json"], use_cache=False)
+    trained = data.images[data.classes.index("deer") == data.labels][0].astype(np.int16)
+    np.testing.assert_array_equal(trained, crop_square(frame, box, (32, 32)))
+    assert np.abs(trained - whole_square(frame, (32, 32)).astype(np.int16)).mean() > 10
