@@ -189,9 +189,20 @@ class _Collector:
         return images, self.names, self.skipped
 
 
+# Written by ``trapcount collect export`` (edge_agent.office.dataset); named here rather than
+# imported, as the trainer does not import the edge agent's office tools.
+EXPORT_CCT_FILE = "cct.json"
+EXPORT_FRAMES_DIR = "frames"
+
+
 def read_image_folder(root: Path, size: tuple[int, int]) -> tuple[np.ndarray, list[str], int]:
     """A directory whose images sit in class folders; the class is the parent folder's name."""
     images = sorted(p for p in root.rglob("*") if p.is_file() and _is_image_name(p.name))
+    if (root / EXPORT_CCT_FILE).is_file():
+        # A ``trapcount collect export``: its class folders hold the crops; ``frames/`` holds
+        # the full frames that its cct.json lists with boxes, which are no class of their own.
+        frames = root / EXPORT_FRAMES_DIR
+        images = [p for p in images if frames not in p.parents]
     files = [p for p in images if p.parent != root]
     if not files and images:
         raise DataError(
