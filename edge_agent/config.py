@@ -309,7 +309,7 @@ class TrackingSettings(_Section):
         "(always off in the whole_frame motion method).",
     )
     classify_every: int = Field(
-        2, ge=1, le=1000, description="Classify a live track's crop every this many frames."
+        4, ge=1, le=1000, description="Classify a live track's crop every this many frames."
     )
     max_votes: int = Field(
         30, ge=1, le=100000, description="Stop classifying a track after this many crops."

@@ -121,8 +121,10 @@ def test_the_shipped_cifar10_and_the_test_models_labels_keep_the_rule(tmp_path: 
     from tests.helpers.trap_databases import LABELS
     from tests.trainer.conftest import CLASSES
 
+    # CIFAR-10's ten and what the real trap frames added: empty views and other species.
     assert read_manifest(REPO / "models" / "default").labels == [
-        "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+        "airplane", "automobile", "bird", "cat", "deer", "dog", "empty", "frog", "horse",
+        "other", "ship", "truck",
     ]  # fmt: skip
     sprites = [
         "boar",
