@@ -132,7 +132,7 @@ def detectors_table() -> None:
             cpu[name] += time.process_time() - began
         evidence = guard.look(image, box)
         found["write gate (any)"] = evidence.any
-        found["strong (alt2 face + body/upright)"] = evidence.strong
+        found["strong (alt2 face, upright box)"] = evidence.strong
         for name, value in found.items():
             for where in (source, "all"):
                 entry = hits.setdefault((kind, where, name), [0, 0])

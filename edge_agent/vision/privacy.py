@@ -9,10 +9,9 @@ Two decisions, kept apart (``../docs/architecture.md``):
   (``blur``). A track that only tripped the gate keeps its animal label and is flagged
   ``privacy_suppressed``: no image, but a record a reviewer can relabel.
 - **The count label** ``person`` is high-precision, because a false person is a wrong count
-  and a false accusation of trespass (``counting.pipeline.is_person``): a face in two checks
-  of the track, one of them by the precise frontal-face cascade (alt2) with a body or an
-  upright box around it; with less (a precise face twice, or once with a body or upright
-  box) a classifier must have voted and not be sure the track is an animal. Measured on real animal
+  and a false accusation of trespass (``counting.pipeline.is_person``): faces in two checks
+  of the track, one of them strong: the precise frontal-face cascade (alt2) in an upright
+  box (taller than wide, not cut by the frame's edge). Measured on real animal
   crops (``benchmarks/bench_privacy.py``), the default face cascade fires on one in five;
   alt2 on one in twenty, with the same recall on faces.
 
@@ -119,8 +118,9 @@ class Evidence:
 
     @property
     def strong(self) -> bool:
-        """A face the precise cascade found, with a body or an upright box around it."""
-        return self.face and (self.body or self.upright)
+        """A face the precise cascade found in an upright box (a person stands; a body
+        detector is no substitute: HOG and the body cascades fire on dogs and horses)."""
+        return self.face and self.upright
 
 
 @dataclass
