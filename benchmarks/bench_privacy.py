@@ -52,29 +52,11 @@ sys.path.insert(0, str(ROOT))
 from edge_agent.config import Settings  # noqa: E402
 from edge_agent.counting.pipeline import Pipeline  # noqa: E402
 from edge_agent.demo.scenes import Scene, crossing  # noqa: E402
-from edge_agent.demo.sprites import ProceduralSprites  # noqa: E402
+from edge_agent.demo.sprites import PeopleSprites  # noqa: E402
 from edge_agent.text import format_table  # noqa: E402
 from edge_agent.vision.privacy import LOOK_SIDE, PrivacyGuard  # noqa: E402
 
 START = datetime(2024, 6, 1, 10, tzinfo=UTC)
-
-
-class PeopleSprites:
-    def __init__(self) -> None:
-        self.animals = ProceduralSprites(["deer", "fox", "boar"])
-        self.labels = ["deer", "fox", "boar", "person"]
-        try:
-            from skimage import data
-
-            self.photo = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
-        except ImportError:
-            self.photo = np.full((512, 512, 3), 120, np.uint8)
-
-    def sprite(self, label: str, width: int, rng: np.random.Generator):
-        if label != "person":
-            return self.animals.sprite(label, width, rng)
-        image = cv2.resize(self.photo, (width, width), interpolation=cv2.INTER_AREA)
-        return image, np.ones((width, width), np.float32)
 
 
 FIELD = ROOT.parent / "shared" / "data" / "field-dev"
@@ -224,7 +206,7 @@ def main() -> None:
         return
 
     walks = (
-        crossing("person", 1.0, 6.0, y=0.3, width=0.25)
+        crossing("person", 1.0, 6.0, y=0.42, width=0.16)
         + crossing("deer", 2.0, 6.0, y=0.85, width=0.15, direction=-1, seed=3)
         + crossing("fox", 9.0, 4.0, y=0.6, k=2, width=0.14, seed=5)
         + crossing("boar", 14.0, 5.0, y=0.7, width=0.16, seed=7)
