@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -78,8 +79,36 @@ def face_cascade(name: str = FACE) -> cv2.CascadeClassifier:
     return cascade
 
 
+class Cascade:
+    """A Haar cascade that holds no search buffers between searches.
+
+    A ``cv2.CascadeClassifier`` keeps the buffers of the largest image it searched for as
+    long as it lives: 6-11 MiB each after a 240 x 600 region, 25-37 MiB for the guard's
+    four, kept for the whole run (``docs/benchmarks.md``, "Peak memory"). This one keeps
+    the cascade's parsed file and builds a classifier from it for each search (1-4 ms),
+    which frees its buffers when the search is done; the detections are the same.
+    """
+
+    def __init__(self, name: str) -> None:
+        path = cv2.data.haarcascades + name
+        self._storage = cv2.FileStorage(path, cv2.FILE_STORAGE_READ)
+        self._node = self._storage.getFirstTopLevelNode()
+        self.name = name
+        self._classifier()  # fail at start-up, not at the first search
+
+    def _classifier(self) -> cv2.CascadeClassifier:
+        classifier = cv2.CascadeClassifier()
+        if self._node is None or self._node.empty() or not classifier.read(self._node):
+            raise RuntimeError(f"cannot load the cascade {cv2.data.haarcascades + self.name}")
+        return classifier
+
+    # OpenCV's name, so that find_faces takes either.
+    def detectMultiScale(self, image: np.ndarray, **kwargs: Any) -> Any:
+        return self._classifier().detectMultiScale(image, **kwargs)
+
+
 def find_faces(
-    cascade: cv2.CascadeClassifier,
+    cascade: cv2.CascadeClassifier | Cascade,
     image_bgr: np.ndarray,
     min_face_px: int = 20,
     *,
@@ -138,10 +167,10 @@ class PrivacyGuard:
     def __init__(self, settings: PrivacySettings | None = None) -> None:
         self.settings = settings or PrivacySettings()
         self.mode = self.settings.mode
-        self._faces = face_cascade()
-        self._precise_faces = face_cascade(PRECISE_FACE)
-        self._profiles = face_cascade(PROFILE_FACE)
-        self._bodies = [face_cascade(UPPER_BODY), face_cascade(FULL_BODY)]
+        self._faces = Cascade(FACE)
+        self._precise_faces = Cascade(PRECISE_FACE)
+        self._profiles = Cascade(PROFILE_FACE)
+        self._bodies = [Cascade(UPPER_BODY), Cascade(FULL_BODY)]
         self._hog = cv2.HOGDescriptor()
         self._hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
         self.checks = 0

@@ -21,7 +21,15 @@ from edge_agent.demo.sprites import PeopleSprites
 from edge_agent.demo.writers import write_video
 from edge_agent.service.media import Best, MediaKeeper
 from edge_agent.store.database import Store
-from edge_agent.vision.privacy import PrivacyGuard, blur_regions, face_cascade
+from edge_agent.vision.privacy import (
+    FACE,
+    PRECISE_FACE,
+    UPPER_BODY,
+    Cascade,
+    PrivacyGuard,
+    blur_regions,
+    face_cascade,
+)
 
 skimage_data = pytest.importorskip("skimage.data", reason="the astronaut photo needs scikit-image")
 
@@ -394,3 +402,17 @@ def test_doctor_shows_the_media_folder_and_the_disk_guard(tmp_path):
     assert low.status == WARN and "media writes stopped" in low.detail
     (tmp_path / "media").chmod(0o755)
     assert "readable by others" in check().detail
+
+
+def test_a_cascade_built_per_search_finds_what_a_kept_one_finds():
+    """The guard's cascades hold no buffers between searches (issue 25's memory): each
+    search builds its classifier from the parsed file; it must find the very same boxes."""
+    photo = cv2.cvtColor(astronaut_bgr(), cv2.COLOR_BGR2GRAY)
+    scenes = [photo, cv2.resize(photo, (240, 240)), cv2.resize(photo, (200, 520))]
+    for name in (FACE, PRECISE_FACE, UPPER_BODY):
+        kept, built = face_cascade(name), Cascade(name)
+        for image in scenes:
+            expected = np.asarray(kept.detectMultiScale(image, minNeighbors=3)).reshape(-1, 4)
+            found = np.asarray(built.detectMultiScale(image, minNeighbors=3)).reshape(-1, 4)
+            assert sorted(map(tuple, found.tolist())) == sorted(map(tuple, expected.tolist()))
+    assert len(Cascade(FACE).detectMultiScale(photo, minNeighbors=3)) >= 1
