@@ -22,6 +22,10 @@ import pytest
 from PIL import Image
 
 CLASSES = ("deer", "fox", "owl")  # sorted: the trainer's label order
+# For runs of a few epochs of the tiny network: int8 can lose an image or two of a small
+# validation split against float, more than the export's 1-point default, and which run
+# does is down to thread timing. Tests of other things pass this; the refusal has its own.
+QUANT_DROP_ANY = ("--max-quant-drop", "100")
 
 
 def synthetic_image(label: str, rng: np.random.Generator, size: int = 32) -> np.ndarray:

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from edge_agent.manifest import read_manifest
 from edge_agent.vision.classifier import Classifier
-from tests.trainer.conftest import CLASSES, write_class_folders
+from tests.trainer.conftest import CLASSES, QUANT_DROP_ANY, write_class_folders
 from trainer.cli import main
 
 
@@ -41,7 +41,7 @@ def test_train_on_cifar_batches_then_evaluate(cifar_batches: Path, tmp_path: Pat
     out = tmp_path / "cifar-run"
     result = invoke(
         "train", "--data", cifar_batches, "--arch", "tiny", "--epochs", "2", "--out", out,
-        "--weight-decay", "1e-4", "--translate", "3",
+        "--weight-decay", "1e-4", "--translate", "3", *QUANT_DROP_ANY,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     hparams = json.loads((out / "config.json").read_text())["hparams"]
@@ -147,13 +147,13 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], fragm
 def test_teacher_epochs_then_the_student_resumes(class_folders: Path, tmp_path: Path):
     out = tmp_path / "student"
     common = ("--data", class_folders, "--arch", "tiny", "--epochs", "2", "--out", out)
-    first = invoke("train", *common, "--teacher-epochs", "2", "--stop-after", "3")
+    first = invoke("train", *common, *QUANT_DROP_ANY, "--teacher-epochs", "2", "--stop-after", "3")
     assert first.exit_code == 0, first.output
     assert "stage 1 of 2: training the teacher for 2 epochs" in first.stderr
     assert "stopped after epoch 1 of 2" in first.stdout  # two teacher epochs, one student
     assert (tmp_path / "student-teacher" / "model.keras").is_file()
 
-    resumed = invoke("train", "--out", out, "--resume")
+    resumed = invoke("train", "--out", out, "--resume", *QUANT_DROP_ANY)
     assert resumed.exit_code == 0, resumed.output
     assert resumed.stdout.startswith(f"exported  {out}\n")
     assert read_manifest(out).training["teacher_epochs"] == 2

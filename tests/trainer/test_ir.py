@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from edge_agent.manifest import read_manifest
 from edge_agent.vision.classifier import Classifier
-from tests.trainer.conftest import CLASSES, synthetic_image
+from tests.trainer.conftest import CLASSES, QUANT_DROP_ANY, synthetic_image
 from trainer.cli import main
 from trainer.data import load_datasets, make_tf_dataset, stratified_split
 from trainer.looks import grey_images
@@ -154,7 +154,7 @@ def test_ir_is_an_option_recorded_in_the_config_and_the_manifest(
     out = tmp_path / "ir-run"
     result = invoke(
         "train", "--data", cifar_batches, "--arch", "tiny", "--epochs", "2", "--ir", "0.5",
-        "--out", out,
+        "--out", out, *QUANT_DROP_ANY,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "infrared-like look on 50% of the training crops" in result.stderr
