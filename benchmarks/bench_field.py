@@ -46,7 +46,7 @@ import sys
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
 import cv2
@@ -216,6 +216,14 @@ def run_clips(field: Path, truth: dict, settings: Settings, classifier: Classifi
 # -- 4. real bursts (development) ------------------------------------------------------
 
 
+def frame_order(image: dict[str, Any]) -> tuple[int, str]:
+    """A sequence's frames in the order they were taken: COCO Camera Traps' ``frame_num``
+    when given, else the file's own name (``..._IMG_0016.jpg``), not its path: a dataset
+    filed by category puts a sequence's empty frames under ``images/empty/``, ahead of the
+    animal frames taken before them."""
+    return image.get("frame_num", -1), PurePosixPath(image["file_name"]).name
+
+
 def run_bursts(field_train: Path, settings: Settings, classifier: Classifier) -> None:
     coco = json.loads((field_train / "cct.json").read_text(encoding="utf-8"))
     boxes: dict[Any, int] = Counter(
@@ -229,7 +237,7 @@ def run_bursts(field_train: Path, settings: Settings, classifier: Classifier) ->
     for seq_id, images in sorted(sequences.items()):
         if len(images) < 3:
             continue
-        images.sort(key=lambda im: im["file_name"])
+        images.sort(key=frame_order)
         most = max(boxes.get(im["id"], 0) for im in images)
         with tempfile.TemporaryDirectory() as tmp:
             for i, image in enumerate(images):
