@@ -111,6 +111,7 @@ class Pipeline:
         tracking, displacement = self.localiser.track_rules(settings.tracking)
         self.tracker = Tracker(tracking, min_displacement=displacement)
         self.tracker.join_fragments = getattr(self.localiser, "join_fragments", True)
+        self.tracker.relink_missed = getattr(self.localiser, "relink_missed", False)
         self.counter = EventCounter(settings.events)
         self.classifier: CropClassifier | None = None
         self.set_classifier(classifier)

@@ -62,7 +62,15 @@ import numpy as np
 
 from edge_agent.config import TrackingSettings
 from edge_agent.labels import EMPTY, PERSON, UNKNOWN
-from edge_agent.vision.geometry import Box, box_gap, centre, iou, overlap_of, union_box
+from edge_agent.vision.geometry import (
+    Box,
+    at_edge,
+    box_gap,
+    centre,
+    iou,
+    overlap_of,
+    union_box,
+)
 
 NOT_ANIMALS = frozenset({PERSON, UNKNOWN, EMPTY})
 # A detector's category (``vision.megadetector``) that is a label of its own.
@@ -81,6 +89,9 @@ STILL_STEADY = 0.7  # IoU of its foreground with the previous frame's
 # ... for this many frames and seconds (or min_track_frames / min_track_s if more).
 STILL_FRAMES = 5
 STILL_S = 1.0
+# Photos: a box cut by the frame's edge links to a track with down to this share of the
+# track's area (an animal walking out shows as a sliver in the next photo).
+EDGE_CUT_AREA = 0.1
 
 
 @dataclass
@@ -268,17 +279,22 @@ class Tracker:
         # A leftover box lying mostly inside a tracked animal is a fragment of it (motion
         # splits an animal); False for a detector's boxes, each a whole object.
         self.join_fragments = True
+        # Photos seconds apart (bursts): a track missed in a photo or more may be linked
+        # again by centre distance, not by overlap only, and a box cut by the frame's edge
+        # may be a quarter of the track's usual area or less (an animal walking out of the
+        # frame between two photos); video keeps the frame-to-frame rule.
+        self.relink_missed = False
         self.frame_size: tuple[int, int] | None = None
         self._next_id = 1
 
     def _link_candidates(
-        self, timestamp: datetime, boxes: Sequence[Box], frame_width: int
+        self, timestamp: datetime, boxes: Sequence[Box], frame_size: tuple[int, int]
     ) -> list[tuple[int, int, float, int, int]]:
         """(kind, rank, score, track index, box index), best first: overlaps before centre
         distances, counted tracks before the others (an animal resting under a swaying
         branch keeps the blob the two merge into), then best IoU or nearest centre."""
         s = self.settings
-        max_distance = s.max_distance * frame_width
+        max_distance = s.max_distance * frame_size[0]
         candidates = []
         for ti, track in enumerate(self.live):
             guess = track.predicted(timestamp)
@@ -290,12 +306,15 @@ class Tracker:
                 if (overlap >= s.iou_threshold and overlap > 0) or merged:
                     candidates.append((0, rank, -overlap, ti, bi))
                     continue
-                if track.last_frame != self.frame:
+                if track.last_frame != self.frame and not self.relink_missed:
                     continue  # the centre fallback is for a track seen in the previous frame
                 bx, by = centre(box)
                 distance = math.hypot(bx - gx, by - gy)
                 area_ratio = (box[2] * box[3] + 1) / (guess[2] * guess[3] + 1)
-                if distance <= max_distance and 0.25 <= area_ratio <= 4.0:
+                least = 0.25
+                if self.relink_missed and at_edge(box, frame_size):
+                    least = EDGE_CUT_AREA
+                if distance <= max_distance and least <= area_ratio <= 4.0:
                     candidates.append((1, rank, distance, ti, bi))
         candidates.sort()
         return candidates
@@ -306,7 +325,7 @@ class Tracker:
         """Link this frame's ``boxes``; ``frame_size`` is (width, height) in pixels."""
         self.frame_size = (int(frame_size[0]), int(frame_size[1]))
         ended = self._expire(timestamp)  # first: a track gone too long links to nothing
-        candidates = self._link_candidates(timestamp, boxes, frame_size[0])
+        candidates = self._link_candidates(timestamp, boxes, self.frame_size)
         self.frame += 1
         frame = self.frame
         boxes = [tuple(int(v) for v in b) for b in boxes]

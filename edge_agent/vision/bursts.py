@@ -37,7 +37,10 @@ be read back the same later (deleted or rewritten meanwhile) is unprocessed
 The tracker links across photos with still-photo rules (``track_rules``): no travel needed
 (a heron standing in a river is an animal; the two references and the corroboration have
 already told motion from noise), a track may be one photo long, centres may be up to half
-the frame width apart between photos, and a track survives the whole burst.
+the frame width apart between photos, and a track survives the whole burst. A track missed
+in a photo may be found again by distance in a later one, and a box cut by the frame's edge
+(an animal walking out between two photos) may link to it down to a tenth of its area
+(``relink_missed``; video links by distance only from the frame before).
 """
 
 from __future__ import annotations
@@ -91,6 +94,8 @@ class BurstLocaliser:
     """Photos grouped into bursts, located against the burst and the camera's empty view;
     see the module docstring. ``read_again``: reads a photo again from its file
     (``capture.folder.photo_reader``); without it every photo of a burst stays decoded."""
+
+    relink_missed = True  # photos seconds apart: see Tracker.relink_missed
 
     def __init__(
         self,

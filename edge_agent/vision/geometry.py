@@ -53,3 +53,11 @@ def near_any(box: Sequence[float], others: Iterable[Sequence[float]], sizes: flo
         if math.hypot(cx - ox, cy - oy) <= reach:
             return True
     return False
+
+
+def at_edge(box: Sequence[float], frame_size: tuple[int, int], margin: int = 2) -> bool:
+    """Whether ``box`` touches the frame's edge (within ``margin`` pixels): what is there
+    may be cut by it. ``frame_size`` is (width, height)."""
+    x, y, w, h = box
+    width, height = frame_size
+    return x <= margin or y <= margin or x + w >= width - margin or y + h >= height - margin

@@ -340,6 +340,7 @@ class MegaDetectorLocaliser:
     see the module docstring."""
 
     join_fragments = False  # two overlapping boxes are two animals
+    relink_missed = True  # photos seconds apart: see Tracker.relink_missed
 
     def __init__(self, detections: Detections, threshold: float) -> None:
         self.detections = detections

@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 
-from edge_agent.config import TrackingSettings
+from edge_agent.config import Settings, TrackingSettings
+from edge_agent.counting.pipeline import Pipeline
 from edge_agent.counting.tracking import Track, Tracker
+from edge_agent.vision.bursts import BurstLocaliser, photo_track_rules
 from edge_agent.vision.geometry import iou
 
 T0 = datetime(2024, 6, 1, 4, 0, tzinfo=UTC)
@@ -191,3 +193,38 @@ def test_flickering_or_thin_tracks_never_become_still() -> None:
             track, t, changed=0.05, solid=0.3 if thin else 0.7, steady=0.9
         )
     assert track.still_run <= 1 and not track.counted
+
+
+def photo_tracks(frames: list[list[tuple[int, int, int, int]]], relink: bool) -> int:
+    """Distinct tracks over photos a second apart, with the burst localiser's rules."""
+    tracker = Tracker(photo_track_rules(TrackingSettings()), min_displacement=0.0)
+    tracker.relink_missed = relink
+    return len(all_tracks(tracker, run(tracker, frames, fps=1.0)))
+
+
+def test_in_a_burst_an_animal_missed_in_one_photo_is_found_again_by_distance() -> None:
+    # Seen, seen, missed (hidden, or the motion gate lost it), then a little further on
+    # without overlapping where it was expected: one animal, not two (real Reconyx bursts
+    # counted such an animal twice, under two labels).
+    frames = [[(100, 100, 40, 30)], [(110, 100, 40, 30)], [], [(175, 105, 30, 30)]]
+    assert photo_tracks(frames, relink=True) == 1
+    assert photo_tracks(frames, relink=False) == 2  # video's rule: the previous frame only
+
+
+def test_in_a_burst_an_animal_walking_out_of_the_frame_stays_one_track() -> None:
+    # Between two photos the animal walked out: a sliver of it at the frame's edge, a
+    # fifth of its area.
+    frames = [[(100, 100, 60, 40)], [(60, 100, 60, 40)], [(0, 100, 12, 40)]]
+    assert photo_tracks(frames, relink=True) == 1
+    assert photo_tracks(frames, relink=False) == 2
+    # Not at the edge, a sliver that small is something else.
+    frames[-1] = [(8, 100, 12, 40)]
+    assert photo_tracks(frames, relink=True) == 2
+
+
+def test_photo_localisers_ask_for_the_photo_linking_rules() -> None:
+    settings = Settings()
+    assert Pipeline(
+        settings, None, localiser=BurstLocaliser(settings.motion, 5.0)
+    ).tracker.relink_missed
+    assert not Pipeline(settings, None).tracker.relink_missed  # video
