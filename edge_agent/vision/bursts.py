@@ -11,7 +11,9 @@ references:
 - **the burst itself**: its per-pixel median, where an animal that moves is absent from
   most photos at any pixel: this finds what moved, even in the burst's first photo; where
   an animal stands in most photos, the median holds it, and the photos it is not in show
-  a "hole" whose outline is the median's, not theirs: a ghost, dropped;
+  a "hole" whose outline is the median's, not theirs: a ghost, dropped (unless it is all
+  that photo shows: a large animal crossing a strongly textured view outlines like that
+  too; ``_without_ghosts``);
 - **an empty view of the same camera** (``bank.BackgroundBank``: photos of this camera
   under the same light in which nothing was found before): this finds an animal that
   stands still in every photo of the burst, which the median swallows. What it finds
@@ -187,10 +189,11 @@ class BurstLocaliser:
         # The data bands printed on the photos, the widest any photo of the burst shows:
         # their text changes from photo to photo and is no animal.
         bars = (max(p.bars[0] for p in photos), max(p.bars[1] for p in photos))
-        found = [
+        looked = [
             self._candidates(photo, median if len(photos) > 1 else None, reference, bars)
             for photo in photos
         ]
+        found = _without_ghosts(looked)
         if len(photos) > 1:
             found = _corroborated(found)
         for small, candidates in zip(smalls, found, strict=True):
@@ -228,8 +231,10 @@ class BurstLocaliser:
         median: np.ndarray | None,
         reference: np.ndarray | None,
         bars: tuple[int, int] = (0, 0),
-    ) -> list[Candidate]:
-        found: list[Candidate] = []
+    ) -> list[tuple[Candidate, bool]]:
+        """What differs from the two references in ``photo``: (candidate, whether its
+        outline is the background's, a possible ghost; ``_without_ghosts`` decides)."""
+        found: list[tuple[Candidate, bool]] = []
         # The gate reads only the photo's shape from it (its pixels may be on disk).
         shape_of = np.broadcast_to(np.zeros((), np.uint8), photo.shape)
         for background, source in ((median, BURST), (reference, BANK)):
@@ -239,13 +244,15 @@ class BurstLocaliser:
             for box in self.gate.boxes_against(shape_of, background, small):
                 if is_band(box, photo.shape[1]):
                     continue  # a band of light across the frame, or the data bar
-                if self.gate.is_ghost(box, background=background):
-                    # The outline is the background's: what stands there in the other
-                    # photos (or stood there in the empty view) is not in this one.
+                # The outline is the background's: what stands there in the other
+                # photos (or stood there in the empty view) may not be in this one.
+                ghostly = self.gate.is_ghost(box, background=background)
+                same = [i for i, (other, _) in enumerate(found) if overlap_of(box, other.box) > 0.5]
+                if same:  # found against the other reference too: keep the surer one
+                    if not ghostly and all(found[i][1] for i in same):
+                        found[same[0]] = (Candidate(box, source), False)
                     continue
-                if any(overlap_of(box, other.box) > 0.5 for other in found):
-                    continue  # found against the other reference too
-                found.append(Candidate(box, source))
+                found.append((Candidate(box, source), ghostly))
         return found
 
     def track_rules(self, tracking: TrackingSettings) -> tuple[TrackingSettings, float]:
@@ -270,6 +277,23 @@ def photo_track_rules(tracking: TrackingSettings) -> TrackingSettings:
             "classify_every": 1,
         }
     )
+
+
+def _without_ghosts(looked: list[list[tuple[Candidate, bool]]]) -> list[list[Candidate]]:
+    """Per photo, the candidates that are not ghosts. One whose outline is the background's
+    (``MotionGate.is_ghost``) is taken for a ghost, as in video, unless it is the only thing
+    found in its photo of a burst: the outline test alone took large animals walking past a
+    textured background for ghosts, and real Reconyx bursts lost whole animals to it. Where
+    a photo shows the animal elsewhere too (it landed, then stood where the burst's median
+    has it), the hole is the ghost; a single photo against the empty view has nothing else
+    to tell it by. (Also calling a lone candidate a ghost when another photo shows the same
+    pixels in the same box, a hole that stays put, lost more real animals than ghosts on
+    field-train's bursts: not done.)"""
+    burst = len(looked) > 1
+    return [
+        [c for c, ghostly in candidates if not ghostly or (burst and len(candidates) == 1)]
+        for candidates in looked
+    ]
 
 
 # A candidate is corroborated by one in another photo of its burst whose centre is within
