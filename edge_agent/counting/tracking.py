@@ -281,8 +281,8 @@ class Tracker:
         self.join_fragments = True
         # Photos seconds apart (bursts): a track missed in a photo or more may be linked
         # again by centre distance, not by overlap only, and a box cut by the frame's edge
-        # may be a quarter of the track's usual area or less (an animal walking out of the
-        # frame between two photos); video keeps the frame-to-frame rule.
+        # may have down to EDGE_CUT_AREA of the track's area, not a quarter (an animal
+        # walking out of the frame between two photos); video keeps the frame-to-frame rule.
         self.relink_missed = False
         self.frame_size: tuple[int, int] | None = None
         self._next_id = 1
