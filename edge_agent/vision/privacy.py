@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 
 from edge_agent.config import PrivacySettings
-from edge_agent.vision.geometry import Box
+from edge_agent.vision.geometry import Box, at_edge
 
 log = logging.getLogger(__name__)
 
@@ -285,10 +285,9 @@ class PrivacyGuard:
 def is_upright(box: Box, frame_shape: tuple[int, ...]) -> bool:
     """A box taller than wide by ``UPRIGHT``, not cut by the frame's edge (an animal walking
     in or out shows as a tall sliver there)."""
-    x, y, w, h = box
+    _x, _y, w, h = box
     fh, fw = frame_shape[:2]
-    inside = x > 0 and y > 0 and x + w < fw and y + h < fh
-    return inside and h >= UPRIGHT * w
+    return not at_edge(box, (fw, fh), margin=0) and h >= UPRIGHT * w
 
 
 def _cut(frame: np.ndarray, box: Box, margin: float) -> np.ndarray:
