@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import cv2
 import numpy as np
@@ -71,8 +70,13 @@ FULL_BODY = "haarcascade_fullbody.xml"
 UPRIGHT = 1.2
 
 
+def cascade_path(name: str) -> str:
+    """Where OpenCV's wheel keeps the Haar cascade ``name`` (``cv2.data``)."""
+    return cv2.data.haarcascades + name
+
+
 def face_cascade(name: str = FACE) -> cv2.CascadeClassifier:
-    path = cv2.data.haarcascades + name
+    path = cascade_path(name)
     cascade = cv2.CascadeClassifier(path)
     if cascade.empty():
         raise RuntimeError(f"cannot load the cascade {path}")
@@ -83,28 +87,25 @@ class Cascade:
     """A Haar cascade that holds no search buffers between searches.
 
     A ``cv2.CascadeClassifier`` keeps the buffers of the largest image it searched for as
-    long as it lives: 6-11 MiB each after a 240 x 600 region, 25-37 MiB for the guard's
-    four, kept for the whole run (``docs/benchmarks.md``, "Peak memory"). This one keeps
-    the cascade's parsed file and builds a classifier from it for each search (1-4 ms),
-    which frees its buffers when the search is done; the detections are the same.
+    long as it lives: 6-11 MiB each after a 240 x 600 region, kept for the whole run
+    (``docs/benchmarks.md``, "Peak memory"). This one keeps the cascade's parsed file and
+    builds a classifier from it for each search (:meth:`classifier`, 1-4 ms; ``find_faces``
+    builds one per call), which frees its buffers when the search is done; the detections
+    are the same.
     """
 
     def __init__(self, name: str) -> None:
-        path = cv2.data.haarcascades + name
-        self._storage = cv2.FileStorage(path, cv2.FILE_STORAGE_READ)
+        self.path = cascade_path(name)
+        self._storage = cv2.FileStorage(self.path, cv2.FILE_STORAGE_READ)
         self._node = self._storage.getFirstTopLevelNode()
-        self.name = name
-        self._classifier()  # fail at start-up, not at the first search
+        self.classifier()  # fail at start-up, not at the first search
 
-    def _classifier(self) -> cv2.CascadeClassifier:
+    def classifier(self) -> cv2.CascadeClassifier:
+        """A classifier of its own, for one search."""
         classifier = cv2.CascadeClassifier()
         if self._node is None or self._node.empty() or not classifier.read(self._node):
-            raise RuntimeError(f"cannot load the cascade {cv2.data.haarcascades + self.name}")
+            raise RuntimeError(f"cannot load the cascade {self.path}")
         return classifier
-
-    # OpenCV's name, so that find_faces takes either.
-    def detectMultiScale(self, image: np.ndarray, **kwargs: Any) -> Any:
-        return self._classifier().detectMultiScale(image, **kwargs)
 
 
 def find_faces(
@@ -117,6 +118,7 @@ def find_faces(
     """Faces in ``image_bgr``, looked for at its size and, when small and ``upscale``,
     upscaled too (boxes in the image's own coordinates)."""
     grey = image_bgr if image_bgr.ndim == 2 else cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
+    detector = cascade.classifier() if isinstance(cascade, Cascade) else cascade
     faces: list[Box] = []
     scales = [1.0]
     short = min(grey.shape[:2])
@@ -124,7 +126,7 @@ def find_faces(
         scales.append(FACE_CHECK_MIN_SIDE / short)
     for scale in scales:
         img = grey if scale == 1.0 else cv2.resize(grey, None, fx=scale, fy=scale)
-        found = cascade.detectMultiScale(
+        found = detector.detectMultiScale(
             img, scaleFactor=1.1, minNeighbors=4, minSize=(min_face_px, min_face_px)
         )
         faces += [tuple(round(float(v) / scale) for v in box) for box in found]  # type: ignore[misc]

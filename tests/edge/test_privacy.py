@@ -413,6 +413,8 @@ def test_a_cascade_built_per_search_finds_what_a_kept_one_finds():
         kept, built = face_cascade(name), Cascade(name)
         for image in scenes:
             expected = np.asarray(kept.detectMultiScale(image, minNeighbors=3)).reshape(-1, 4)
-            found = np.asarray(built.detectMultiScale(image, minNeighbors=3)).reshape(-1, 4)
+            found = np.asarray(built.classifier().detectMultiScale(image, minNeighbors=3)).reshape(
+                -1, 4
+            )
             assert sorted(map(tuple, found.tolist())) == sorted(map(tuple, expected.tolist()))
-    assert len(Cascade(FACE).detectMultiScale(photo, minNeighbors=3)) >= 1
+    assert len(Cascade(FACE).classifier().detectMultiScale(photo, minNeighbors=3)) >= 1
