@@ -33,6 +33,10 @@ its README; skipped with a message when absent), with a model folder (default th
     .venv/bin/python benchmarks/bench_field.py
     .venv/bin/python benchmarks/bench_field.py --skip-pipeline --bursts
     .venv/bin/python benchmarks/bench_field.py --model runs/field/export
+    .venv/bin/python benchmarks/bench_field.py --skip-pipeline --bursts --config my.toml
+
+``--config``: a trapcount configuration instead of the defaults, to measure a setting
+before changing it (for example ``[motion] threshold = 12``).
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from edge_agent.capture.factory import open_source  # noqa: E402
-from edge_agent.config import Settings  # noqa: E402
+from edge_agent.config import ConfigError, Settings, load_config  # noqa: E402
 from edge_agent.counting.pipeline import Pipeline  # noqa: E402
 from edge_agent.labels import UNKNOWN  # noqa: E402
 from edge_agent.service.model import default_model_dir, load_classifier  # noqa: E402
@@ -406,12 +410,18 @@ def main() -> None:
         "--bursts", action="store_true", help="also field-train's real bursts (development)"
     )
     parser.add_argument("--field-train", type=Path, default=FIELD_TRAIN)
+    parser.add_argument(
+        "--config", type=Path, default=None, help="a trapcount TOML config (default: defaults)"
+    )
     args = parser.parse_args()
     if not (args.field / "truth.json").exists():
         print(f"skipped: no field set at {args.field} (../shared/data/field-dev)")
         return
     truth = json.loads((args.field / "truth.json").read_text(encoding="utf-8"))
-    settings = Settings()
+    try:
+        settings = load_config(args.config)
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
     model = args.model or default_model_dir()
     with load_classifier(model, settings.classifier) as classifier:
         print(
