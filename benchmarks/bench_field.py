@@ -228,23 +228,60 @@ def frame_order(image: dict[str, Any]) -> tuple[int, str]:
     return image.get("frame_num", -1), PurePosixPath(image["file_name"]).name
 
 
-def run_bursts(field_train: Path, settings: Settings, classifier: Classifier) -> None:
-    coco = json.loads((field_train / "cct.json").read_text(encoding="utf-8"))
+class Burst(NamedTuple):
+    """One real burst of field-train fed alone to the pipeline."""
+
+    name: str  # the sequence id; ``SEQ/empty@N`` for its empty frames from frame N on
+    images: list[dict[str, Any]]  # COCO image entries in the order they were taken
+    most: int  # the most boxes on one frame: the count MaxN should reach
+
+
+def bursts_of(coco: dict[str, Any], min_frames: int = 3) -> list[Burst]:
+    """field-train's sequences of at least ``min_frames`` frames as bursts, and beside them
+    every run of at least ``min_frames`` consecutive empty frames inside a sequence (before
+    the animal came or after it left) as an empty trigger of its own: real frames of the
+    same camera, flash and wind, where a trap must count nothing. The whole sequences hold
+    only two empty ones."""
     boxes: dict[Any, int] = Counter(
         a["image_id"] for a in coco["annotations"] if a.get("bbox") is not None
     )
+    empty_ids = {c["id"] for c in coco["categories"] if c["name"] == EMPTY}
+    labelled: dict[Any, set[Any]] = defaultdict(set)
+    for a in coco["annotations"]:
+        labelled[a["image_id"]].add(a["category_id"])
     sequences: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for image in coco["images"]:
         if image.get("seq_id"):
             sequences[image["seq_id"]].append(image)
-    rows = []
+    bursts = []
     for seq_id, images in sorted(sequences.items()):
-        if len(images) < 3:
+        if len(images) < min_frames:
             continue
         images.sort(key=frame_order)
-        most = max(boxes.get(im["id"], 0) for im in images)
+        bursts.append(Burst(seq_id, images, max(boxes.get(im["id"], 0) for im in images)))
+        if not bursts[-1].most:
+            continue  # an empty sequence is already an empty trigger
+        run: list[dict[str, Any]] = []
+        for position, image in enumerate([*images, None]):
+            if (
+                image is not None
+                and not boxes.get(image["id"])
+                and labelled[image["id"]] <= empty_ids
+            ):
+                run.append(image)
+                continue
+            if len(run) >= min_frames:
+                bursts.append(Burst(f"{seq_id}/empty@{position - len(run)}", run, 0))
+            run = []
+    return bursts
+
+
+def run_bursts(field_train: Path, settings: Settings, classifier: Classifier) -> None:
+    coco = json.loads((field_train / "cct.json").read_text(encoding="utf-8"))
+    rows = []
+    for burst in bursts_of(coco):
         with tempfile.TemporaryDirectory() as tmp:
-            for i, image in enumerate(images):
+            for i, image in enumerate(burst.images):
                 target = Path(tmp) / f"{i:03d}.jpg"
                 shutil.copy(field_train / image["file_name"], target)
                 os.utime(target, (START + i, START + i))
@@ -252,9 +289,23 @@ def run_bursts(field_train: Path, settings: Settings, classifier: Classifier) ->
         labels: Counter = Counter()
         for per_photo in result.values():
             labels.update(per_photo)
-        look = light(cv2.imread(str(field_train / images[0]["file_name"])))
-        rows.append((seq_id, look, len(images), most, sum(labels.values()), unprocessed, labels))
-    print(f"\n## Real bursts: {len(rows)} sequences of {field_train} (development check)\n")
+        look = light(cv2.imread(str(field_train / burst.images[0]["file_name"])))
+        rows.append(
+            (
+                burst.name,
+                look,
+                len(burst.images),
+                burst.most,
+                sum(labels.values()),
+                unprocessed,
+                labels,
+            )
+        )
+    animal_seqs = sum(1 for r in rows if r[3])
+    print(
+        f"\n## Real bursts of {field_train} (development check): {animal_seqs} sequences with "
+        f"an animal, {len(rows) - animal_seqs} empty triggers\n"
+    )
     table = []
     for look in ("day", "ir", "all"):
         sel = [r for r in rows if look in ("all", r[1])]
@@ -276,10 +327,12 @@ def run_bursts(field_train: Path, settings: Settings, classifier: Classifier) ->
                 sum(1 for r in sel if r[5]),
             ]
         )
-    columns = ["light", "sequences", "animal found", "empty counted", "count exact/found"]
+    columns = ["light", "bursts", "animal found", "empty counted", "count exact/found"]
     print(format_table([*columns, "over", "under", "with unprocessed frames"], table))
     misses = [r[0] for r in rows if r[3] and not r[4]]
     print(f"\nnot found: {', '.join(misses) or 'none'}")
+    false = [f"{r[0]} ({dict(r[6])})" for r in rows if not r[3] and r[4]]
+    print(f"empty counted: {', '.join(false) or 'none'}")
 
 
 # -- 3. crops ---------------------------------------------------------------------------
