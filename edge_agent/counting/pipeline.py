@@ -52,7 +52,7 @@ from edge_agent.counting.events import ClosedEvent, EventCounter
 from edge_agent.counting.tracking import Track, Tracker
 from edge_agent.vision.candidates import Localiser, Located
 from edge_agent.vision.geometry import Box
-from edge_agent.vision.illumination import illumination_of
+from edge_agent.vision.illumination import IlluminationSampler
 from edge_agent.vision.localiser import localiser_for
 from edge_agent.vision.privacy import PrivacyGuard
 
@@ -113,6 +113,7 @@ class Pipeline:
         self.tracker.join_fragments = getattr(self.localiser, "join_fragments", True)
         self.tracker.relink_missed = getattr(self.localiser, "relink_missed", False)
         self.counter = EventCounter(settings.events)
+        self._lighting = IlluminationSampler()
         self.classifier: CropClassifier | None = None
         self.set_classifier(classifier)
         self.frames = 0
@@ -191,8 +192,9 @@ class Pipeline:
             self._check_people(frame, update.visible, timestamp)
         if self.media is not None:
             self.media.observe(timestamp, frame, [t for t in update.visible if t.counted])
-        # How the frame was lit matters only while an event is open: measured then.
-        lighting = partial(illumination_of, frame)
+        # How the frame was lit matters only while an event is open: measured then, once
+        # a second of footage (the light changes over minutes).
+        lighting = partial(self._lighting, timestamp, frame)
         ended = self.counter.update(timestamp, update.visible, update.ended, lighting)
         self.events_closed += len(ended)
         return closed + ended
@@ -201,6 +203,7 @@ class Pipeline:
         """The camera's view changed (``Located.new_view``): every track ends and the open
         event closes, so that animals of two views are never counted together."""
         log.info("%s: the camera's view changed; tracks ended, event closed", timestamp)
+        self._lighting.reset()
         closed = self.counter.close(self.tracker.close())
         self.events_closed += len(closed)
         return closed

@@ -14,6 +14,8 @@ looks like to the classifier too.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import cv2
 import numpy as np
 
@@ -47,3 +49,39 @@ def channel_spread(frame: np.ndarray) -> float:
 def illumination_of(frame: np.ndarray) -> str:
     """``IR`` for a grey (infrared) frame, else ``COLOUR``."""
     return IR if channel_spread(frame) < IR_SPREAD else COLOUR
+
+
+class IlluminationSampler:
+    """The illumination of a stream of frames, measured at most once every ``every_s``
+    seconds of footage and the last measurement reused in between.
+
+    The light changes over minutes (dusk, the IR lamp switching on), not from one frame to
+    the next, and an event records the mode most of its frames had; measuring each frame
+    of a 10 fps clip cost a tenth of ``trapcount process``'s time on the benchmark clip
+    (``docs/benchmarks.md``, "trapcount process against plain decoding"). A frame of
+    another size, a step back in time or ``reset()`` (a new view) measures again; photos,
+    a second or more apart, are each measured.
+    """
+
+    def __init__(self, every_s: float = 1.0) -> None:
+        self.every_s = every_s
+        self.measured = 0
+        self._mode: str | None = None
+        self._at: datetime | None = None
+        self._shape: tuple[int, ...] | None = None
+
+    def reset(self) -> None:
+        self._mode = self._at = self._shape = None
+
+    def __call__(self, timestamp: datetime, frame: np.ndarray) -> str:
+        age = None if self._at is None else (timestamp - self._at).total_seconds()
+        if (
+            self._mode is None
+            or frame.shape != self._shape
+            or age is None
+            or not (0 <= age < self.every_s)
+        ):
+            self._mode = illumination_of(frame)
+            self._at, self._shape = timestamp, frame.shape
+            self.measured += 1
+        return self._mode

@@ -42,3 +42,29 @@ def test_a_large_frame_is_told_colour_or_ir_as_by_its_whole_thumbnail(size) -> N
         else:
             assert (channel_spread(frame) < IR_SPREAD) == (whole < IR_SPREAD)
     assert channel_spread(grey) == 0.0  # R = G = B stays exactly IR
+
+
+def test_a_stream_is_measured_once_a_second_and_again_on_a_new_size_or_view() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from edge_agent.vision.illumination import IlluminationSampler
+
+    scene = scenes.Scene(width=320, height=240, duration_s=4, walks=[], seed=2)
+    colour = scene.render(1.0)
+    grey = cv2.cvtColor(cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    start = datetime(2026, 6, 1, 21, 0, tzinfo=UTC)
+    sampler = IlluminationSampler(every_s=1.0)
+    # 10 fps: colour for 1.5 s, then the IR lamp switches on.
+    seen = []
+    for i in range(30):
+        frame = colour if i < 15 else grey
+        seen.append(sampler(start + timedelta(seconds=i / 10), frame))
+    assert sampler.measured == 3  # at 0.0 s, 1.0 s and 2.0 s
+    assert seen[:20] == [COLOUR] * 20  # the switch at 1.5 s is seen at the next second
+    assert seen[20:] == [IR] * 10
+    # A frame of another size, a step back in time and a reset each measure at once.
+    assert sampler(start + timedelta(seconds=2.9), colour[:200]) == COLOUR
+    assert sampler(start + timedelta(seconds=2.0), grey) == IR
+    sampler.reset()
+    assert sampler(start + timedelta(seconds=2.1), colour) == COLOUR
+    assert sampler.measured == 6
