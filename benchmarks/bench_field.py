@@ -333,6 +333,9 @@ def run_bursts(field_train: Path, settings: Settings, classifier: Classifier) ->
     print(f"\nnot found: {', '.join(misses) or 'none'}")
     false = [f"{r[0]} ({dict(r[6])})" for r in rows if not r[3] and r[4]]
     print(f"empty counted: {', '.join(false) or 'none'}")
+    for name, wrong in (("over", lambda r: r[4] > r[3]), ("under", lambda r: 0 < r[4] < r[3])):
+        listed = [f"{r[0]} {r[1]} {r[3]}: {dict(r[6])}" for r in rows if r[3] and wrong(r)]
+        print(f"counted {name} (sequence, light, truth: counted): {'; '.join(listed) or 'none'}")
 
 
 # -- 3. crops ---------------------------------------------------------------------------
