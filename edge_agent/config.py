@@ -236,6 +236,15 @@ class MotionSettings(_Section):
         0.8, gt=0, le=1, description="Largest blob, fraction of frame (at least min_area)."
     )
     threshold: float = Field(16.0, gt=0, le=255, description="MOG2 varThreshold / diff level.")
+    quiet_burst_threshold: float = Field(
+        10.0,
+        gt=0,
+        le=255,
+        description="Still photos: the lowest difference level against a burst's own median. "
+        "A burst's level follows its noise (what differs between its photos in most of the "
+        "view), from this in a quiet burst up to threshold in a noisy one; set it to "
+        "threshold for one level everywhere.",
+    )
     history: int = Field(300, ge=2, le=10000, description="Background model history, frames.")
     warmup_frames: int = Field(5, ge=0, le=1000, description="Frames before boxes are reported.")
     dilate_iterations: int = Field(2, ge=0, le=20, description="Morphological dilation passes.")

@@ -322,11 +322,17 @@ class MotionGate:
         return np.median(small, axis=0).astype(np.uint8)
 
     def boxes_against(
-        self, frame: np.ndarray, background: np.ndarray, small: np.ndarray | None = None
+        self,
+        frame: np.ndarray,
+        background: np.ndarray,
+        small: np.ndarray | None = None,
+        threshold: float | None = None,
     ) -> list[Box]:
         """Boxes of what differs from ``background`` (from ``burst_background``, or an
-        empty view of the camera) by more than ``threshold`` grey levels; no model is
-        learned or updated. ``small``: the frame's ``small_grey``, when already made."""
+        empty view of the camera) by more than ``threshold`` grey levels (default: the
+        settings'); no model is learned or updated. ``small``: the frame's
+        ``small_grey``, when already made."""
+        level = self.settings.threshold if threshold is None else threshold
         if self._shape != frame.shape[:2]:
             self._setup(frame.shape)
         assert self._valid is not None
@@ -334,7 +340,7 @@ class MotionGate:
             small = self.small_grey(frame)
         self._previous, self._small = None, small  # photos: no "previous frame"
         diff = cv2.absdiff(small, background)
-        foreground = np.where(diff > self.settings.threshold, 255, 0).astype(np.uint8)
+        foreground = np.where(diff > level, 255, 0).astype(np.uint8)
         foreground &= self._valid
         self.last_foreground = foreground
         return self._as_reported(self._blobs(foreground), frame)

@@ -17,6 +17,7 @@ from edge_agent.config import Settings
 from edge_agent.counting.pipeline import Pipeline
 from edge_agent.demo import scenes
 from edge_agent.demo.writers import exif_app1, jpeg_with_exif
+from edge_agent.vision.bursts import burst_noise
 from edge_agent.vision.candidates import NO_REFERENCE
 from tests.helpers.media import query, run_trapcount, tiny_model_dir
 
@@ -254,3 +255,58 @@ def test_an_animal_crossing_a_strongly_textured_view_is_no_ghost(tmp_path):
         photos.append((float(i), np.dstack([frame, frame, frame])))
     counts, _ = counts_of(write_photos(tmp_path / "card", photos))
     assert counts == [1]
+
+
+def faint_burst(seed: int, *, animal: bool, flicker: float = 0.0) -> list[tuple[float, np.ndarray]]:
+    """Six grey photos of smooth ground with sensor noise; ``animal``: a flat animal only 13
+    grey levels brighter than the ground walks across the first four (a dark deer on dark
+    ground under the IR lamp); ``flicker``: blotches of light of about this many grey
+    levels that change from photo to photo (leaves in sun and wind, haze)."""
+    rng = np.random.default_rng(seed)
+    height, width = 480, 640
+    yy, xx = np.mgrid[0:height, 0:width]
+    ground = (90 + 30 * np.sin(xx / 37.0) * np.cos(yy / 23.0)).astype(np.float32)
+    photos = []
+    for i in range(6):
+        frame = ground + rng.normal(0, 1.5, ground.shape)
+        if flicker:
+            blotches = rng.normal(0, flicker, (height // 24 + 1, width // 24 + 1))
+            frame += cv2.resize(blotches.astype(np.float32), (width, height), cv2.INTER_CUBIC)
+        if animal and i < 4:
+            body = np.zeros_like(frame)
+            cv2.ellipse(body, (130 + i * 120, 240), (70, 40), 0, 0, 360, 1, -1)
+            frame += 13 * body
+        grey_frame = np.clip(frame, 0, 255).astype(np.uint8)
+        photos.append((float(i), np.dstack([grey_frame] * 3)))
+    return photos
+
+
+def burst_counts(folder: Path, **motion: float) -> list[int]:
+    settings = Settings.model_validate({"source": {"uri": str(folder)}, "motion": motion})
+    pipeline = Pipeline(settings, None)
+    with open_source(settings.source) as source:
+        return [sum(e.counts.values()) for e in pipeline.run(source)]
+
+
+def test_a_faint_animal_in_a_quiet_burst_is_found_below_the_video_level(tmp_path):
+    """The burst's own noise sets its difference level: a still night view differs from
+    its median by a grey level or two, so a difference of 13 there is something, though
+    under ``threshold`` (16, video's level). One level for all (quiet = threshold) misses it."""
+    folder = write_photos(tmp_path / "card", faint_burst(1, animal=True))
+    assert burst_counts(folder) == [1]
+    assert burst_counts(folder, quiet_burst_threshold=16) == []
+
+
+def test_a_noisy_empty_burst_is_compared_at_the_full_level(tmp_path):
+    """Flickering light makes the burst's noise high: its level stays at ``threshold`` and
+    nothing counts, where the quiet level for every burst would count the blotches."""
+    noisy = faint_burst(2, animal=False, flicker=7.0)
+    assert burst_counts(write_photos(tmp_path / "card", noisy)) == []
+    flat = {"threshold": 10, "quiet_burst_threshold": 10}
+    assert burst_counts(tmp_path / "card", **flat) != []
+    # What tells them apart: the noise of the two bursts, at motion resolution.
+    smalls = {}
+    for name, photos in (("quiet", faint_burst(1, animal=False)), ("noisy", noisy)):
+        small = [cv2.resize(cv2.GaussianBlur(f[..., 0], (5, 5), 0), (320, 240)) for _, f in photos]
+        smalls[name] = burst_noise(small, np.median(np.stack(small), axis=0).astype(np.uint8))
+    assert smalls["quiet"] < 2.0 < 3.2 < smalls["noisy"]
