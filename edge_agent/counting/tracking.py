@@ -282,7 +282,9 @@ class Tracker:
         # Photos seconds apart (bursts): a track missed in a photo or more may be linked
         # again by centre distance, not by overlap only, and a box cut by the frame's edge
         # may have down to EDGE_CUT_AREA of the track's area, not a quarter (an animal
-        # walking out of the frame between two photos); video keeps the frame-to-frame rule.
+        # walking out of the frame between two photos); the photo's one box links to the
+        # burst's one track seen in the photo before whatever its size (a rump going into
+        # cover); video keeps the frame-to-frame rule.
         self.relink_missed = False
         self.frame_size: tuple[int, int] | None = None
         self._next_id = 1
@@ -295,6 +297,9 @@ class Tracker:
         branch keeps the blob the two merge into), then best IoU or nearest centre."""
         s = self.settings
         max_distance = s.max_distance * frame_size[0]
+        # Photos: one animal in the photo before and one box in this one is the same
+        # animal, whatever its change of size (it turned, walked off, came out of cover).
+        sole = self.relink_missed and len(self.live) == 1 and len(boxes) == 1
         candidates = []
         for ti, track in enumerate(self.live):
             guess = track.predicted(timestamp)
@@ -316,6 +321,8 @@ class Tracker:
                     least = EDGE_CUT_AREA
                 if distance <= max_distance and least <= area_ratio <= 4.0:
                     candidates.append((1, rank, distance, ti, bi))
+                elif sole and distance <= max_distance and track.last_frame == self.frame:
+                    candidates.append((2, rank, distance, ti, bi))
         candidates.sort()
         return candidates
 

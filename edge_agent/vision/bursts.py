@@ -47,9 +47,10 @@ The tracker links across photos with still-photo rules (``track_rules``): no tra
 (a heron standing in a river is an animal; the two references and the corroboration have
 already told motion from noise), a track may be one photo long, centres may be up to half
 the frame width apart between photos, and a track survives the whole burst. A track missed
-in a photo may be found again by distance in a later one, and a box cut by the frame's edge
-(an animal walking out between two photos) may link to it down to a tenth of its area
-(``relink_missed``; video links by distance only from the frame before).
+in a photo may be found again by distance in a later one, a box cut by the frame's edge
+(an animal walking out between two photos) may link to it down to a tenth of its area, and
+a photo's one box links to the burst's one track seen in the photo before, whatever its
+size (``relink_missed``; video links by distance only from the frame before).
 """
 
 from __future__ import annotations

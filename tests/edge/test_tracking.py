@@ -217,9 +217,14 @@ def test_in_a_burst_an_animal_walking_out_of_the_frame_stays_one_track() -> None
     frames = [[(100, 100, 60, 40)], [(60, 100, 60, 40)], [(0, 100, 12, 40)]]
     assert photo_tracks(frames, relink=True) == 1
     assert photo_tracks(frames, relink=False) == 2
-    # Not at the edge, a sliver that small is something else.
+    # Not at the edge, a sliver that small is the same animal only when it is the photo's
+    # one box and the burst's one animal (a rump going into cover); beside another animal
+    # it is something else.
     frames[-1] = [(8, 100, 12, 40)]
-    assert photo_tracks(frames, relink=True) == 2
+    assert photo_tracks(frames, relink=True) == 1
+    other = [(400, 300, 60, 40), (420, 300, 60, 40), (440, 300, 60, 40)]
+    two = [[box, beside] for (box,), beside in zip(frames, other, strict=True)]
+    assert photo_tracks(two, relink=True) == 3
 
 
 def test_photo_localisers_ask_for_the_photo_linking_rules() -> None:
