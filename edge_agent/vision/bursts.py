@@ -27,10 +27,11 @@ A still night view under the IR lamp differs by a grey level or two, where a dar
 13 levels off its ground is something; leaves in sun and wind differ by several, where it
 is not. The empty view, another moment's light, is compared at ``motion.threshold``.
 
-In a burst of several photos a candidate must be seen in two of them (near each other):
-a one-off flicker is not an animal. A single photo with no empty view of its camera has
-nothing to be compared with: it is located as ``unprocessed`` (``NO_REFERENCE``), which
-the report says, rather than as a photo with nothing in it. Photos in which nothing was
+In a burst of several photos a candidate must be seen in two of them, near each other in
+place and at most two photos apart: a one-off flicker is not an animal. A single photo
+with no empty view of its camera has nothing to be compared with: it is located as
+``unprocessed`` (``NO_REFERENCE``), which the report says, rather than as a photo with
+nothing in it. Photos in which nothing was
 found become empty views of their camera.
 
 **Memory.** A burst holds its photos decoded only up to ``KEEP_BYTES`` (a few photos);
@@ -349,12 +350,23 @@ def burst_noise(smalls: Sequence[np.ndarray], median: np.ndarray) -> float:
 # this many box sizes: an animal walks about its length a second, photos are a second or
 # two apart; a flicker of leaves in one photo has nothing near it in the others.
 CORROBORATING_SIZES = 3.0
+# ... and that photo at most this many photos before or after it (one the gate missed the
+# animal in may lie between). Near in place but far in time is where the animal was, not
+# where it is: on field-train's real bursts the flickers that had only such a partner were
+# half the empty triggers counted and several second tracks beside an animal.
+CORROBORATING_PHOTOS = 2
 
 
 def _corroborated(found: list[list[Candidate]]) -> list[list[Candidate]]:
-    """Per photo, the candidates that another photo of the burst has one near."""
+    """Per photo, the candidates that a photo of the burst at most ``CORROBORATING_PHOTOS``
+    away has one near."""
     kept = []
     for i, candidates in enumerate(found):
-        others = [c.box for j, cs in enumerate(found) if j != i for c in cs]
+        others = [
+            c.box
+            for j, cs in enumerate(found)
+            if j != i and abs(j - i) <= CORROBORATING_PHOTOS
+            for c in cs
+        ]
         kept.append([c for c in candidates if near_any(c.box, others, CORROBORATING_SIZES)])
     return kept

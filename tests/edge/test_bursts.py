@@ -17,8 +17,8 @@ from edge_agent.config import Settings
 from edge_agent.counting.pipeline import Pipeline
 from edge_agent.demo import scenes
 from edge_agent.demo.writers import exif_app1, jpeg_with_exif
-from edge_agent.vision.bursts import burst_noise
-from edge_agent.vision.candidates import NO_REFERENCE
+from edge_agent.vision.bursts import CORROBORATING_PHOTOS, _corroborated, burst_noise
+from edge_agent.vision.candidates import NO_REFERENCE, Candidate
 from tests.helpers.media import query, run_trapcount, tiny_model_dir
 
 START = datetime(2024, 6, 1, 21, 0, tzinfo=UTC)
@@ -342,3 +342,41 @@ def test_an_animal_that_shrinks_between_two_photos_stays_one_track(tmp_path):
     assert [sum(e.counts.values()) for e in events] == [1]
     (track,) = events[0].tracks
     assert track.seen_frames == [0, 1, 2, 3, 4]
+
+
+def test_a_flicker_where_the_animal_was_photos_before_is_not_a_second_animal(tmp_path):
+    """An animal crosses six photos; in the last one a patch of light flashes where it
+    walked in the first: near a candidate in place, but four photos and more away in time.
+    It is not corroborated (a partner must be at most two photos away), so it is not a
+    second animal seen beside the first."""
+    rng = np.random.default_rng(4)
+    height, width = 480, 640
+    yy, xx = np.mgrid[0:height, 0:width]
+    ground = (90 + 30 * np.sin(xx / 37.0) * np.cos(yy / 23.0)).astype(np.float32)
+    photos = []
+    for i in range(6):
+        frame = ground + rng.normal(0, 1.5, ground.shape)
+        body = np.zeros_like(frame)
+        cv2.ellipse(body, (100 + 80 * i, 300), (30, 20), 0, 0, 360, 1, -1)
+        if i == 5:
+            cv2.circle(body, (110, 300), 18, 1, -1)
+        frame += 70 * body
+        grey_frame = np.clip(frame, 0, 255).astype(np.uint8)
+        photos.append((float(i), np.dstack([grey_frame] * 3)))
+    counts, _ = counts_of(write_photos(tmp_path / "card", photos))
+    assert counts == [1]
+
+
+def test_a_candidate_is_corroborated_only_by_a_photo_near_in_time() -> None:
+    """``_corroborated``: a box has a partner near it in place in a photo at most
+    ``CORROBORATING_PHOTOS`` away; the same partner farther away in time does not count."""
+
+    def found(*boxes: tuple[int, int, int, int] | None) -> list[list[Candidate]]:
+        return [[Candidate(box, "burst")] if box else [] for box in boxes]
+
+    box = (100, 100, 40, 30)
+    near_in_time = found(box, None, (110, 100, 40, 30))
+    assert [len(c) for c in _corroborated(near_in_time)] == [1, 0, 1]
+    gap = [None] * CORROBORATING_PHOTOS
+    far_in_time = found(box, *gap, (110, 100, 40, 30))
+    assert all(not c for c in _corroborated(far_in_time))
