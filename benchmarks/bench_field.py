@@ -30,8 +30,14 @@ its README; skipped with a message when absent), with a model folder (default th
    labels counted here are not a measurement; localising and counting are, as nothing in
    the localiser was fitted to these frames.
 
+   With ``--cameras`` also **by camera**: the sequences of each location with two or more
+   (14 cameras, 41 sequences) fed as a trap sees them, one folder with an hour between
+   sequences, so that the background bank learns each camera's empty views from its
+   other triggers; each sequence's count against the same sequence alone.
+
     .venv/bin/python benchmarks/bench_field.py
     .venv/bin/python benchmarks/bench_field.py --skip-pipeline --bursts
+    .venv/bin/python benchmarks/bench_field.py --skip-pipeline --bursts --cameras
     .venv/bin/python benchmarks/bench_field.py --model runs/field/export
     .venv/bin/python benchmarks/bench_field.py --skip-pipeline --bursts --config my.toml
 
@@ -338,6 +344,66 @@ def run_bursts(field_train: Path, settings: Settings, classifier: Classifier) ->
         print(f"counted {name} (sequence, light, truth: counted): {'; '.join(listed) or 'none'}")
 
 
+def burst_total(field_train: Path, bursts: list[Burst], settings, classifier) -> dict[str, int]:
+    """{sequence: the count (MaxN summed over labels)} for ``bursts`` fed in this order as
+    one folder of one camera: frames one second apart, sequences an hour apart."""
+    owner: dict[str, str] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, burst in enumerate(bursts):
+            for i, image in enumerate(burst.images):
+                name = f"{k:03d}_{i:03d}.jpg"
+                shutil.copy(field_train / image["file_name"], Path(tmp) / name)
+                os.utime(Path(tmp) / name, (START + 3600 * k + i,) * 2)
+                owner[name] = burst.name
+        result, _ = counted(Path(tmp), settings, classifier)
+    totals = dict.fromkeys((b.name for b in bursts), 0)
+    for name, labels in result.items():
+        totals[owner[name]] += sum(labels.values())
+    return totals
+
+
+def run_camera_bursts(field_train: Path, settings: Settings, classifier: Classifier) -> None:
+    """The sequences of each camera (``location``) with two or more, fed as a trap sees
+    them: one folder, an hour between sequences, so that the background bank learns the
+    camera's empty views from its other triggers; against each sequence alone."""
+    coco = json.loads((field_train / "cct.json").read_text(encoding="utf-8"))
+    location = {im["seq_id"]: im.get("location") for im in coco["images"] if im.get("seq_id")}
+    cameras: dict[str, list[Burst]] = defaultdict(list)
+    for burst in bursts_of(coco):
+        if "/" not in burst.name and location.get(burst.name):
+            cameras[location[burst.name]].append(burst)
+    rows = []
+    for camera, bursts in sorted(cameras.items()):
+        if len(bursts) < 2:
+            continue
+        together = burst_total(field_train, bursts, settings, classifier)
+        for burst in bursts:
+            alone = burst_total(field_train, [burst], settings, classifier)[burst.name]
+            rows.append((camera, burst.name, burst.most, alone, together[burst.name]))
+    print(
+        f"\n## Real bursts by camera: {len(rows)} sequences of "
+        f"{len({r[0] for r in rows})} cameras with two or more, alone and as one camera's folder\n"
+    )
+    table = []
+    for name, column in (("alone", 3), ("camera", 4)):
+        animal = [r for r in rows if r[2]]
+        found = [r for r in animal if r[column]]
+        table.append(
+            [
+                name,
+                f"{len(found)}/{len(animal)}",
+                f"{sum(1 for r in rows if not r[2] and r[column])}/{len(rows) - len(animal)}",
+                f"{sum(1 for r in found if r[column] == r[2])}/{len(found)}",
+                sum(1 for r in found if r[column] > r[2]),
+                sum(1 for r in found if r[column] < r[2]),
+            ]
+        )
+    columns = ["fed", "animal found", "empty counted", "count exact/found", "over", "under"]
+    print(format_table(columns, table))
+    changed = [f"{r[1]} truth {r[2]}: {r[3]} -> {r[4]}" for r in rows if r[3] != r[4]]
+    print(f"\nchanged (alone -> camera): {'; '.join(changed) or 'none'}")
+
+
 # -- 3. crops ---------------------------------------------------------------------------
 
 
@@ -465,6 +531,11 @@ def main() -> None:
     parser.add_argument(
         "--bursts", action="store_true", help="also field-train's real bursts (development)"
     )
+    parser.add_argument(
+        "--cameras",
+        action="store_true",
+        help="with --bursts: also each camera's sequences as one folder (the background bank)",
+    )
     parser.add_argument("--field-train", type=Path, default=FIELD_TRAIN)
     parser.add_argument(
         "--config", type=Path, default=None, help="a trapcount TOML config (default: defaults)"
@@ -492,6 +563,8 @@ def main() -> None:
         if args.bursts:
             if (args.field_train / "cct.json").exists():
                 run_bursts(args.field_train, settings, classifier)
+                if args.cameras:
+                    run_camera_bursts(args.field_train, settings, classifier)
             else:
                 print(f"\nreal bursts skipped: no {args.field_train / 'cct.json'}")
 

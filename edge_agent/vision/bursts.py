@@ -18,7 +18,10 @@ references:
   under the same light in which nothing was found before): this finds an animal that
   stands still in every photo of the burst, which the median swallows. What it finds
   where the empty view has the outline instead of the photo is a ghost (the bank's view
-  had something that has left) and is dropped.
+  had something that has left) and is dropped. It is asked only when the median found
+  nothing in the burst (or for a single photo): taken at another hour, it differs by
+  shadows and sun too, which beside an animal the median found made a second one. So a
+  still animal beside a moving one is not found by it.
 
 Against the median, a pixel differs when it differs by more than the burst's own level:
 five times its noise (``burst_noise``: how much its photos differ from the median over most
@@ -200,17 +203,36 @@ class BurstLocaliser:
         # their text changes from photo to photo and is no animal.
         bars = (max(p.bars[0] for p in photos), max(p.bars[1] for p in photos))
         level = self._burst_level(photos, median, bars) if len(photos) > 1 else None
-        looked = [
-            self._candidates(photo, median if len(photos) > 1 else None, reference, bars, level)
-            for photo in photos
-        ]
-        found = _without_ghosts(looked)
-        if len(photos) > 1:
-            found = _corroborated(found)
+        found = self._find(photos, median if len(photos) > 1 else None, reference, bars, level)
         for small, candidates in zip(smalls, found, strict=True):
             if not candidates:
                 self.bank.add(small, light)
         return self._located(photos, found)
+
+    def _find(
+        self,
+        photos: list[_Photo],
+        median: np.ndarray | None,
+        reference: np.ndarray | None,
+        bars: tuple[int, int],
+        level: float | None,
+    ) -> list[list[Candidate]]:
+        """Per photo, the candidates found against the burst's ``median`` (None: a single
+        photo) and the camera's empty view ``reference``, ghosts dropped and, in a burst,
+        corroborated. The empty view is asked only when the median found nothing in the
+        whole burst: it is there for the animal the median swallows (still in every photo);
+        taken hours before, it also differs by shadows, sun and grown leaves, which beside an
+        animal the median found counted a second one (``docs/benchmarks.md``, "Real bursts
+        by camera")."""
+        if median is not None and reference is not None:
+            found = self._find(photos, median, None, bars, level)
+            if any(found):
+                return found
+        looked = [self._candidates(photo, median, reference, bars, level) for photo in photos]
+        found = _without_ghosts(looked)
+        if len(photos) > 1:
+            found = _corroborated(found)
+        return found
 
     def _located(
         self, photos: list[_Photo], found: list[list[Candidate]], unprocessed: str | None = None

@@ -380,3 +380,32 @@ def test_a_candidate_is_corroborated_only_by_a_photo_near_in_time() -> None:
     gap = [None] * CORROBORATING_PHOTOS
     far_in_time = found(box, *gap, (110, 100, 40, 30))
     assert all(not c for c in _corroborated(far_in_time))
+
+
+def test_sun_on_the_ground_since_the_empty_view_is_not_a_second_animal(tmp_path):
+    """An empty trigger in the morning gave the camera's empty view; at noon a patch of
+    sun lies on the ground through a whole burst in which a deer walks past. Against the
+    empty view the sun patch differs in every photo; the burst's median finds the deer, so
+    the empty view is not asked, and the sun is not a second animal. (Without an animal
+    found by the median, the empty view is what finds one standing still: the test above.)"""
+    rng = np.random.default_rng(6)
+    height, width = 480, 640
+    yy, xx = np.mgrid[0:height, 0:width]
+    ground = (90 + 30 * np.sin(xx / 37.0) * np.cos(yy / 23.0)).astype(np.float32)
+
+    def photo(deer_x: int | None, sun: bool) -> np.ndarray:
+        frame = ground + rng.normal(0, 1.5, ground.shape)
+        body = np.zeros_like(frame)
+        if deer_x is not None:
+            cv2.ellipse(body, (deer_x, 330), (60, 40), 0, 0, 360, 1, -1)
+        frame += 70 * body
+        if sun:
+            frame[60:200, 380:560] += 50
+        grey_frame = np.clip(frame, 0, 255).astype(np.uint8)
+        return np.dstack([grey_frame] * 3)
+
+    photos = [(float(i), photo(None, sun=False)) for i in range(5)]
+    photos += [(3600.0 + i, photo(100 + 100 * i, sun=True)) for i in range(5)]
+    counts, pipeline = counts_of(write_photos(tmp_path / "card", photos))
+    assert counts == [1]
+    assert pipeline.unprocessed == []
