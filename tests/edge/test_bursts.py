@@ -409,3 +409,26 @@ def test_sun_on_the_ground_since_the_empty_view_is_not_a_second_animal(tmp_path)
     counts, pipeline = counts_of(write_photos(tmp_path / "card", photos))
     assert counts == [1]
     assert pipeline.unprocessed == []
+
+
+def test_a_perfectly_still_animal_after_landing_counts_one(tmp_path):
+    """The heron case without the generator's sprite animation (whose moving legs leave a
+    little change in every photo): a flat bird lands over the first two photos of ten, then
+    stands in the next eight without a pixel changing. The median holds it where it
+    stands; the first two photos show it arriving, each the other's partner."""
+    rng = np.random.default_rng(7)
+    height, width = 480, 640
+    yy, xx = np.mgrid[0:height, 0:width]
+    ground = (90 + 30 * np.sin(xx / 37.0) * np.cos(yy / 23.0)).astype(np.float32)
+    standing = (400, 300)
+    places = [(150, 150), (330, 250)] + [standing] * 8
+    photos = []
+    for i, centre in enumerate(places):
+        frame = ground + rng.normal(0, 1.5, ground.shape)
+        body = np.zeros_like(frame)
+        cv2.ellipse(body, centre, (30, 45), 0, 0, 360, 1, -1)
+        frame += 70 * body
+        grey_frame = np.clip(frame, 0, 255).astype(np.uint8)
+        photos.append((float(i), np.dstack([grey_frame] * 3)))
+    counts, _ = counts_of(write_photos(tmp_path / "card", photos))
+    assert counts == [1]
