@@ -257,28 +257,48 @@ def test_an_animal_crossing_a_strongly_textured_view_is_no_ghost(tmp_path):
     assert counts == [1]
 
 
-def faint_burst(seed: int, *, animal: bool, flicker: float = 0.0) -> list[tuple[float, np.ndarray]]:
-    """Six grey photos of smooth ground with sensor noise; ``animal``: a flat animal only 13
-    grey levels brighter than the ground walks across the first four (a dark deer on dark
-    ground under the IR lamp); ``flicker``: blotches of light of about this many grey
-    levels that change from photo to photo (leaves in sun and wind, haze)."""
+Ellipse = tuple[tuple[int, int], tuple[int, int]]  # centre, half-axes (pixels)
+
+
+def smooth_ground_burst(
+    seed: int,
+    animals: list[list[Ellipse]],
+    *,
+    brightness: float = 70.0,
+    flicker: float = 0.0,
+    sun: tuple[slice, slice] | None = None,
+) -> list[tuple[float, np.ndarray]]:
+    """Grey 640x480 photos a second apart of smooth ground with sensor noise; in photo
+    ``i``, flat animals ``brightness`` grey levels brighter than the ground at
+    ``animals[i]``. ``flicker``: blotches of light of about this many grey levels that
+    change from photo to photo (leaves in sun and wind, haze); ``sun``: rows and columns
+    50 levels brighter in every photo."""
     rng = np.random.default_rng(seed)
     height, width = 480, 640
     yy, xx = np.mgrid[0:height, 0:width]
     ground = (90 + 30 * np.sin(xx / 37.0) * np.cos(yy / 23.0)).astype(np.float32)
     photos = []
-    for i in range(6):
+    for i, ellipses in enumerate(animals):
         frame = ground + rng.normal(0, 1.5, ground.shape)
         if flicker:
             blotches = rng.normal(0, flicker, (height // 24 + 1, width // 24 + 1))
             frame += cv2.resize(blotches.astype(np.float32), (width, height), cv2.INTER_CUBIC)
-        if animal and i < 4:
-            body = np.zeros_like(frame)
-            cv2.ellipse(body, (130 + i * 120, 240), (70, 40), 0, 0, 360, 1, -1)
-            frame += 13 * body
+        body = np.zeros_like(frame)
+        for centre, axes in ellipses:
+            cv2.ellipse(body, centre, axes, 0, 0, 360, 1, -1)
+        frame += brightness * body
+        if sun is not None:
+            frame[sun] += 50
         grey_frame = np.clip(frame, 0, 255).astype(np.uint8)
         photos.append((float(i), np.dstack([grey_frame] * 3)))
     return photos
+
+
+def faint_burst(seed: int, *, animal: bool, flicker: float = 0.0) -> list[tuple[float, np.ndarray]]:
+    """Six photos; ``animal``: one only 13 grey levels brighter than the ground walks
+    across the first four (a dark deer on dark ground under the IR lamp)."""
+    walk = [[((130 + i * 120, 240), (70, 40))] if animal and i < 4 else [] for i in range(6)]
+    return smooth_ground_burst(seed, walk, brightness=13.0, flicker=flicker)
 
 
 def burst_counts(folder: Path, **motion: float) -> list[int]:
@@ -319,22 +339,9 @@ def test_an_animal_that_shrinks_between_two_photos_stays_one_track(tmp_path):
     times smaller than the track's and began a second track, which the classifier often
     labelled otherwise: one deer counted as a deer and an unknown (field-train's real
     bursts SEQ76076, SEQ76129, SEQ81565 and SEQ81952 were each counted twice so)."""
-    rng = np.random.default_rng(3)
-    height, width = 480, 640
-    yy, xx = np.mgrid[0:height, 0:width]
-    ground = (90 + 30 * np.sin(xx / 37.0) * np.cos(yy / 23.0)).astype(np.float32)
-    photos = []
-    for i in range(6):
-        frame = ground + rng.normal(0, 1.5, ground.shape)
-        body = np.zeros_like(frame)
-        if i < 3:
-            cv2.ellipse(body, (100 + 150 * i, 260), (80, 60), 0, 0, 360, 1, -1)
-        elif i < 5:
-            cv2.ellipse(body, (540 + 5 * i, 250), (24, 20), 0, 0, 360, 1, -1)
-        frame += 70 * body
-        grey_frame = np.clip(frame, 0, 255).astype(np.uint8)
-        photos.append((float(i), np.dstack([grey_frame] * 3)))
-    folder = write_photos(tmp_path / "card", photos)
+    broadside = [[((100 + 150 * i, 260), (80, 60))] for i in range(3)]
+    rump = [[((540 + 5 * i, 250), (24, 20))] for i in (3, 4)]
+    folder = write_photos(tmp_path / "card", smooth_ground_burst(3, [*broadside, *rump, []]))
     settings = Settings.model_validate({"source": {"uri": str(folder)}})
     pipeline = Pipeline(settings, None)
     with open_source(settings.source) as source:
@@ -349,21 +356,9 @@ def test_a_flicker_where_the_animal_was_photos_before_is_not_a_second_animal(tmp
     walked in the first: near a candidate in place, but four photos and more away in time.
     It is not corroborated (a partner must be at most two photos away), so it is not a
     second animal seen beside the first."""
-    rng = np.random.default_rng(4)
-    height, width = 480, 640
-    yy, xx = np.mgrid[0:height, 0:width]
-    ground = (90 + 30 * np.sin(xx / 37.0) * np.cos(yy / 23.0)).astype(np.float32)
-    photos = []
-    for i in range(6):
-        frame = ground + rng.normal(0, 1.5, ground.shape)
-        body = np.zeros_like(frame)
-        cv2.ellipse(body, (100 + 80 * i, 300), (30, 20), 0, 0, 360, 1, -1)
-        if i == 5:
-            cv2.circle(body, (110, 300), 18, 1, -1)
-        frame += 70 * body
-        grey_frame = np.clip(frame, 0, 255).astype(np.uint8)
-        photos.append((float(i), np.dstack([grey_frame] * 3)))
-    counts, _ = counts_of(write_photos(tmp_path / "card", photos))
+    walk = [[((100 + 80 * i, 300), (30, 20))] for i in range(6)]
+    walk[5].append(((110, 300), (18, 18)))
+    counts, _ = counts_of(write_photos(tmp_path / "card", smooth_ground_burst(4, walk)))
     assert counts == [1]
 
 
@@ -388,24 +383,13 @@ def test_sun_on_the_ground_since_the_empty_view_is_not_a_second_animal(tmp_path)
     empty view the sun patch differs in every photo; the burst's median finds the deer, so
     the empty view is not asked, and the sun is not a second animal. (Without an animal
     found by the median, the empty view is what finds one standing still: the test above.)"""
-    rng = np.random.default_rng(6)
-    height, width = 480, 640
-    yy, xx = np.mgrid[0:height, 0:width]
-    ground = (90 + 30 * np.sin(xx / 37.0) * np.cos(yy / 23.0)).astype(np.float32)
-
-    def photo(deer_x: int | None, sun: bool) -> np.ndarray:
-        frame = ground + rng.normal(0, 1.5, ground.shape)
-        body = np.zeros_like(frame)
-        if deer_x is not None:
-            cv2.ellipse(body, (deer_x, 330), (60, 40), 0, 0, 360, 1, -1)
-        frame += 70 * body
-        if sun:
-            frame[60:200, 380:560] += 50
-        grey_frame = np.clip(frame, 0, 255).astype(np.uint8)
-        return np.dstack([grey_frame] * 3)
-
-    photos = [(float(i), photo(None, sun=False)) for i in range(5)]
-    photos += [(3600.0 + i, photo(100 + 100 * i, sun=True)) for i in range(5)]
+    empty = smooth_ground_burst(6, [[] for _ in range(5)])
+    sunny = smooth_ground_burst(
+        6,
+        [[((100 + 100 * i, 330), (60, 40))] for i in range(5)],
+        sun=(slice(60, 200), slice(380, 560)),
+    )
+    photos = empty + [(3600.0 + t, frame) for t, frame in sunny]
     counts, pipeline = counts_of(write_photos(tmp_path / "card", photos))
     assert counts == [1]
     assert pipeline.unprocessed == []
@@ -416,19 +400,7 @@ def test_a_perfectly_still_animal_after_landing_counts_one(tmp_path):
     little change in every photo): a flat bird lands over the first two photos of ten, then
     stands in the next eight without a pixel changing. The median holds it where it
     stands; the first two photos show it arriving, each the other's partner."""
-    rng = np.random.default_rng(7)
-    height, width = 480, 640
-    yy, xx = np.mgrid[0:height, 0:width]
-    ground = (90 + 30 * np.sin(xx / 37.0) * np.cos(yy / 23.0)).astype(np.float32)
-    standing = (400, 300)
-    places = [(150, 150), (330, 250)] + [standing] * 8
-    photos = []
-    for i, centre in enumerate(places):
-        frame = ground + rng.normal(0, 1.5, ground.shape)
-        body = np.zeros_like(frame)
-        cv2.ellipse(body, centre, (30, 45), 0, 0, 360, 1, -1)
-        frame += 70 * body
-        grey_frame = np.clip(frame, 0, 255).astype(np.uint8)
-        photos.append((float(i), np.dstack([grey_frame] * 3)))
+    places = [(150, 150), (330, 250)] + [(400, 300)] * 8
+    photos = smooth_ground_burst(7, [[(centre, (30, 45))] for centre in places])
     counts, _ = counts_of(write_photos(tmp_path / "card", photos))
     assert counts == [1]
