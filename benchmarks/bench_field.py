@@ -27,8 +27,9 @@ its README; skipped with a message when absent), with a model folder (default th
    background bank), the real case of the field issue's heron. Per sequence: counted
    anything, the count (MaxN summed over labels) against the most boxes on one frame.
    field-train is training data (the shipped model was fine-tuned on its crops), so the
-   labels counted here are not a measurement; localising and counting are, as nothing in
-   the localiser was fitted to these frames.
+   labels counted here are not a measurement. Localising and counting are a development
+   figure: some of the burst localiser's defaults (the quiet-burst level, the
+   corroboration within two photos) were chosen by measuring them here.
 
    With ``--cameras`` also **by camera**: the sequences of each location with two or more
    (14 cameras, 41 sequences) fed as a trap sees them, one folder with an hour between
