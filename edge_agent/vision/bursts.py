@@ -36,11 +36,10 @@ that arrives in the first photo only and then stands without a pixel changing in
 others is not found without an empty view: its arriving photo has no partner, and the
 median holds it where it stands. Taking a ghost seen in one or two photos for a still
 animal in all the others found it, and on field-train's real bursts made 27 over-counts
-of 90, against 16: not done.) A single photo
-with no empty view of its camera has nothing to be compared with: it is located as
-``unprocessed`` (``NO_REFERENCE``), which the report says, rather than as a photo with
-nothing in it. Photos in which nothing was
-found become empty views of their camera.
+of 90, against 16: not done.) A single photo with no empty view of its camera has nothing
+to be compared with: it is located as ``unprocessed`` (``NO_REFERENCE``), which the report
+says, rather than as a photo with nothing in it. Photos in which nothing was found become
+empty views of their camera.
 
 **Memory.** A burst holds its photos decoded only up to ``KEEP_BYTES`` (a few photos);
 the others keep their small grey copy (what the burst is located with) and are read
@@ -229,15 +228,15 @@ class BurstLocaliser:
         taken hours before, it also differs by shadows, sun and grown leaves, which beside an
         animal the median found counted a second one (``docs/benchmarks.md``, "Real bursts
         by camera")."""
-        if median is not None and reference is not None:
-            found = self._find(photos, median, None, bars, level)
-            if any(found):
-                return found
-        looked = [self._candidates(photo, median, reference, bars, level) for photo in photos]
-        found = _without_ghosts(looked)
-        if len(photos) > 1:
-            found = _corroborated(found)
-        return found
+        against_median = [self._candidates(photo, median, BURST, bars, level) for photo in photos]
+        found = _kept(against_median)
+        if reference is None or (median is not None and any(found)):
+            return found
+        looked = [
+            self._candidates(photo, reference, BANK, bars, level, earlier)
+            for photo, earlier in zip(photos, against_median, strict=True)
+        ]
+        return _kept(looked)
 
     def _located(
         self, photos: list[_Photo], found: list[list[Candidate]], unprocessed: str | None = None
@@ -281,35 +280,36 @@ class BurstLocaliser:
     def _candidates(
         self,
         photo: _Photo,
-        median: np.ndarray | None,
-        reference: np.ndarray | None,
+        background: np.ndarray | None,
+        source: str,
         bars: tuple[int, int] = (0, 0),
         level: float | None = None,
+        earlier: Sequence[tuple[Candidate, bool]] = (),
     ) -> list[tuple[Candidate, bool]]:
-        """What differs from the two references in ``photo``: (candidate, whether its
-        outline is the background's, a possible ghost; ``_without_ghosts`` decides).
+        """``earlier`` and what differs from ``background`` (the burst's median,
+        ``BURST``, or the camera's empty view, ``BANK``) in ``photo``: (candidate, whether
+        its outline is the background's, a possible ghost; ``_without_ghosts`` decides).
         ``level``: the difference level against the median (``_burst_level``); the empty
         view, another moment's light, is compared at the settings' ``threshold``."""
-        found: list[tuple[Candidate, bool]] = []
+        found = list(earlier)
+        if background is None:
+            return found
         # The gate reads only the photo's shape from it (its pixels may be on disk).
         shape_of = np.broadcast_to(np.zeros((), np.uint8), photo.shape)
-        for background, source in ((median, BURST), (reference, BANK)):
-            if background is None:
+        small = blank_bars(photo.small, background, bars, photo.shape[0])
+        threshold = level if source == BURST else None
+        for box in self.gate.boxes_against(shape_of, background, small, threshold):
+            if is_band(box, photo.shape[1]):
+                continue  # a band of light across the frame, or the data bar
+            # The outline is the background's: what stands there in the other
+            # photos (or stood there in the empty view) may not be in this one.
+            ghostly = self.gate.is_ghost(box, background=background)
+            same = [i for i, (other, _) in enumerate(found) if overlap_of(box, other.box) > 0.5]
+            if same:  # found against the other reference too: keep the surer one
+                if not ghostly and all(found[i][1] for i in same):
+                    found[same[0]] = (Candidate(box, source), False)
                 continue
-            small = blank_bars(photo.small, background, bars, photo.shape[0])
-            threshold = level if source == BURST else None
-            for box in self.gate.boxes_against(shape_of, background, small, threshold):
-                if is_band(box, photo.shape[1]):
-                    continue  # a band of light across the frame, or the data bar
-                # The outline is the background's: what stands there in the other
-                # photos (or stood there in the empty view) may not be in this one.
-                ghostly = self.gate.is_ghost(box, background=background)
-                same = [i for i, (other, _) in enumerate(found) if overlap_of(box, other.box) > 0.5]
-                if same:  # found against the other reference too: keep the surer one
-                    if not ghostly and all(found[i][1] for i in same):
-                        found[same[0]] = (Candidate(box, source), False)
-                    continue
-                found.append((Candidate(box, source), ghostly))
+            found.append((Candidate(box, source), ghostly))
         return found
 
     def track_rules(self, tracking: TrackingSettings) -> tuple[TrackingSettings, float]:
@@ -351,6 +351,12 @@ def _without_ghosts(looked: list[list[tuple[Candidate, bool]]]) -> list[list[Can
         [c for c, ghostly in candidates if not ghostly or (burst and len(candidates) == 1)]
         for candidates in looked
     ]
+
+
+def _kept(looked: list[list[tuple[Candidate, bool]]]) -> list[list[Candidate]]:
+    """Per photo, the candidates that are no ghost and, in a burst, corroborated."""
+    found = _without_ghosts(looked)
+    return _corroborated(found) if len(looked) > 1 else found
 
 
 # A burst's difference level is this many times its noise (``burst_noise``), within the
