@@ -283,15 +283,27 @@ def bursts_of(coco: dict[str, Any], min_frames: int = 3) -> list[Burst]:
     return bursts
 
 
-def run_bursts(field_train: Path, settings: Settings, classifier: Classifier) -> None:
+def write_bursts(folder: Path, field_train: Path, bursts: list[Burst]) -> dict[str, str]:
+    """``bursts``' frames copied into ``folder`` as one camera's card, with file times
+    (the frames carry no EXIF) one second apart within a burst and an hour between bursts;
+    returns {file name: its burst's name}."""
+    owner: dict[str, str] = {}
+    for k, burst in enumerate(bursts):
+        for i, image in enumerate(burst.images):
+            name = f"{k:03d}_{i:03d}.jpg"
+            shutil.copy(field_train / image["file_name"], folder / name)
+            os.utime(folder / name, (START + 3600 * k + i,) * 2)
+            owner[name] = burst.name
+    return owner
+
+
+def run_bursts(field_train: Path, settings: Settings, classifier: Classifier) -> dict[str, int]:
+    """Each burst alone; prints the figures and returns {burst: its count}."""
     coco = json.loads((field_train / "cct.json").read_text(encoding="utf-8"))
     rows = []
     for burst in bursts_of(coco):
         with tempfile.TemporaryDirectory() as tmp:
-            for i, image in enumerate(burst.images):
-                target = Path(tmp) / f"{i:03d}.jpg"
-                shutil.copy(field_train / image["file_name"], target)
-                os.utime(target, (START + i, START + i))
+            write_bursts(Path(tmp), field_train, [burst])
             result, unprocessed = counted(Path(tmp), settings, classifier)
         labels: Counter = Counter()
         for per_photo in result.values():
@@ -343,19 +355,14 @@ def run_bursts(field_train: Path, settings: Settings, classifier: Classifier) ->
     for name, wrong in (("over", lambda r: r[4] > r[3]), ("under", lambda r: 0 < r[4] < r[3])):
         listed = [f"{r[0]} {r[1]} {r[3]}: {dict(r[6])}" for r in rows if r[3] and wrong(r)]
         print(f"counted {name} (sequence, light, truth: counted): {'; '.join(listed) or 'none'}")
+    return {r[0]: r[4] for r in rows}
 
 
 def burst_total(field_train: Path, bursts: list[Burst], settings, classifier) -> dict[str, int]:
     """{sequence: the count (MaxN summed over labels)} for ``bursts`` fed in this order as
-    one folder of one camera: frames one second apart, sequences an hour apart."""
-    owner: dict[str, str] = {}
+    one folder of one camera (``write_bursts``)."""
     with tempfile.TemporaryDirectory() as tmp:
-        for k, burst in enumerate(bursts):
-            for i, image in enumerate(burst.images):
-                name = f"{k:03d}_{i:03d}.jpg"
-                shutil.copy(field_train / image["file_name"], Path(tmp) / name)
-                os.utime(Path(tmp) / name, (START + 3600 * k + i,) * 2)
-                owner[name] = burst.name
+        owner = write_bursts(Path(tmp), field_train, bursts)
         result, _ = counted(Path(tmp), settings, classifier)
     totals = dict.fromkeys((b.name for b in bursts), 0)
     for name, labels in result.items():
@@ -363,10 +370,13 @@ def burst_total(field_train: Path, bursts: list[Burst], settings, classifier) ->
     return totals
 
 
-def run_camera_bursts(field_train: Path, settings: Settings, classifier: Classifier) -> None:
+def run_camera_bursts(
+    field_train: Path, settings: Settings, classifier: Classifier, alone: dict[str, int]
+) -> None:
     """The sequences of each camera (``location``) with two or more, fed as a trap sees
     them: one folder, an hour between sequences, so that the background bank learns the
-    camera's empty views from its other triggers; against each sequence alone."""
+    camera's empty views from its other triggers; against each sequence alone (``alone``,
+    from ``run_bursts``)."""
     coco = json.loads((field_train / "cct.json").read_text(encoding="utf-8"))
     location = {im["seq_id"]: im.get("location") for im in coco["images"] if im.get("seq_id")}
     cameras: dict[str, list[Burst]] = defaultdict(list)
@@ -379,8 +389,7 @@ def run_camera_bursts(field_train: Path, settings: Settings, classifier: Classif
             continue
         together = burst_total(field_train, bursts, settings, classifier)
         for burst in bursts:
-            alone = burst_total(field_train, [burst], settings, classifier)[burst.name]
-            rows.append((camera, burst.name, burst.most, alone, together[burst.name]))
+            rows.append((camera, burst.name, burst.most, alone[burst.name], together[burst.name]))
     print(
         f"\n## Real bursts by camera: {len(rows)} sequences of "
         f"{len({r[0] for r in rows})} cameras with two or more, alone and as one camera's folder\n"
@@ -563,9 +572,9 @@ def main() -> None:
         run_crops(args.field, truth, classifier)
         if args.bursts:
             if (args.field_train / "cct.json").exists():
-                run_bursts(args.field_train, settings, classifier)
+                alone = run_bursts(args.field_train, settings, classifier)
                 if args.cameras:
-                    run_camera_bursts(args.field_train, settings, classifier)
+                    run_camera_bursts(args.field_train, settings, classifier, alone)
             else:
                 print(f"\nreal bursts skipped: no {args.field_train / 'cct.json'}")
 
