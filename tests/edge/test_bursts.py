@@ -59,9 +59,10 @@ def with_sky(frame: np.ndarray) -> np.ndarray:
     return out
 
 
-def counts_of(folder: Path) -> tuple[list[int], Pipeline]:
-    """MaxN per event, in motion-only mode, of the image folder."""
-    settings = Settings.model_validate({"source": {"uri": str(folder)}})
+def counts_of(folder: Path, **motion: float) -> tuple[list[int], Pipeline]:
+    """MaxN per event, in motion-only mode, of the image folder; ``motion``: settings of
+    the ``[motion]`` section other than the defaults."""
+    settings = Settings.model_validate({"source": {"uri": str(folder)}, "motion": motion})
     pipeline = Pipeline(settings, None)
     with open_source(settings.source) as source:
         events = list(pipeline.run(source))
@@ -301,29 +302,22 @@ def faint_burst(seed: int, *, animal: bool, flicker: float = 0.0) -> list[tuple[
     return smooth_ground_burst(seed, walk, brightness=13.0, flicker=flicker)
 
 
-def burst_counts(folder: Path, **motion: float) -> list[int]:
-    settings = Settings.model_validate({"source": {"uri": str(folder)}, "motion": motion})
-    pipeline = Pipeline(settings, None)
-    with open_source(settings.source) as source:
-        return [sum(e.counts.values()) for e in pipeline.run(source)]
-
-
 def test_a_faint_animal_in_a_quiet_burst_is_found_below_the_video_level(tmp_path):
     """The burst's own noise sets its difference level: a still night view differs from
     its median by a grey level or two, so a difference of 13 there is something, though
     under ``threshold`` (16, video's level). One level for all (quiet = threshold) misses it."""
     folder = write_photos(tmp_path / "card", faint_burst(1, animal=True))
-    assert burst_counts(folder) == [1]
-    assert burst_counts(folder, quiet_burst_threshold=16) == []
+    assert counts_of(folder)[0] == [1]
+    assert counts_of(folder, quiet_burst_threshold=16)[0] == []
 
 
 def test_a_noisy_empty_burst_is_compared_at_the_full_level(tmp_path):
     """Flickering light makes the burst's noise high: its level stays at ``threshold`` and
     nothing counts, where the quiet level for every burst would count the blotches."""
     noisy = faint_burst(2, animal=False, flicker=7.0)
-    assert burst_counts(write_photos(tmp_path / "card", noisy)) == []
+    assert counts_of(write_photos(tmp_path / "card", noisy))[0] == []
     flat = {"threshold": 10, "quiet_burst_threshold": 10}
-    assert burst_counts(tmp_path / "card", **flat) != []
+    assert counts_of(tmp_path / "card", **flat)[0] != []
     # What tells them apart: the noise of the two bursts, at motion resolution.
     smalls = {}
     for name, photos in (("quiet", faint_burst(1, animal=False)), ("noisy", noisy)):
