@@ -100,9 +100,9 @@ def light(image: Any) -> str:
 # -- 1. photos through the pipeline ----------------------------------------------------
 
 
-def counted(folder: Path, settings: Settings, classifier: Classifier) -> tuple[dict, int]:
+def counted(folder: Path, settings: Settings, classifier: Classifier) -> tuple[dict, set[str]]:
     """{file name: Counter(label: MaxN summed over its events)} for a folder run through
-    the pipeline, and how many photos were unprocessed."""
+    the pipeline, and the names of the photos that were unprocessed."""
     settings = settings.model_copy(
         update={"source": settings.source.model_copy(update={"uri": str(folder)})}
     )
@@ -116,7 +116,7 @@ def counted(folder: Path, settings: Settings, classifier: Classifier) -> tuple[d
     for event in events:
         for observation in event.observations:
             per_photo[names.get(event.start, "?")][observation.label] += observation.max_n
-    unprocessed = len(pipeline.unprocessed)
+    unprocessed = {names.get(when, "?") for when, _why in pipeline.unprocessed}
     return dict(per_photo), unprocessed
 
 
@@ -193,7 +193,7 @@ def run_photos(field: Path, truth: dict, settings: Settings, classifier: Classif
         together, together_unprocessed = counted(together_dir, settings, classifier)
     for title, results, unprocessed in (
         ("each photo alone", alone, alone_unprocessed),
-        (f"one folder ({together_unprocessed} unprocessed)", together, set()),
+        ("one folder", together, together_unprocessed),
     ):
         print(f"\n## Photos through the pipeline: {title}\n")
         rows = list(photo_rows(photos, results, unprocessed))
@@ -316,7 +316,7 @@ def run_bursts(field_train: Path, settings: Settings, classifier: Classifier) ->
                 len(burst.images),
                 burst.most,
                 sum(labels.values()),
-                unprocessed,
+                len(unprocessed),
                 labels,
             )
         )
