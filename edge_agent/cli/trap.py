@@ -140,6 +140,7 @@ def process(
     from edge_agent.store.database import Store
     from edge_agent.store.queries import summarize_rows
     from edge_agent.text import plural
+    from edge_agent.vision.candidates import NO_REFERENCE, NO_REFERENCE_HINT
 
     # A file or folder is relative to the working directory (not to the config file).
     is_path = "://" not in source and not source.isdigit()
@@ -193,6 +194,8 @@ def process(
     for reason, frames in sorted(result.unprocessed.items()):
         # Not a frame with nothing in it: a frame nothing could be looked for in.
         click.echo(f"unprocessed: {reason}: {plural(frames, 'frame')}")
+        if reason == NO_REFERENCE:
+            click.echo(NO_REFERENCE_HINT)
     if result.media_dir is not None:
         paused = ", media writes stopped: disk low" if result.media_paused else ""
         click.echo(

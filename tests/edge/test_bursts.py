@@ -180,6 +180,7 @@ def test_process_says_how_many_photos_had_no_reference_and_the_report_too(tmp_pa
     assert result.returncode == 0, result.stderr
     assert "no events" in result.stdout
     assert "unprocessed: no reference: 1 frame" in result.stdout
+    assert "--detections" in result.stdout  # what to do about it
     assert query(tmp_path / "t.sqlite", "SELECT reason FROM unprocessed") == [(NO_REFERENCE,)]
     report = run_trapcount("report", "--db", "t.sqlite", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
