@@ -442,11 +442,13 @@ def box_crops(
         for box in item["boxes"]:
             label_entry = dict(entry) if box["label"] == entry["label"] else {"label": box["label"]}
             (prediction,) = classifier.classify_crops(image, [tuple(box["box"])])
+            # A label the site cannot see (classifier.not_at_site) comes out unknown.
+            top = prediction.top_label
             crops.append(
                 BoxCrop(
                     look,
                     label_entry,
-                    prediction.top_label,
+                    UNKNOWN if top in classifier.not_at_site else top,
                     prediction.confidence,
                     bool(box.get("partial")),
                 )

@@ -49,6 +49,7 @@ def load_classifier(model_dir: Path, settings: ClassifierSettings) -> Classifier
             num_threads=settings.num_threads,
             confidence_threshold=settings.confidence_threshold,
             max_batch=settings.max_batch,
+            not_at_site=settings.not_at_site,
         )
     except OSError as exc:
         raise ModelContractError(f"cannot read model {model_dir}: {exc.strerror or exc}") from None

@@ -9,8 +9,10 @@ very class, so the accuracy in the manifest is the accuracy the Pi gets.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,8 @@ from edge_agent.manifest import (
     read_manifest,
     verify_hash,
 )
+
+log = logging.getLogger(__name__)
 
 # (module, attribute path) in order of preference.
 _BACKENDS: dict[str, tuple[str, str]] = {
@@ -138,6 +142,7 @@ class Classifier:
         confidence_threshold: float = 0.0,
         max_batch: int = 16,
         backend: str | None = None,
+        not_at_site: Collection[str] = (),
     ) -> None:
         if not 0.0 <= confidence_threshold <= 1.0:
             raise ValueError("confidence_threshold must be within [0, 1]")
@@ -159,11 +164,25 @@ class Classifier:
         self._check_against_manifest()
         self.confidence_threshold = confidence_threshold
         self.max_batch = max_batch
+        self.not_at_site = self._site_exclusions(not_at_site)
         signature = self._input.get("shape_signature", self._input["shape"])
         self._dynamic_batch = int(signature[0]) == -1
         self._batch = int(self._input["shape"][0])
         self._lock = threading.Lock()
         self._closed = False
+
+    def _site_exclusions(self, not_at_site: Collection[str]) -> frozenset[str]:
+        """The model's labels that ``classifier.not_at_site`` names; a name the model does
+        not have is said once (a typo, or a label of another model) and changes nothing."""
+        named = frozenset(not_at_site)
+        missing = sorted(named - set(self.labels))
+        if missing:
+            log.warning(
+                "classifier.not_at_site names %s, not labels of model %s: ignored",
+                ", ".join(repr(m) for m in missing),
+                self.manifest.version,
+            )
+        return named & frozenset(self.labels)
 
     # -- contract ---------------------------------------------------------------------
 
@@ -260,7 +279,13 @@ class Classifier:
             confidence = float(row[best])
             top = self.labels[best]
             # A model's "other" class is an animal of a species it does not name: unknown.
-            sure = confidence >= self.confidence_threshold and top != OTHER
+            # So is a label the site cannot see (``not_at_site``: a trap on the ground sees
+            # no airplane; on real trap crops such a name is a misread animal).
+            sure = (
+                confidence >= self.confidence_threshold
+                and top != OTHER
+                and top not in self.not_at_site
+            )
             label = top if sure else UNKNOWN
             results.append(Prediction(label=label, confidence=confidence, top_label=top))
         return results

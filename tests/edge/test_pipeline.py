@@ -16,6 +16,7 @@ from edge_agent.config import Settings
 from edge_agent.counting.events import ClosedEvent
 from edge_agent.counting.pipeline import Pipeline
 from edge_agent.demo import scenes, writers
+from edge_agent.demo.writers import write_sprite_dataset
 from edge_agent.vision.bursts import BurstLocaliser
 from edge_agent.vision.classifier import Classifier
 
@@ -367,3 +368,37 @@ def test_a_models_other_class_is_counted_as_unknown(tmp_path: Path, sprite_model
         events, _ = process(truth.path, settings, classifier)
     assert [e.counts for e in named] == [{"fox": 1}, {"deer": 1}]
     assert [e.counts for e in events] == [{"unknown": 1}, {"deer": 1}]
+
+
+def test_a_label_the_site_cannot_see_is_unknown(tmp_path: Path, sprite_model: Path, caplog) -> None:
+    """``classifier.not_at_site``: a crop whose best label is one the site cannot see comes
+    out ``unknown`` with its confidence and best label kept; other labels are untouched, and
+    a name the model lacks changes nothing but is said."""
+    import logging
+
+    import cv2
+
+    from edge_agent.config import ClassifierSettings
+    from edge_agent.service.model import load_classifier
+
+    write_sprite_dataset(tmp_path / "crops", per_class=12, size=32, seed=5)
+    crops = {
+        label: np.stack(
+            [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in sorted(d.glob("*.png"))]
+        )
+        for label, d in ((d.name, d) for d in sorted((tmp_path / "crops").iterdir()))
+    }
+    with Classifier(sprite_model, confidence_threshold=0.0) as plain:
+        seen = {label: plain.classify(images) for label, images in crops.items()}
+    deer_named = sum(p.label == "deer" for p in seen["deer"])
+    assert deer_named >= 6  # the tiny model names most deer crops deer
+    settings = ClassifierSettings(confidence_threshold=0.0, not_at_site=["deer", "zebra"])
+    with caplog.at_level(logging.WARNING), load_classifier(sprite_model, settings) as site:
+        assert site.not_at_site == {"deer"}
+        for label, images in crops.items():
+            for before, after in zip(seen[label], site.classify(images), strict=True):
+                assert after.confidence == before.confidence
+                assert after.top_label == before.top_label
+                expected = "unknown" if before.label == "deer" else before.label
+                assert after.label == expected
+    assert any("'zebra'" in r.getMessage() for r in caplog.records)
