@@ -23,6 +23,13 @@ from edge_agent.cli.app import (
 )
 from edge_agent.config import load_config
 
+# Under "unprocessed: no reference": what a user can do about it.
+NO_REFERENCE_HINT = (
+    "  (a lone photo of a camera seen for the first time has no empty view to compare with: "
+    "process the camera's whole card, bursts and empty triggers together, or count "
+    "MegaDetector's boxes with --detections)"
+)
+
 
 def _stop_on_signals(stop: threading.Event) -> None:
     """SIGTERM, SIGINT and SIGHUP end ``process`` as its input would: open events written."""
@@ -140,7 +147,7 @@ def process(
     from edge_agent.store.database import Store
     from edge_agent.store.queries import summarize_rows
     from edge_agent.text import plural
-    from edge_agent.vision.candidates import NO_REFERENCE, NO_REFERENCE_HINT
+    from edge_agent.vision.candidates import NO_REFERENCE
 
     # A file or folder is relative to the working directory (not to the config file).
     is_path = "://" not in source and not source.isdigit()

@@ -26,12 +26,6 @@ from edge_agent.vision.geometry import Box
 
 # A photo with nothing to compare it with: a single photo of a camera with no empty view.
 NO_REFERENCE = "no reference"
-# What a user can do about it (``trapcount process`` prints it under the count).
-NO_REFERENCE_HINT = (
-    "  (a lone photo of a camera seen for the first time has no empty view to compare with: "
-    "process the camera's whole card, bursts and empty triggers together, or count "
-    "MegaDetector's boxes with --detections)"
-)
 
 
 @dataclass(frozen=True)
