@@ -288,6 +288,10 @@ class MotionSettings(_Section):
         return value
 
 
+# The default ``classifier.not_at_site``: CIFAR-10 labels no trap on the ground sees.
+CIFAR_NOT_AT_SITE = ("airplane", "ship")
+
+
 class ClassifierSettings(_Section):
     model_dir: str = Field(
         "",
@@ -300,7 +304,7 @@ class ClassifierSettings(_Section):
     num_threads: int = Field(1, ge=1, le=16, description="Interpreter threads.")
     max_batch: int = Field(16, ge=1, le=256, description="Crops per interpreter call.")
     not_at_site: list[str] = Field(
-        ["airplane", "ship"],
+        list(CIFAR_NOT_AT_SITE),
         description="Model labels this site cannot see: a crop whose best label is one of "
         "them is 'unknown' (a misread animal). [] = every label; add 'automobile' and "
         "'truck' where no road is in view. Names the model lacks are ignored with a warning.",

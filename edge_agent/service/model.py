@@ -4,14 +4,17 @@ tensors) or refused in one line."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import edge_agent
-from edge_agent.config import ClassifierSettings, Settings
+from edge_agent.config import CIFAR_NOT_AT_SITE, ClassifierSettings, Settings
 from edge_agent.manifest import ModelContractError, model_paths
 from edge_agent.vision.classifier import Classifier
+
+log = logging.getLogger(__name__)
 
 MODEL_ENV = "TRAPCOUNT_MODEL"
 
@@ -44,7 +47,7 @@ def resolve_model_dir(
 def load_classifier(model_dir: Path, settings: ClassifierSettings) -> Classifier:
     """Build a classifier completely (manifest, hash, tensors) or raise ModelContractError."""
     try:
-        return Classifier(
+        classifier = Classifier(
             model_dir,
             num_threads=settings.num_threads,
             confidence_threshold=settings.confidence_threshold,
@@ -53,6 +56,17 @@ def load_classifier(model_dir: Path, settings: ClassifierSettings) -> Classifier
         )
     except OSError as exc:
         raise ModelContractError(f"cannot read model {model_dir}: {exc.strerror or exc}") from None
+    # A name the model lacks changes nothing; one other than the default's is said (a typo,
+    # or a list written for another model). The default names CIFAR-10 labels that a model
+    # retrained on a site's own frames need not have: no warning at every start for them.
+    missing = sorted(set(settings.not_at_site) - set(classifier.labels) - set(CIFAR_NOT_AT_SITE))
+    if missing:
+        log.warning(
+            "classifier.not_at_site names %s, not labels of model %s: ignored",
+            ", ".join(repr(name) for name in missing),
+            classifier.manifest.version,
+        )
+    return classifier
 
 
 def model_signature(model_dir: Path) -> tuple[Any, ...] | None:

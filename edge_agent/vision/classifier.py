@@ -9,7 +9,6 @@ very class, so the accuracy in the manifest is the accuracy the Pi gets.
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 import threading
 from collections.abc import Collection
@@ -28,8 +27,6 @@ from edge_agent.manifest import (
     read_manifest,
     verify_hash,
 )
-
-log = logging.getLogger(__name__)
 
 # (module, attribute path) in order of preference.
 _BACKENDS: dict[str, tuple[str, str]] = {
@@ -164,25 +161,14 @@ class Classifier:
         self._check_against_manifest()
         self.confidence_threshold = confidence_threshold
         self.max_batch = max_batch
-        self.not_at_site = self._site_exclusions(not_at_site)
+        # Labels the site cannot see (``classifier.not_at_site``); names this model does not
+        # have change nothing (``service.model.load_classifier`` says so when a user set them).
+        self.not_at_site = frozenset(not_at_site) & frozenset(self.labels)
         signature = self._input.get("shape_signature", self._input["shape"])
         self._dynamic_batch = int(signature[0]) == -1
         self._batch = int(self._input["shape"][0])
         self._lock = threading.Lock()
         self._closed = False
-
-    def _site_exclusions(self, not_at_site: Collection[str]) -> frozenset[str]:
-        """The model's labels that ``classifier.not_at_site`` names; a name the model does
-        not have is said once (a typo, or a label of another model) and changes nothing."""
-        named = frozenset(not_at_site)
-        missing = sorted(named - set(self.labels))
-        if missing:
-            log.warning(
-                "classifier.not_at_site names %s, not labels of model %s: ignored",
-                ", ".join(repr(m) for m in missing),
-                self.manifest.version,
-            )
-        return named & frozenset(self.labels)
 
     # -- contract ---------------------------------------------------------------------
 
