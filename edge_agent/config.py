@@ -307,7 +307,8 @@ class ClassifierSettings(_Section):
         list(CIFAR_NOT_AT_SITE),
         description="Model labels this site cannot see: a crop whose best label is one of "
         "them is 'unknown' (a misread animal). [] = every label; add 'automobile' and "
-        "'truck' where no road is in view. Names the model lacks are ignored with a warning.",
+        "'truck' where no road is in view. A name the model lacks is ignored (with a warning"
+        " unless the default names it).",
     )
 
 
