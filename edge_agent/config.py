@@ -205,8 +205,17 @@ class MotionSettings(_Section):
         description="How candidate animals are found: 'motion' (the motion gate on every frame: "
         "video, live cameras), 'bursts' (photos grouped into bursts, each its own background), "
         "'megadetector' (an image folder's boxes from the motion.detections file) or 'auto' "
-        "(megadetector when motion.detections is set, else bursts for an image folder, "
-        "motion otherwise).",
+        "(megadetector when motion.detections is set, else bursts for an image folder and "
+        "for a video file at or below motion.stills_max_fps, motion otherwise).",
+    )
+    stills_max_fps: float = Field(
+        2.0,
+        ge=0,
+        le=240,
+        description="localiser 'auto': a video file read at this frame rate or slower (a "
+        "time-lapse video, or a clip sampled at 1 fps) is located like photos, in bursts: "
+        "its frames are too far apart for the motion gate's background model and its "
+        "frame-to-frame rules; 0 = never.",
     )
     detections: str = Field(
         "",

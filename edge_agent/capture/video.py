@@ -40,6 +40,25 @@ PREFETCH = 1
 _END = object()  # the decoding thread's last item
 
 
+def is_plausible_fps(fps: float) -> bool:
+    """Whether a header's frame rate is a camera's, not a broken header's."""
+    return MIN_FPS <= fps <= 1000
+
+
+def video_rate(path: str | Path, fps: float | None = None) -> float:
+    """The rate :class:`VideoFileSource` reads ``path`` at: ``fps`` (``source.fps``) when
+    given, else the rate its header states, else ``ASSUMED_FPS`` (an unreadable file too:
+    opening the source says what is wrong with it)."""
+    if fps:
+        return float(fps)
+    capture = cv2.VideoCapture(str(path))
+    try:
+        stated = float(capture.get(cv2.CAP_PROP_FPS) or 0.0) if capture.isOpened() else 0.0
+    finally:
+        capture.release()
+    return stated if is_plausible_fps(stated) else ASSUMED_FPS
+
+
 class VideoFileSource(FrameSource):
     """A video file read to its end, stamped with media time (start + index / fps)."""
 
@@ -73,7 +92,7 @@ class VideoFileSource(FrameSource):
             self._capture = None
             raise SourceError(f"cannot decode video {self.path} (not a video, or damaged)")
         file_fps = float(self._capture.get(cv2.CAP_PROP_FPS) or 0.0)
-        plausible = MIN_FPS <= file_fps <= 1000
+        plausible = is_plausible_fps(file_fps)
         if fps is None and not plausible:
             stated = f"states {file_fps:g} fps" if file_fps > 0 else "does not state its frame rate"
             log.warning(

@@ -4,7 +4,8 @@ learn anything.
 
 Photos less than ``tracking.stills_gap_s`` apart form a burst (a change of size or of view
 starts a new one: another camera's photos are not a background; a time-lapse folder is cut
-into bursts of at most ``MAX_BURST``). A burst is
+into bursts of at most ``MAX_BURST``, a time-lapse video's frames into bursts of at most
+``MAX_KEPT_BYTES``, since they cannot be read again). A burst is
 located when it is complete (a later photo, or the end of the input), against two
 references:
 
@@ -88,6 +89,10 @@ MAX_BURST = 60
 # A burst holds its photos decoded up to this many bytes (two 1600x1200 photos); the
 # others are read again from their files when the burst is located.
 KEEP_BYTES = 16 * 2**20
+# Photos that cannot be read again (a video's frames; a folder whose reader decodes
+# differently) all stay decoded: a burst of them is located once they reach this many bytes
+# (a 1080p time-lapse video in bursts of 8 frames, 640x480 of 54), so memory stays bounded.
+MAX_KEPT_BYTES = 48 * 2**20
 # A photo that could not be read back as it was first decoded.
 READ_AGAIN_FAILED = "unreadable"
 # Consecutive photos whose views are less alike than this (bank.view_similarity) are from
@@ -146,6 +151,10 @@ class BurstLocaliser:
                 or last.shape != frame.shape
                 or len(self._burst) >= MAX_BURST
                 or view_similarity(last.small, small) < SAME_CAMERA
+                or (
+                    self._kept_bytes + frame.nbytes > MAX_KEPT_BYTES
+                    and not self._can_read_again(file, small)
+                )
             ):
                 located = self._locate_burst()
         kept: np.ndarray | None = frame

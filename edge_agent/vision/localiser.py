@@ -1,7 +1,17 @@
 """Choosing the localiser (``candidates.Localiser``) from the config, so that the pipeline
 never does: ``motion.localiser`` names it, ``auto`` takes MegaDetector's boxes when
-``motion.detections`` names a file, else the burst localiser for an image folder and the
-motion gate for everything else."""
+``motion.detections`` names a file, else the burst localiser for an image folder and for a
+video file read at ``motion.stills_max_fps`` or slower, and the motion gate for everything
+else.
+
+A video of one frame a second or slower (a time-lapse camera's, or a clip sampled at 1 fps
+as video classifiers such as zamba sample theirs) is a sequence of photos, not footage: the
+motion gate's background model learns per frame and its rules judge frame-to-frame change,
+which at seconds apart is the animal's walk, not sensor noise, and a track missed in one
+frame ends (``tracking.max_missed_s``). On field-dev's five real 1-fps clips the motion gate
+found the baboons at a waterhole in none of their frames (each milled about in its own
+footprint: no travel, never still) and the burst localiser found them (docs/benchmarks.md,
+"Time-lapse video")."""
 
 from __future__ import annotations
 
@@ -13,6 +23,7 @@ import numpy as np
 from edge_agent.capture.factory import source_kind, source_path
 from edge_agent.capture.folder import photo_reader
 from edge_agent.capture.frames import SourceError
+from edge_agent.capture.video import video_rate
 from edge_agent.config import ConfigError, Settings
 from edge_agent.vision.bank import BackgroundBank
 from edge_agent.vision.bursts import BurstLocaliser
@@ -28,7 +39,7 @@ def localiser_for(settings: Settings) -> Localiser:
         if settings.motion.detections:
             kind = "megadetector"
         else:
-            kind = "bursts" if is_still_source(settings) else "motion"
+            kind = "bursts" if is_still_source(settings) or is_time_lapse(settings) else "motion"
     if kind == "megadetector":
         return MegaDetectorLocaliser(
             megadetector_boxes(settings), settings.motion.detection_threshold
@@ -63,6 +74,19 @@ def is_still_source(settings: Settings) -> bool:
         return source_kind(settings.source, settings.base_dir) == "folder"
     except SourceError:
         return False
+
+
+def is_time_lapse(settings: Settings) -> bool:
+    """Whether ``settings.source`` is a video file read at ``motion.stills_max_fps`` or
+    slower (``capture.video.video_rate``: ``source.fps``, else its header's rate)."""
+    limit = settings.motion.stills_max_fps
+    try:
+        if limit <= 0 or source_kind(settings.source, settings.base_dir) != "video":
+            return False
+    except SourceError:
+        return False
+    path = source_path(settings.source, settings.base_dir)
+    return video_rate(path, settings.source.fps) <= limit
 
 
 def megadetector_boxes(settings: Settings) -> Detections:
