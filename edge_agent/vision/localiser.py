@@ -8,10 +8,10 @@ A video of one frame a second or slower (a time-lapse camera's, or a clip sample
 as video classifiers such as zamba sample theirs) is a sequence of photos, not footage: the
 motion gate's background model learns per frame and its rules judge frame-to-frame change,
 which at seconds apart is the animal's walk, not sensor noise, and a track missed in one
-frame ends (``tracking.max_missed_s``). On field-dev's five real 1-fps clips the motion gate
-found the baboons at a waterhole in none of their frames (each milled about in its own
-footprint: no travel, never still) and the burst localiser found them (docs/benchmarks.md,
-"Time-lapse video")."""
+frame ends (``tracking.max_missed_s``). On field-dev's real 1-fps clips the motion gate saw
+the baboons at a waterhole but counted none (each milled about in its own footprint: no
+travel, never still a second later) and the burst localiser counted them
+(docs/benchmarks.md, "The field set through the shipped model")."""
 
 from __future__ import annotations
 
