@@ -4,8 +4,8 @@ learn anything.
 
 Photos less than ``tracking.stills_gap_s`` apart form a burst (a change of size or of view
 starts a new one: another camera's photos are not a background; a time-lapse folder is cut
-into bursts of at most ``MAX_BURST``, a time-lapse video's frames into bursts of at most
-``MAX_KEPT_BYTES``, since they cannot be read again). A burst is
+into bursts of at most ``MAX_BURST``, photos that cannot be read again into bursts of at
+most ``MAX_KEPT_BYTES``). A burst is
 located when it is complete (a later photo, or the end of the input), against two
 references:
 
@@ -47,10 +47,12 @@ the others keep their small grey copy (what the burst is located with) and are r
 again from their file (``read_again``, the folder source's own decoding: the same
 pixels) one at a time as the pipeline steps through the located burst, so a long burst
 (a time-lapse folder, up to ``MAX_BURST`` photos) never holds all its photos decoded.
-The first photo read back is checked against its small copy; if it differs (the reader
-decodes differently from the source), every photo is kept instead. A photo that cannot
-be read back the same later (deleted or rewritten meanwhile) is unprocessed
-(``READ_AGAIN_FAILED``), never counted from other pixels.
+A time-lapse video's frames are all read again, by number, by a second decoder of the file
+(``capture.video.VideoFrameReader``). The first photo read back is checked against its
+small copy; if it differs (the reader decodes differently from the source), every photo is
+kept instead, in bursts of at most ``MAX_KEPT_BYTES``. A photo that cannot be read back
+the same later (deleted or rewritten meanwhile) is unprocessed (``READ_AGAIN_FAILED``),
+never counted from other pixels.
 
 The tracker links across photos with still-photo rules (``track_rules``): no travel needed
 (a heron standing in a river is an animal; the two references and the corroboration have
@@ -89,9 +91,9 @@ MAX_BURST = 60
 # A burst holds its photos decoded up to this many bytes (two 1600x1200 photos); the
 # others are read again from their files when the burst is located.
 KEEP_BYTES = 16 * 2**20
-# Photos that cannot be read again (a video's frames; a folder whose reader decodes
-# differently) all stay decoded: a burst of them is located once they reach this many bytes
-# (a 1080p time-lapse video in bursts of 8 frames, 640x480 of 54), so memory stays bounded.
+# Photos that cannot be read again (no reader, or one that decodes differently) all stay
+# decoded: a burst of them is located once they reach this many bytes (1080p frames in
+# bursts of 8, 640x480 of 54), so memory stays bounded.
 MAX_KEPT_BYTES = 48 * 2**20
 # A photo that could not be read back as it was first decoded.
 READ_AGAIN_FAILED = "unreadable"
@@ -106,9 +108,10 @@ class _Photo:
     """A photo of the burst being gathered."""
 
     timestamp: datetime
-    frame: np.ndarray | None  # None: read again from ``file`` when located
+    frame: np.ndarray | None  # None: read again (``key``) when located
     small: np.ndarray  # grey, at motion resolution
     file: str | None
+    key: str | None  # what ``read_again`` reads it by: its file, or a video frame's number
     shape: tuple[int, ...]
     light: str  # vision.illumination
     bars: tuple[int, int]  # info_bars: the camera's data bands, top and bottom rows
@@ -117,7 +120,9 @@ class _Photo:
 class BurstLocaliser:
     """Photos grouped into bursts, located against the burst and the camera's empty view;
     see the module docstring. ``read_again``: reads a photo again from its file
-    (``capture.folder.photo_reader``); without it every photo of a burst stays decoded."""
+    (``capture.folder.photo_reader``); without it every photo of a burst stays decoded.
+    ``by_frame_number``: photos without a file (a time-lapse video's frames) are read again
+    by their number in the input, ``"frame N"`` from 0 (``capture.video.VideoFrameReader``)."""
 
     relink_missed = True  # photos seconds apart: see Tracker.relink_missed
 
@@ -129,11 +134,14 @@ class BurstLocaliser:
         mask: np.ndarray | None = None,
         bank: BackgroundBank | None = None,
         read_again: Callable[[str], np.ndarray | None] | None = None,
+        by_frame_number: bool = False,
     ) -> None:
         self.gate = MotionGate(settings, mask=mask)
         self.stills_gap_s = stills_gap_s
         self.bank = bank if bank is not None else BackgroundBank()
         self.read_again = read_again
+        self.by_frame_number = by_frame_number
+        self._frames_seen = 0
         self._read_again_checked = False
         self.read_back = 0  # photos read back from their files
         self._burst: list[_Photo] = []
@@ -144,6 +152,10 @@ class BurstLocaliser:
     ) -> Iterator[Located] | list[Located]:
         located: Iterator[Located] | list[Located] = []
         small = self.gate.small_grey(frame)
+        key = file
+        if key is None and self.by_frame_number:
+            key = f"frame {self._frames_seen}"
+        self._frames_seen += 1
         if self._burst:
             last = self._burst[-1]
             if (
@@ -153,12 +165,15 @@ class BurstLocaliser:
                 or view_similarity(last.small, small) < SAME_CAMERA
                 or (
                     self._kept_bytes + frame.nbytes > MAX_KEPT_BYTES
-                    and not self._can_read_again(file, small)
+                    and not self._can_read_again(key, small)
                 )
             ):
                 located = self._locate_burst()
         kept: np.ndarray | None = frame
-        if self._kept_bytes + frame.nbytes > KEEP_BYTES and self._can_read_again(file, small):
+        # A video's frames are all read again: a decoder is already open for it, and at a
+        # frame a second or slower decoding twice costs little.
+        keep = 0 if self.by_frame_number else KEEP_BYTES
+        if self._kept_bytes + frame.nbytes > keep and self._can_read_again(key, small):
             kept = None
         else:
             self._kept_bytes += frame.nbytes
@@ -168,6 +183,7 @@ class BurstLocaliser:
                 kept,
                 small,
                 file,
+                key,
                 frame.shape,
                 illumination_of(frame),
                 info_bars(frame),
@@ -181,18 +197,18 @@ class BurstLocaliser:
         self.bank.save()
         return located
 
-    def _can_read_again(self, file: str | None, small: np.ndarray) -> bool:
+    def _can_read_again(self, key: str | None, small: np.ndarray) -> bool:
         """Whether this photo can be dropped and read again later. The first time, it is
         read again at once and compared: a reader that decodes differently from the source
         (other settings) is not used again."""
-        if self.read_again is None or file is None:
+        if self.read_again is None or key is None:
             return False
         if not self._read_again_checked:
             self._read_again_checked = True
-            again = self.read_again(file)
+            again = self.read_again(key)
             if again is None or not np.array_equal(self.gate.small_grey(again), small):
                 log.warning(
-                    "%s does not read back as it was decoded; bursts are kept in memory", file
+                    "%s does not read back as it was decoded; bursts are kept in memory", key
                 )
                 self.read_again = None
                 return False
@@ -262,13 +278,13 @@ class BurstLocaliser:
 
     def _read_back(self, photo: _Photo) -> np.ndarray | None:
         """The photo's pixels read again, or None when they are not what was located."""
-        assert self.read_again is not None and photo.file is not None
-        frame = self.read_again(photo.file)
+        assert self.read_again is not None and photo.key is not None
+        frame = self.read_again(photo.key)
         self.read_back += 1
         same = frame is not None and frame.shape == photo.shape
         if same and np.array_equal(self.gate.small_grey(frame), photo.small):
             return frame
-        log.warning("%s changed or went while it was processed: not counted", photo.file)
+        log.warning("%s changed or went while it was processed: not counted", photo.key)
         return None
 
     def _burst_level(

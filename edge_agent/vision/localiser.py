@@ -23,7 +23,7 @@ import numpy as np
 from edge_agent.capture.factory import source_kind, source_path
 from edge_agent.capture.folder import photo_reader
 from edge_agent.capture.frames import SourceError
-from edge_agent.capture.video import video_rate
+from edge_agent.capture.video import VideoFrameReader, video_rate
 from edge_agent.config import ConfigError, Settings
 from edge_agent.vision.bank import BackgroundBank
 from edge_agent.vision.bursts import BurstLocaliser
@@ -48,12 +48,14 @@ def localiser_for(settings: Settings) -> Localiser:
     if kind == "bursts":
         bank_file = settings.motion.background_bank
         bank = BackgroundBank(settings.resolve(bank_file) if bank_file else None)
+        frames = time_lapse_frames(settings)
         return BurstLocaliser(
             settings.motion,
             settings.tracking.stills_gap_s,
             mask=mask,
             bank=bank,
-            read_again=photos_of(settings),
+            read_again=frames or photos_of(settings),
+            by_frame_number=frames is not None,
         )
     return MotionLocaliser(settings.motion, mask=mask)
 
@@ -70,23 +72,39 @@ def photos_of(settings: Settings) -> Callable[[str], np.ndarray | None] | None:
 
 def is_still_source(settings: Settings) -> bool:
     """Whether ``settings.source`` is an image folder (still photos)."""
-    try:
-        return source_kind(settings.source, settings.base_dir) == "folder"
-    except SourceError:
-        return False
+    return source_kind_or_none(settings) == "folder"
 
 
 def is_time_lapse(settings: Settings) -> bool:
     """Whether ``settings.source`` is a video file read at ``motion.stills_max_fps`` or
     slower (``capture.video.video_rate``: ``source.fps``, else its header's rate)."""
     limit = settings.motion.stills_max_fps
-    try:
-        if limit <= 0 or source_kind(settings.source, settings.base_dir) != "video":
-            return False
-    except SourceError:
+    if limit <= 0 or source_kind_or_none(settings) != "video":
         return False
     path = source_path(settings.source, settings.base_dir)
     return video_rate(path, settings.source.fps) <= limit
+
+
+def time_lapse_frames(settings: Settings) -> VideoFrameReader | None:
+    """For a time-lapse video located in bursts, its frames read again by number, so that a
+    burst holds only a few decoded; None for other sources, and where ``capture.max_fps``
+    may skip frames of the file (the numbers the localiser counts would not be the file's:
+    the frames would stay decoded instead)."""
+    if source_kind_or_none(settings) != "video":
+        return None
+    max_fps = settings.capture.max_fps
+    path = source_path(settings.source, settings.base_dir)
+    if max_fps > 0 and max_fps < video_rate(path, settings.source.fps):
+        return None
+    return VideoFrameReader(path)
+
+
+def source_kind_or_none(settings: Settings) -> str | None:
+    """``capture.factory.source_kind``, or None for a source that is none of them."""
+    try:
+        return source_kind(settings.source, settings.base_dir)
+    except SourceError:
+        return None
 
 
 def megadetector_boxes(settings: Settings) -> Detections:

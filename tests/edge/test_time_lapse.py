@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.capture.factory import open_source
+from edge_agent.capture.video import VideoFrameReader
 from edge_agent.config import Settings
 from edge_agent.counting.pipeline import Pipeline
 from edge_agent.demo import scenes
@@ -36,25 +37,39 @@ def settings_for(path: Path, **motion: object) -> Settings:
     return Settings.model_validate({"source": {"uri": str(path)}, "motion": motion})
 
 
-def counts_of(settings: Settings) -> list[int]:
-    """MaxN per event, motion only (no classifier)."""
+def counts_of(settings: Settings) -> tuple[list[int], Pipeline]:
+    """MaxN per event, motion only (no classifier), and the pipeline that counted."""
     pipeline = Pipeline(settings, None)
     with open_source(settings.source) as source:
         events = list(pipeline.run(source))
     events += pipeline.close()
-    return [sum(event.counts.values()) for event in events]
+    return [sum(event.counts.values()) for event in events], pipeline
 
 
 def test_an_animal_shifting_about_in_a_1_fps_clip_counts_one(tmp_path):
     clip = shifting_clip(tmp_path / "timelapse.mp4", fps=1.0)
     settings = settings_for(clip)
     assert isinstance(localiser_for(settings), BurstLocaliser)
-    assert counts_of(settings) == [1]
+    counts, pipeline = counts_of(settings)
+    assert counts == [1]
+    # Every frame was read again by number, none held decoded through its burst.
+    assert pipeline.localiser.read_back == pipeline.frames == 30
+
+
+def test_a_video_frame_read_again_is_the_frame_the_source_gave(tmp_path):
+    clip = shifting_clip(tmp_path / "timelapse.mp4", fps=1.0)
+    with open_source(settings_for(clip).source) as source:
+        frames = [frame for _, frame in source]
+    reader = VideoFrameReader(clip)
+    for number in (0, 1, 5, 29, 2):  # forward, and back (reopened)
+        assert np.array_equal(reader(f"frame {number}"), frames[number])
+    assert reader("frame 30") is None
+    assert reader("IMG_0001.JPG") is None
 
 
 def test_an_empty_1_fps_clip_counts_nothing(tmp_path):
     clip = shifting_clip(tmp_path / "empty.mp4", fps=1.0, animal=False)
-    assert counts_of(settings_for(clip)) == []
+    assert counts_of(settings_for(clip))[0] == []
 
 
 def test_footage_keeps_the_motion_gate_and_the_read_rate_decides(tmp_path):
