@@ -63,7 +63,7 @@ def video_rate(path: str | Path, fps: float | None = None) -> float:
 class VideoFrameReader:
     """A video's frames read a second time, by number (``reader("frame 12")``), for the
     burst localiser (``vision.bursts``), which locates a time-lapse video's frames like
-    photos and holds only a few decoded. Frames are asked for in order, so a second
+    photos and holds none of them decoded. Frames are asked for in order, so a second
     ``cv2.VideoCapture`` reads forward from where it is (reopened, from the start, for a
     frame behind it): the same decoder reading the same file gives the same pixels, which
     the localiser checks for every frame it reads back. None past the end or for a key
