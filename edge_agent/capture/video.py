@@ -46,10 +46,18 @@ def is_plausible_fps(fps: float) -> bool:
     return MIN_FPS <= fps <= 1000
 
 
+def reading_rate(stated: float, fps: float | None = None) -> float:
+    """The rate a video is read at: ``fps`` (``source.fps``) when given, else the rate its
+    header ``stated`` when plausible, else ``ASSUMED_FPS``."""
+    if fps:
+        return float(fps)
+    return stated if is_plausible_fps(stated) else ASSUMED_FPS
+
+
 def video_rate(path: str | Path, fps: float | None = None) -> float:
-    """The rate :class:`VideoFileSource` reads ``path`` at: ``fps`` (``source.fps``) when
-    given, else the rate its header states, else ``ASSUMED_FPS`` (an unreadable file too:
-    opening the source says what is wrong with it)."""
+    """The rate :class:`VideoFileSource` reads ``path`` at (:func:`reading_rate`), without
+    decoding a frame; an unreadable file reads as stating none (opening the source says
+    what is wrong with it)."""
     if fps:
         return float(fps)
     capture = cv2.VideoCapture(str(path))
@@ -57,7 +65,7 @@ def video_rate(path: str | Path, fps: float | None = None) -> float:
         stated = float(capture.get(cv2.CAP_PROP_FPS) or 0.0) if capture.isOpened() else 0.0
     finally:
         capture.release()
-    return stated if is_plausible_fps(stated) else ASSUMED_FPS
+    return reading_rate(stated)
 
 
 class VideoFrameReader:
@@ -149,7 +157,7 @@ class VideoFileSource(FrameSource):
                 stated,
                 ASSUMED_FPS,
             )
-        self.fps = float(fps) if fps else (file_fps if plausible else ASSUMED_FPS)
+        self.fps = reading_rate(file_fps, fps)
         count = float(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0.0)
         self.frame_count: int | None = int(count) if count > 0 else None
         if start_time is not None:

@@ -35,11 +35,14 @@ from edge_agent.vision.motion import MotionLocaliser
 def localiser_for(settings: Settings) -> Localiser:
     """The localiser ``motion.localiser`` names (``auto``: see the module docstring)."""
     kind = settings.motion.localiser
+    # Read from a video's header only where it decides something: auto, and bursts.
+    rate = video_read_rate(settings) if kind in ("auto", "bursts") else None
     if kind == "auto":
         if settings.motion.detections:
             kind = "megadetector"
         else:
-            kind = "bursts" if is_still_source(settings) or is_time_lapse(settings) else "motion"
+            still = is_still_source(settings) or is_time_lapse(settings, rate)
+            kind = "bursts" if still else "motion"
     if kind == "megadetector":
         return MegaDetectorLocaliser(
             megadetector_boxes(settings), settings.motion.detection_threshold
@@ -48,7 +51,7 @@ def localiser_for(settings: Settings) -> Localiser:
     if kind == "bursts":
         bank_file = settings.motion.background_bank
         bank = BackgroundBank(settings.resolve(bank_file) if bank_file else None)
-        frames = time_lapse_frames(settings)
+        frames = time_lapse_frames(settings, rate)
         return BurstLocaliser(
             settings.motion,
             settings.tracking.stills_gap_s,
@@ -75,28 +78,30 @@ def is_still_source(settings: Settings) -> bool:
     return source_kind_or_none(settings) == "folder"
 
 
-def is_time_lapse(settings: Settings) -> bool:
-    """Whether ``settings.source`` is a video file read at ``motion.stills_max_fps`` or
-    slower (``capture.video.video_rate``: ``source.fps``, else its header's rate)."""
-    limit = settings.motion.stills_max_fps
-    if limit <= 0 or source_kind_or_none(settings) != "video":
-        return False
-    path = source_path(settings.source, settings.base_dir)
-    return video_rate(path, settings.source.fps) <= limit
-
-
-def time_lapse_frames(settings: Settings) -> VideoFrameReader | None:
-    """For a time-lapse video located in bursts, its frames read again by number, so that a
-    burst holds only a few decoded; None for other sources, and where ``capture.max_fps``
-    may skip frames of the file (the numbers the localiser counts would not be the file's:
-    the frames would stay decoded instead)."""
+def video_read_rate(settings: Settings) -> float | None:
+    """The rate a video file source is read at (``capture.video.video_rate``:
+    ``source.fps``, else its header's rate); None for other sources."""
     if source_kind_or_none(settings) != "video":
         return None
+    return video_rate(source_path(settings.source, settings.base_dir), settings.source.fps)
+
+
+def is_time_lapse(settings: Settings, rate: float | None) -> bool:
+    """Whether a video read at ``rate`` (``video_read_rate``; None: no video) is read at
+    ``motion.stills_max_fps`` or slower."""
+    limit = settings.motion.stills_max_fps
+    return rate is not None and limit > 0 and rate <= limit
+
+
+def time_lapse_frames(settings: Settings, rate: float | None) -> VideoFrameReader | None:
+    """For a video (read at ``rate``) located in bursts, its frames read again by number,
+    so that a burst holds none of them decoded; None for other sources, and where
+    ``capture.max_fps`` may skip frames of the file (the numbers the localiser counts would
+    not be the file's: the frames would stay decoded instead)."""
     max_fps = settings.capture.max_fps
-    path = source_path(settings.source, settings.base_dir)
-    if max_fps > 0 and max_fps < video_rate(path, settings.source.fps):
+    if rate is None or 0 < max_fps < rate:
         return None
-    return VideoFrameReader(path)
+    return VideoFrameReader(source_path(settings.source, settings.base_dir))
 
 
 def source_kind_or_none(settings: Settings) -> str | None:
