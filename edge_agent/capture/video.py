@@ -90,7 +90,8 @@ class VideoFrameReader:
         if self._capture is None or index < self._next:
             self.release()
             # One decoding thread: frames a second apart need no speed, and each thread
-            # holds frames of its own (about 4 MB less at 1080p).
+            # holds frames of its own (docs/benchmarks.md, "Time-lapse video": 11 MiB less
+            # at the peak of a 1080p clip).
             self._capture = cv2.VideoCapture(
                 str(self.path), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, 1]
             )
