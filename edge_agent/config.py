@@ -30,6 +30,9 @@ class ConfigError(ValueError):
 
 # Slower than this is a broken header, not a camera (source.fps, a video's stated rate).
 MIN_FPS = 0.1
+# A video read at this rate or slower is a sequence of photos, not footage: located in bursts
+# (motion.stills_max_fps's default) and decoded lean (capture.video.LEAN_MAX_FPS).
+TIME_LAPSE_MAX_FPS = 2.0
 
 
 def _check_order(section: BaseModel, lower: str, upper: str) -> None:
@@ -209,7 +212,7 @@ class MotionSettings(_Section):
         "for a video file at or below motion.stills_max_fps, motion otherwise).",
     )
     stills_max_fps: float = Field(
-        2.0,
+        TIME_LAPSE_MAX_FPS,
         ge=0,
         le=240,
         description="localiser 'auto': a video file read at this frame rate or slower (a "

@@ -14,6 +14,12 @@ works on the last one: OpenCV decodes without holding Python's lock, so on a tra
 several cores decoding and counting overlap instead of taking turns. The frames, their
 order and their times are exactly those of reading one at a time; at most ``prefetch``
 decoded frames wait (one frame: 6 MB at 1080p).
+
+A video read at ``LEAN_MAX_FPS`` or slower (a time-lapse camera's, a clip sampled at 1 fps)
+is decoded on the calling thread by one FFmpeg thread instead: at a frame a second there is
+no time to win, and every frame decoded ahead and every decoding thread holds memory (a
+1080p time-lapse clip peaked at 210 MiB, 191 MiB read this way; ``docs/benchmarks.md``,
+"Time-lapse video"). FFmpeg starts a thread per core by default: more on a Pi 4 than here.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import numpy as np
 
 from edge_agent.capture.frames import Frame, FrameSource, SourceError, VideoCaptureLike, _utc
 from edge_agent.capture.identity import file_identity
-from edge_agent.config import MIN_FPS
+from edge_agent.config import MIN_FPS, TIME_LAPSE_MAX_FPS
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +44,9 @@ log = logging.getLogger(__name__)
 ASSUMED_FPS = 10.0
 # Decoded frames that may wait for the pipeline (0: decode on the caller's thread).
 PREFETCH = 1
+# A video read at this rate or slower is decoded lean (see the module docstring): the rate
+# at which ``motion.stills_max_fps`` by default locates a video in bursts.
+LEAN_MAX_FPS = TIME_LAPSE_MAX_FPS
 _END = object()  # the decoding thread's last item
 
 
@@ -68,6 +77,11 @@ def video_rate(path: str | Path, fps: float | None = None) -> float:
     return reading_rate(stated)
 
 
+def one_thread_capture(path: str | Path) -> cv2.VideoCapture:
+    """``path`` opened for FFmpeg to decode on one thread (each thread holds frames)."""
+    return cv2.VideoCapture(str(path), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, 1])
+
+
 class VideoFrameReader:
     """A video's frames read a second time, by number (``reader("frame 12")``), for the
     burst localiser (``vision.bursts``), which locates a time-lapse video's frames like
@@ -92,9 +106,7 @@ class VideoFrameReader:
             # One decoding thread: frames a second apart need no speed, and each thread
             # holds frames of its own (docs/benchmarks.md, "Time-lapse video": 11 MiB less
             # at the peak of a 1080p clip).
-            self._capture = cv2.VideoCapture(
-                str(self.path), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, 1]
-            )
+            self._capture = one_thread_capture(self.path)
             self._next = 0
         while self._next < index:
             if not self._capture.grab():
@@ -159,6 +171,8 @@ class VideoFileSource(FrameSource):
                 ASSUMED_FPS,
             )
         self.fps = reading_rate(file_fps, fps)
+        if self.fps <= LEAN_MAX_FPS:
+            self._read_lean(capture_factory is None)
         count = float(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0.0)
         self.frame_count: int | None = int(count) if count > 0 else None
         if start_time is not None:
@@ -166,6 +180,19 @@ class VideoFileSource(FrameSource):
         else:
             mtime = datetime.fromtimestamp(self.path.stat().st_mtime, UTC)
             self.start_time = mtime - timedelta(seconds=(self.frame_count or 0) / self.fps)
+
+    def _read_lean(self, reopen: bool) -> None:
+        """A time-lapse video: no decoding ahead and (``reopen``: the capture is OpenCV's
+        own) one decoding thread (see the module docstring)."""
+        self.prefetch = 0
+        if not reopen or self._capture is None:
+            return
+        lean = one_thread_capture(self.path)
+        if lean.isOpened():
+            self._capture.release()
+            self._capture = lean
+        else:
+            lean.release()
 
     def origin_of(self, timestamp: datetime) -> str:
         return self.identity

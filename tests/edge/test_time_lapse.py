@@ -7,10 +7,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from edge_agent.capture.factory import open_source
-from edge_agent.capture.video import VideoFrameReader
+from edge_agent.capture.video import PREFETCH, VideoFrameReader
 from edge_agent.config import Settings
 from edge_agent.counting.pipeline import Pipeline
 from edge_agent.demo import scenes
@@ -104,3 +105,31 @@ def test_frames_that_cannot_be_read_again_are_located_in_bounded_bursts():
     sizes.append(len(list(localiser.flush())))
     assert sizes == [per_burst, per_burst, 1]
     assert per_burst * view.nbytes <= MAX_KEPT_BYTES
+
+
+def test_a_time_lapse_video_is_decoded_lean_with_the_same_frames(tmp_path):
+    """A video read at 2 fps or slower is decoded on the caller's thread by one FFmpeg
+    thread (memory: ``capture.video.LEAN_MAX_FPS``); its frames are OpenCV's own."""
+    clip = shifting_clip(tmp_path / "timelapse.mp4", fps=1.0)
+    capture = cv2.VideoCapture(str(clip))
+    expected = []
+    while (image := capture.read()[1]) is not None:
+        expected.append(image)
+    capture.release()
+    with open_source(settings_for(clip).source) as source:
+        assert source.prefetch == 0
+        assert source._capture.get(cv2.CAP_PROP_N_THREADS) == 1
+        frames = [frame for _, frame in source]
+    assert len(frames) == len(expected) == 30
+    assert all(np.array_equal(a, b) for a, b in zip(frames, expected, strict=True))
+
+
+def test_footage_is_decoded_ahead_unless_read_as_a_time_lapse(tmp_path):
+    clip = shifting_clip(tmp_path / "footage.mp4", fps=10.0, animal=False)
+    with open_source(settings_for(clip).source) as source:
+        assert source.prefetch == PREFETCH
+        assert source._capture.get(cv2.CAP_PROP_N_THREADS) != 1 or cv2.getNumberOfCPUs() == 1
+    slow = Settings.model_validate({"source": {"uri": str(clip), "fps": 1.0}})
+    with open_source(slow.source) as source:
+        assert source.prefetch == 0
+        assert source._capture.get(cv2.CAP_PROP_N_THREADS) == 1
