@@ -9,7 +9,9 @@ temporary folder, at the sizes a field camera produces:
 - ``photos 12 MP``: a burst of 12-megapixel JPEGs (4000x3000, EXIF times one second
   apart, ``--burst`` photos, animals walking through), as a camera trap writes them;
 - ``photos 48 MP`` (``--huge``): the same burst at 8000x6000;
-- ``video 1080p``: a 1920x1080 clip (mp4v) with the demo's kind of scene.
+- ``video 1080p``: a 1920x1080 clip (mp4v) with the demo's kind of scene;
+- ``time-lapse 1080p``: a 60 s 1920x1080 clip at 1 fps (a deer shifting between two spots),
+  which ``process`` locates in bursts (``motion.stills_max_fps``) and reads lean.
 
 Each case runs ``python -m edge_agent.cli process MEDIA --db NEW.sqlite`` (the shipped
 model, defaults otherwise) in its own subprocess and reads that subprocess's peak resident
@@ -19,6 +21,10 @@ small: the media are written by a subprocess of their own, and nothing heavy is 
 here.
 The counts it printed are compared between runs so that a memory change that changes the
 counts shows.
+
+``--existing-db``: each case's database is made (migrated) by a process of its own first,
+as on a trap after its first start, so that the measured run opens a database already at
+this trapcount's schema (which needs no Alembic: ``store.database.SCHEMA_HEAD``).
 
 ``--before REV`` also runs every case with the code of git revision ``REV`` (checked out
 into a temporary worktree, this working tree untouched) on the same media, and prints both.
@@ -72,6 +78,19 @@ def write_video(path: Path, width: int, height: int, seconds: float) -> None:
     writers.write_video(scene, path, event_gap_s=3.0)
 
 
+def write_time_lapse(path: Path, width: int, height: int, seconds: float) -> None:
+    """One frame a second: a deer in view throughout, shifting between two spots."""
+    from edge_agent.demo import scenes, writers
+
+    steps = range(int(seconds) + 1)
+    points = tuple((float(t), 0.4 + 0.08 * ((t // 2) % 2), 0.6) for t in steps)
+    walk = scenes.Walk("deer", points, width=0.14, seed=1)
+    scene = scenes.Scene(
+        width=width, height=height, fps=1.0, duration_s=seconds, walks=[walk], seed=3
+    )
+    writers.write_video(scene, path, event_gap_s=5.0)
+
+
 def write_media(kind: str, path: Path, width: int, height: int, amount: float) -> None:
     """Write one case's media in a subprocess (see the module docstring); ``amount``:
     photos in the burst, or seconds of video."""
@@ -79,10 +98,16 @@ def write_media(kind: str, path: Path, width: int, height: int, amount: float) -
     subprocess.run([*command, str(amount)], check=True)
 
 
-def measure(code: Path, media: Path, db: Path) -> tuple[float, float, dict[str, int]]:
-    """Run ``process`` from the tree ``code`` on ``media``: (peak RSS MiB, seconds, counts)."""
+def measure(
+    code: Path, media: Path, db: Path, existing: bool = False
+) -> tuple[float, float, dict[str, int]]:
+    """Run ``process`` from the tree ``code`` on ``media``: (peak RSS MiB, seconds, counts);
+    ``existing``: on a database made beforehand by another process."""
     env = dict(os.environ, PYTHONPATH=str(code), OMP_NUM_THREADS="1")
     env.pop("TRAPCOUNT_MODEL", None)
+    if existing:
+        make = "import sys; from edge_agent.store.database import Store; Store.open(sys.argv[1])"
+        subprocess.run([sys.executable, "-c", make, str(db)], cwd=code, env=env, check=True)
     command = [sys.executable, "-m", "edge_agent.cli", "process", str(media), "--db", str(db)]
     command += ["--model", str(code / "models" / "default")]
     started = time.perf_counter()
@@ -125,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--huge", action="store_true", help="also a burst of 48 MP photos")
     parser.add_argument("--burst", type=int, default=5, help="photos per burst")
     parser.add_argument("--video-seconds", type=float, default=20.0, help="1080p clip length")
+    parser.add_argument(
+        "--existing-db", action="store_true", help="process into databases made beforehand"
+    )
     parser.add_argument("--keep", type=Path, help="write the media here and keep them")
     parser.add_argument("--write", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -132,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         kind, path, width, height, amount = args.write
         if kind == "photos":
             write_photos(Path(path), int(width), int(height), int(float(amount)))
+        elif kind == "timelapse":
+            write_time_lapse(Path(path), int(width), int(height), float(amount))
         else:
             write_video(Path(path), int(width), int(height), float(amount))
         return 0
@@ -155,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         if not video.exists():
             write_media("video", video, 1920, 1080, args.video_seconds)
         cases.append((f"video 1080p ({args.video_seconds:g} s at 10 fps, mp4v)", video))
+        time_lapse = media_root / "time-lapse-1920x1080-60s.mp4"
+        if not time_lapse.exists():
+            write_media("timelapse", time_lapse, 1920, 1080, 60)
+        cases.append(("time-lapse 1080p (60 s at 1 fps, mp4v)", time_lapse))
 
         trees = [("now", ROOT)]
         stack = contextlib.ExitStack()
@@ -174,14 +208,15 @@ def main(argv: list[str] | None = None) -> int:
             for tree_name, code in trees:
                 for case, media in cases:
                     db = Path(tmp) / f"{tree_name}-{len(results)}.sqlite"
-                    results[tree_name, case] = measure(code, media, db)
+                    results[tree_name, case] = measure(code, media, db, args.existing_db)
                     rss, seconds, counts = results[tree_name, case]
                     print(
                         f"# {tree_name} {case}: {rss:.0f} MiB, {seconds:.1f} s, {describe(counts)}",
                         file=sys.stderr,
                     )
 
-        print(f"\npeak RSS of `trapcount process` (budget {BUDGET_MIB} MiB)\n")
+        into = "databases made beforehand" if args.existing_db else "new databases"
+        print(f"\npeak RSS of `trapcount process` into {into} (budget {BUDGET_MIB} MiB)\n")
         header = "| case | " + " | ".join(f"{t} MiB | {t} counts" for t, _ in trees) + " |"
         print(header)
         print("|---|" + "---:|---|" * len(trees))

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
+from edge_agent.store import database
 from edge_agent.store.database import Store
 from edge_agent.store.errors import SchemaTooNewError, StoreError
 from edge_agent.store.models import Base
@@ -181,3 +184,26 @@ def test_0005_keeps_events_observations_media_links_and_the_sync_log(tmp_path):
         assert logged == ["event:1"]
     indexes = {row[1] for row in sqlite3.connect(path).execute("PRAGMA index_list(events)")}
     assert {"ix_events_start_time", "ix_events_deployment_id", "uq_events_origin"} <= indexes
+
+
+def test_the_head_the_store_knows_is_the_migrations_head():
+    _config, script = database._migrations()
+    assert database.SCHEMA_HEAD == script.get_current_head() == HEAD
+
+
+def test_a_database_at_the_head_opens_without_alembic(tmp_path):
+    """Alembic's scripts cost memory for the whole run: a trap opening its own database
+    (already migrated) must not load them; a new file is migrated with them."""
+    probe = (
+        "import sys; from edge_agent.store.database import Store; "
+        "store = Store.open(sys.argv[1]); print(store.schema_revision(), "
+        "any(name.startswith('alembic') for name in sys.modules)); store.close()"
+    )
+    path = tmp_path / "trap.sqlite"
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", probe, str(path)], capture_output=True, text=True, check=True
+        ).stdout.split()
+        for _ in range(2)
+    ]
+    assert runs == [[HEAD, "True"], [HEAD, "False"]]
