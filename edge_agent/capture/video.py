@@ -13,13 +13,16 @@ Frames are decoded one ahead (``prefetch``), on a thread of their own, while the
 works on the last one: OpenCV decodes without holding Python's lock, so on a trap's
 several cores decoding and counting overlap instead of taking turns. The frames, their
 order and their times are exactly those of reading one at a time; at most ``prefetch``
-decoded frames wait (one frame: 6 MB at 1080p).
+decoded frames wait (one frame: 6 MB at 1080p). That thread is the parallelism: FFmpeg
+itself decodes on one thread (``one_thread_capture``), where by default it starts one per
+core, each holding frames of its own: at 1080p about 7 MiB a thread, so a Pi 4's four would
+have taken ``process`` over its 200 MiB budget, and one thread was as fast here
+(``docs/benchmarks.md``, "Peak memory").
 
 A video read at ``LEAN_MAX_FPS`` or slower (a time-lapse camera's, a clip sampled at 1 fps)
-is decoded on the calling thread by one FFmpeg thread instead: at a frame a second there is
-no time to win, and every frame decoded ahead and every decoding thread holds memory (a
-1080p time-lapse clip peaked at 210 MiB, 191 MiB read this way; ``docs/benchmarks.md``,
-"Time-lapse video"). FFmpeg starts a thread per core by default: more on a Pi 4 than here.
+is decoded on the calling thread instead: at a frame a second there is no time to win, and
+the frame decoded ahead holds memory (a 1080p time-lapse clip peaked at 210 MiB, 191 MiB
+read lean; ``docs/benchmarks.md``, "Time-lapse video").
 """
 
 from __future__ import annotations
@@ -78,7 +81,8 @@ def video_rate(path: str | Path, fps: float | None = None) -> float:
 
 
 def one_thread_capture(path: str | Path) -> cv2.VideoCapture:
-    """``path`` opened for FFmpeg to decode on one thread (each thread holds frames)."""
+    """``path`` opened for FFmpeg to decode on one thread (each of its threads holds frames
+    of its own; see the module docstring)."""
     return cv2.VideoCapture(str(path), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, 1])
 
 
@@ -154,7 +158,7 @@ class VideoFileSource(FrameSource):
             self.identity = file_identity(self.path)
         except OSError as exc:
             raise SourceError(f"cannot read video {self.path}: {exc.strerror or exc}") from None
-        factory = capture_factory or cv2.VideoCapture
+        factory = capture_factory or one_thread_capture
         self._capture: VideoCaptureLike | None = factory(str(self.path))
         if not self._capture.isOpened():
             self._capture.release()
@@ -172,7 +176,7 @@ class VideoFileSource(FrameSource):
             )
         self.fps = reading_rate(file_fps, fps)
         if self.fps <= LEAN_MAX_FPS:
-            self._read_lean(capture_factory is None)
+            self.prefetch = 0  # a time-lapse video: no decoding ahead
         count = float(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0.0)
         self.frame_count: int | None = int(count) if count > 0 else None
         if start_time is not None:
@@ -180,19 +184,6 @@ class VideoFileSource(FrameSource):
         else:
             mtime = datetime.fromtimestamp(self.path.stat().st_mtime, UTC)
             self.start_time = mtime - timedelta(seconds=(self.frame_count or 0) / self.fps)
-
-    def _read_lean(self, reopen: bool) -> None:
-        """A time-lapse video: no decoding ahead and (``reopen``: the capture is OpenCV's
-        own) one decoding thread (see the module docstring)."""
-        self.prefetch = 0
-        if not reopen or self._capture is None:
-            return
-        lean = one_thread_capture(self.path)
-        if lean.isOpened():
-            self._capture.release()
-            self._capture = lean
-        else:
-            lean.release()
 
     def origin_of(self, timestamp: datetime) -> str:
         return self.identity
