@@ -109,7 +109,8 @@ class Service:
             settings.capture.active_days_of_week,
             settings.trap.timezone,
         )
-        self.wiring = wire(settings, store, classifier)
+        # The service runs for months: its sink keeps no list of the events it wrote.
+        self.wiring = wire(settings, store, classifier, remember_ids=False)
         self.deployment_id = self.wiring.deployment_id
         self.privacy = self.wiring.privacy
         self.keeper = self.wiring.keeper

@@ -41,6 +41,9 @@ class EventSink:
     ``origin_of``), stored as the event's ``source_key`` so that a rerun of ``process``
     replaces the events of the same footage and nothing else; None (a live camera) is
     ``live``. ``retry_note``: what the error line promises about events a write failed on.
+    ``remember_ids``: keep the ids of the events written (``event_ids``: a run of
+    ``process`` reports them and replaces stale ones); the service, which runs for months,
+    does not, so that nothing grows with the events.
     """
 
     def __init__(
@@ -51,6 +54,7 @@ class EventSink:
         *,
         origin: Callable[[datetime], str | None] | None = None,
         retry_note: str = "kept in memory and retried before the next write",
+        remember_ids: bool = True,
     ) -> None:
         self.store = store
         self.deployment_id = deployment_id
@@ -58,6 +62,7 @@ class EventSink:
         self.origin = origin
         self.retry_note = retry_note
         self.written = 0
+        self.remember_ids = remember_ids
         self.event_ids: list[int] = []
         self._pending: list[ClosedEvent] = []
         self._dirty: tuple[datetime, datetime] | None = None
@@ -86,7 +91,8 @@ class EventSink:
                     del self._pending[:-MAX_PENDING_EVENTS]
                     break
                 self._pending.pop(0)
-                self.event_ids.append(event_id)
+                if self.remember_ids:
+                    self.event_ids.append(event_id)
                 self._mark_dirty(event.start)
                 written += 1
                 log.info("event %d: %s", event_id, describe_event(event))

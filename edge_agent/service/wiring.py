@@ -92,14 +92,18 @@ def wire(
     *,
     media_dir: Path | None = None,
     retry_note: str | None = None,
+    remember_ids: bool = True,
 ) -> Wiring:
     """The trap's deployment (opened or continued), the model registered, the guard, the
     keeper (``media_dir``, else ``media.media_dir``) and a sink that hands written events
-    to the keeper. ``retry_note``: what a failed write promises (``EventSink``)."""
+    to the keeper. ``retry_note``: what a failed write promises, ``remember_ids``: whether
+    the sink keeps the written events' ids (``EventSink``)."""
     deployment_id = store.ensure_deployment(settings.trap)
     store.register_model(classifier.manifest)
     guard = privacy_guard(settings)
     keeper = media_keeper(settings, store, deployment_id, guard, media_dir)
     options = {} if retry_note is None else {"retry_note": retry_note}
-    sink = EventSink(store, deployment_id, keeper_callback(keeper), **options)
+    sink = EventSink(
+        store, deployment_id, keeper_callback(keeper), remember_ids=remember_ids, **options
+    )
     return Wiring(settings, store, deployment_id, guard, keeper, sink)

@@ -255,6 +255,17 @@ def test_interval_mode_takes_bursts_and_releases_the_source_between(
     assert service._source_finished is False  # a burst is not the end of the file
 
 
+def test_the_service_writes_events_and_keeps_no_list_of_them(tmp_path, model, short_clip):
+    """Months of events must not grow the service: its sink writes them and forgets them
+    (``process`` keeps their ids to report and replace them)."""
+    service = make_service(tmp_path, model, short_clip.path)
+    run_for(service, 3.0)
+    with Store.open(tmp_path / "inproc.sqlite") as store:
+        assert store.totals()  # the fox was counted and written
+    assert service.sink.written >= 1
+    assert service.sink.event_ids == []
+
+
 def test_active_hours_are_cron_fields_in_the_traps_time_zone():
     nights = ActiveHours("18-23,0-6", "*", "Europe/Zurich")
     assert nights.contains(datetime(2024, 6, 1, 3, 30, tzinfo=UTC))  # 05:30 in Zurich
