@@ -15,9 +15,9 @@ several cores decoding and counting overlap instead of taking turns. The frames,
 order and their times are exactly those of reading one at a time; at most ``prefetch``
 decoded frames wait (one frame: 6 MB at 1080p). That thread is the parallelism: FFmpeg
 itself decodes on one thread (``one_thread_capture``), where by default it starts one per
-core, each holding frames of its own: at 1080p about 7 MiB a thread, so a Pi 4's four would
-have taken ``process`` over its 200 MiB budget, and one thread was as fast here
-(``docs/benchmarks.md``, "Peak memory").
+core, each holding frames of its own: at 1080p about 7 MiB a thread, so with a Pi 4's four
+``process`` was measured at its 200 MiB budget (over it into a new database), and one thread
+was as fast here (``docs/benchmarks.md``, "Peak memory").
 
 A video read at ``LEAN_MAX_FPS`` or slower (a time-lapse camera's, a clip sampled at 1 fps)
 is decoded on the calling thread instead: at a frame a second there is no time to win, and
