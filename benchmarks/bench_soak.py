@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings_from_dict(values)
         classifier = load_classifier(args.model or default_model_dir(), settings.classifier)
         store = Store.open(Path(tmp) / "soak.sqlite")
-        wiring = wire(settings, store, classifier)
+        wiring = wire(settings, store, classifier, remember_ids=False)  # as the service
         pipeline = wiring.pipeline(classifier)
         start = datetime(2026, 6, 1, 20, 0, tzinfo=UTC)
         at = start
