@@ -53,6 +53,12 @@ def jpeg_is_complete(data: bytes) -> bool:
     return scan_start is not None and data.find(b"\xff\xd9", scan_start) != -1
 
 
+def photos_in(folder: str | Path) -> list[Path]:
+    """The image files under ``folder`` (recursively), by path."""
+    root = Path(folder)
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
 class ImageFolderSource(FrameSource):
     """Images under a folder (recursive), in EXIF-time order; bad files skipped with a warning.
 
@@ -86,9 +92,7 @@ class ImageFolderSource(FrameSource):
         self.skipped = 0
         self._origins: dict[datetime, str] = {}
         self._read_keys: set[str] = set()
-        files = sorted(
-            p for p in self.path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-        )
+        files = photos_in(self.path)
         stamped = []
         for file in files:
             try:

@@ -51,6 +51,11 @@ PREFETCH = 1
 # at which ``motion.stills_max_fps`` by default locates a video in bursts.
 LEAN_MAX_FPS = TIME_LAPSE_MAX_FPS
 _END = object()  # the decoding thread's last item
+# The files of a camera's card that are video: trail cameras write MP4, AVI or MOV (some in
+# a "hybrid" mode, a photo then a clip per trigger, into the same folder as their photos).
+VIDEO_SUFFIXES = frozenset(
+    {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".mts", ".m2ts", ".3gp", ".wmv", ".asf", ".mpg"}
+)
 
 
 def is_plausible_fps(fps: float) -> bool:
@@ -78,6 +83,13 @@ def video_rate(path: str | Path, fps: float | None = None) -> float:
     finally:
         capture.release()
     return reading_rate(stated)
+
+
+def videos_in(folder: str | Path) -> list[Path]:
+    """The video files under ``folder`` (recursively, as the image folder source reads its
+    photos), by path."""
+    root = Path(folder)
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
 
 
 def one_thread_capture(path: str | Path) -> cv2.VideoCapture:

@@ -93,7 +93,8 @@ def run(config: Path) -> None:
 )
 @click.option(
     "--start",
-    help="Time of a video's first frame, ISO 8601 (no offset = the trap's time zone) "
+    help="Time of a video file's first frame, ISO 8601 (no offset = the trap's time zone; a "
+    "folder's clips keep their own) "
     "[default: the file's mtime minus its duration].",
 )
 @click.option(
@@ -127,6 +128,9 @@ def process(
 ) -> None:
     """Run the pipeline over a video file or an image folder to its end.
 
+    A folder's video files (a trail camera's clips beside its photos) are counted too, each
+    as a video of its own; one that cannot be decoded is skipped and named.
+
     Events are written to the database as they close (an interrupted run keeps them),
     the rest are closed at the end, the counts are rolled up and a per-label summary is
     printed: events, count (the sum of each event's MaxN) and the largest MaxN. Running
@@ -140,7 +144,7 @@ def process(
     (`trapcount export megadetector` writes them back out).
     """
     from edge_agent.office.reports import summary_table
-    from edge_agent.service.batch import process_source
+    from edge_agent.service.batch import process_path
     from edge_agent.service.logging_setup import setup_logging
     from edge_agent.service.model import load_classifier, resolve_model_dir
     from edge_agent.service.wiring import check_files
@@ -169,7 +173,7 @@ def process(
     _stop_on_signals(stop)
     progress = None if quiet else _progress_printer()
     with load_classifier(model_dir, settings.classifier) as classifier, Store.open(target) as store:
-        result = process_source(
+        result = process_path(
             settings,
             store,
             classifier,
@@ -191,13 +195,22 @@ def process(
     span = ""
     if result.first is not None and result.last is not None:
         span = f", {(result.last - result.first).total_seconds():.1f} s of footage"
+    clips = f" (of which {plural(result.videos, 'video file')})" if result.videos else ""
     click.echo(
-        f"{Path(source).name}: {plural(result.frames, 'frame')}{span}, "
+        f"{Path(source).name}: {plural(result.frames, 'frame')}{clips}{span}, "
         f"{plural(result.events, 'event')} "
         f"(trap {settings.trap.id}, model {classifier.manifest.version}, database {where})"
     )
     summary = summarize_rows(rows)
     click.echo(summary_table(summary) if summary else "no events")
+    if result.skipped_videos:
+        names = ", ".join(result.skipped_videos[:3])
+        more = ", ..." if len(result.skipped_videos) > 3 else ""
+        click.echo(
+            f"skipped: {plural(len(result.skipped_videos), 'video file')} that could not be "
+            f"decoded ({names}{more})",
+            err=True,
+        )
     for reason, frames in sorted(result.unprocessed.items()):
         # Not a frame with nothing in it: a frame nothing could be looked for in.
         click.echo(f"unprocessed: {reason}: {plural(frames, 'frame')}")

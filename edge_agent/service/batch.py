@@ -1,5 +1,13 @@
 """``trapcount process``: the pipeline over a finite source (a video file, an image folder)
-to its end, written as it goes, rerun-safe."""
+to its end, written as it goes, rerun-safe.
+
+A folder is a camera's card, and a card may hold clips beside its photos (trail cameras in
+"hybrid" mode write a photo and then a clip per trigger): ``process_path`` counts the photos
+as one image folder and then each video file in it as a video of its own (its own media
+time, its own localiser: the motion gate, or bursts for a time-lapse), into the same
+database, rather than skipping the clips without a word. A clip that cannot be decoded is
+skipped with a warning and named in the result; the others are counted.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +19,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from edge_agent.capture.factory import open_source
+from edge_agent.capture.factory import open_source, source_kind, source_path
+from edge_agent.capture.folder import photos_in
+from edge_agent.capture.frames import SourceError
+from edge_agent.capture.video import videos_in
 from edge_agent.config import Settings
 from edge_agent.service.sink import retry_pending
 from edge_agent.service.wiring import wire
@@ -41,6 +52,30 @@ class ProcessResult:
     # Frames that could not be counted, per reason ("no reference": a lone photo of a camera
     # with no empty view to compare it with).
     unprocessed: dict[str, int] = field(default_factory=dict)
+    videos: int = 0  # video files of a folder counted (``process_path``)
+    skipped_videos: list[str] = field(default_factory=list)  # ... that could not be decoded
+
+    def add(self, other: ProcessResult) -> None:
+        """Fold ``other`` (another file of the same card) into this result."""
+        self.frames += other.frames
+        self.motion_frames += other.motion_frames
+        self.events += other.events
+        known = [t for t in (self.first, other.first) if t is not None]
+        self.first = min(known) if known else None
+        known = [t for t in (self.last, other.last) if t is not None]
+        self.last = max(known) if known else None
+        self.interrupted |= other.interrupted
+        self.replaced += other.replaced
+        self.event_ids += other.event_ids
+        self.media_dir = self.media_dir or other.media_dir
+        self.media_written += other.media_written
+        self.media_private += other.media_private
+        self.media_paused |= other.media_paused
+        self.person_checks += other.person_checks
+        for reason, frames in other.unprocessed.items():
+            self.unprocessed[reason] = self.unprocessed.get(reason, 0) + frames
+        self.videos += other.videos
+        self.skipped_videos += other.skipped_videos
 
 
 ProgressCallback = Callable[[int, int | None, int], None]
@@ -150,4 +185,52 @@ def process_source(
             "counts written so far are kept: rerun the same command to count the rest "
             "(a rerun replaces the events of the same footage)"
         )
+    return result
+
+
+def process_path(
+    settings: Settings,
+    store: Store,
+    classifier: Classifier,
+    *,
+    start_time: datetime | None = None,
+    stop_event: threading.Event | None = None,
+    progress: ProgressCallback | None = None,
+    media_dir: Path | None = None,
+) -> ProcessResult:
+    """``process_source`` over ``settings.source``; for an image folder, its photos and then
+    each video file in it (see the module docstring), one result for all. ``start_time``
+    is a single video file's (a folder's clips each keep their own)."""
+    run = dict(stop_event=stop_event, progress=progress, media_dir=media_dir)
+    source = settings.source
+    if source_kind(source, settings.base_dir) != "folder":
+        return process_source(settings, store, classifier, start_time=start_time, **run)
+    folder = source_path(source, settings.base_dir)
+    videos = videos_in(folder)
+    if not videos:
+        return process_source(settings, store, classifier, **run)
+    result = ProcessResult()
+    if photos_in(folder):
+        result.add(process_source(settings, store, classifier, **run))
+    # MegaDetector's boxes are an image folder's: a clip is located by its own rule.
+    motion = settings.motion.model_copy(update={"localiser": "auto", "detections": ""})
+    for number, video in enumerate(videos, 1):
+        if result.interrupted or (stop_event is not None and stop_event.is_set()):
+            result.interrupted = True
+            break
+        log.info("%s: video %d of %d", video, number, len(videos))
+        one = settings.model_copy(
+            update={
+                "source": source.model_copy(update={"uri": str(video), "kind": "video"}),
+                "motion": motion,
+            }
+        )
+        try:
+            done = process_source(one, store, classifier, **run)
+        except SourceError as exc:
+            log.warning("skipping %s: %s", video, exc)
+            result.skipped_videos.append(str(video.relative_to(folder)))
+            continue
+        done.videos = 1
+        result.add(done)
     return result
