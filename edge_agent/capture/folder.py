@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from edge_agent.capture.exif import image_timestamp, jpeg_segments
-from edge_agent.capture.frames import Frame, FrameSource, SourceError
+from edge_agent.capture.frames import Frame, FrameSource, SourceError, files_under
 from edge_agent.capture.identity import content_identity
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,7 @@ def jpeg_is_complete(data: bytes) -> bool:
 
 def photos_in(folder: str | Path) -> list[Path]:
     """The image files under ``folder`` (recursively), by path."""
-    root = Path(folder)
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return files_under(folder, IMAGE_SUFFIXES)
 
 
 class ImageFolderSource(FrameSource):

@@ -7,8 +7,9 @@ the folder: where a detector's boxes and the stored boxes name it)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Set
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import NamedTuple, Protocol
 
 import numpy as np
@@ -101,3 +102,11 @@ class FrameSource:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.description}>"
+
+
+def files_under(folder: str | Path, suffixes: Set[str]) -> list[Path]:
+    """The files under ``folder`` (recursively) whose suffix, in lower case, is one of
+    ``suffixes``, by path: a card's photos (``folder.photos_in``) or clips
+    (``video.videos_in``)."""
+    root = Path(folder)
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in suffixes and p.is_file())

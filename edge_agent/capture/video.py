@@ -37,7 +37,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_agent.capture.frames import Frame, FrameSource, SourceError, VideoCaptureLike, _utc
+from edge_agent.capture.frames import (
+    Frame,
+    FrameSource,
+    SourceError,
+    VideoCaptureLike,
+    _utc,
+    files_under,
+)
 from edge_agent.capture.identity import file_identity
 from edge_agent.config import MIN_FPS, TIME_LAPSE_MAX_FPS
 
@@ -88,8 +95,7 @@ def video_rate(path: str | Path, fps: float | None = None) -> float:
 def videos_in(folder: str | Path) -> list[Path]:
     """The video files under ``folder`` (recursively, as the image folder source reads its
     photos), by path."""
-    root = Path(folder)
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+    return files_under(folder, VIDEO_SUFFIXES)
 
 
 def one_thread_capture(path: str | Path) -> cv2.VideoCapture:

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.capture.folder import IMAGE_SUFFIXES
+from edge_agent.capture.folder import photos_in
 from edge_agent.config import ConfigError, TrackingSettings
 from edge_agent.labels import PERSON
 from edge_agent.vision.bursts import photo_track_rules
@@ -228,11 +228,7 @@ def _box(detection: Any, names: dict[str, str], place: str) -> DetectorBox | Non
 
 def folder_photos(folder: Path) -> list[str]:
     """The photos under ``folder`` as the folder source names them (relative, ``/``)."""
-    return sorted(
-        path.relative_to(folder).as_posix()
-        for path in folder.rglob("*")
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
-    )
+    return sorted(path.relative_to(folder).as_posix() for path in photos_in(folder))
 
 
 def check_against_folder(detections: Detections, folder: Path) -> int:
