@@ -24,6 +24,12 @@ from edge_agent.labels import RULE, is_valid_label, shown
 MANIFEST_FORMAT = 1
 MODEL_FILENAME = "model.tflite"
 MANIFEST_FILENAME = "model.json"
+# The optional companion network for grey crops (infrared night frames), beside the model.
+GREY_FILENAME = "model-grey.tflite"
+# Mean |R-G|, |G-B|, |B-R| of a crop at the model's input (grey levels) below which the
+# crop goes to the grey companion: edge_agent.vision.illumination.IR_SPREAD, the rule that
+# calls a whole frame infrared (restated here: this module must stay standard library only).
+GREY_MAX_SPREAD = 3.0
 
 
 class ModelContractError(ValueError):
@@ -59,6 +65,14 @@ class Manifest:
     # information only, the agent calls the model the same way; a crop costs that many passes.
     tta: str = "none"
     training: dict[str, Any] = field(default_factory=dict)
+    # A second network of the same labels and input for grey crops (R = G = B: infrared
+    # night frames), which the classifier runs instead of this one on them
+    # (:class:`GreyCompanion`; empty: this network classifies every crop). A colour network
+    # spends part of its capacity on colour that an infrared frame never has; a network
+    # trained on grey alone, taught by the colour one, names grey crops better
+    # (models/default/README.md). An older agent ignores the key and runs this network on
+    # every crop.
+    grey: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     trapcount_version: str = ""
     format: int = MANIFEST_FORMAT
@@ -70,8 +84,24 @@ class Manifest:
 
     @property
     def version(self) -> str:
-        """A short, stable identifier of the model: the first 12 hex digits of its sha256."""
-        return self.sha256[:12]
+        """A short, stable identifier of the model: the first 12 hex digits of its
+        :attr:`identity` (of the .tflite's sha256 for a model of one network)."""
+        return self.identity[:12]
+
+    @property
+    def identity(self) -> str:
+        """What the trap records as the model (the database's ``model_versions.sha256``):
+        the .tflite's sha256, or, with a grey companion, the sha256 of both files' hashes,
+        so that replacing either network is a new model in every report."""
+        companion = self.grey_companion
+        if companion is None:
+            return self.sha256
+        return hashlib.sha256(f"{self.sha256}+{companion.sha256}".encode()).hexdigest()
+
+    @property
+    def grey_companion(self) -> GreyCompanion | None:
+        """The companion network for grey crops, when the model has one."""
+        return GreyCompanion.from_dict(self.grey) if self.grey else None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,11 +120,54 @@ class Manifest:
             fields["labels"] = labels
             fields["input"] = TensorSpec(**data["input"])
             fields["output"] = TensorSpec(**data["output"])
-            return cls(**fields)
+            manifest = cls(**fields)
+            manifest.grey_companion  # noqa: B018 - refuse a malformed 'grey' section now
+            return manifest
         except KeyError as exc:
             raise ModelContractError(f"manifest is missing key {exc.args[0]!r}") from None
         except TypeError as exc:
             raise ModelContractError(f"manifest is malformed: {exc}") from None
+
+
+@dataclass(frozen=True)
+class GreyCompanion:
+    """The manifest's ``grey`` section: the companion network's file (a name in the model's
+    folder), its sha256, the crop spread below which it is used, and its own records."""
+
+    file: str
+    sha256: str
+    max_spread: float = GREY_MAX_SPREAD
+    arch: str = "unknown"
+    accuracy: dict[str, Any] = field(default_factory=dict)
+    confidence: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> GreyCompanion:
+        if not isinstance(data, dict):
+            raise ModelContractError("manifest key 'grey' must be an object")
+        for key in ("file", "sha256"):
+            if not isinstance(data.get(key), str) or not data[key]:
+                raise ModelContractError(f"manifest key 'grey.{key}' is missing or not text")
+        name = data["file"]
+        # A name beside model.json, never a path: a manifest must not point elsewhere.
+        if Path(name).name != name or name in (".", "..", MODEL_FILENAME, MANIFEST_FILENAME):
+            raise ModelContractError(f"manifest key 'grey.file' must be a file name, not {name!r}")
+        spread = data.get("max_spread", GREY_MAX_SPREAD)
+        if not isinstance(spread, int | float) or not 0 < spread <= 255:
+            raise ModelContractError("manifest key 'grey.max_spread' must be in (0, 255]")
+        return cls(
+            file=name,
+            sha256=data["sha256"],
+            max_spread=float(spread),
+            arch=str(data.get("arch", "unknown")),
+            accuracy=dict(data.get("accuracy") or {}),
+            confidence=dict(data.get("confidence") or {}),
+            training=dict(data.get("training") or {}),
+        )
+
+    def path(self, model_dir: Path) -> Path:
+        return Path(model_dir) / self.file
 
 
 def checked_labels(raw: Any) -> list[str]:
@@ -133,6 +206,21 @@ def model_paths(model: Path | str) -> tuple[Path, Path]:
     return model, model.with_suffix(".json")
 
 
+def model_files(model: Path | str) -> list[Path]:
+    """Every file a model is made of: the .tflite, the manifest and, when the manifest
+    names one, the grey companion (what an installer copies and a reload watches). A
+    manifest that cannot be read yet (a copy in progress) names no companion."""
+    tflite, manifest_path = model_paths(model)
+    files = [tflite, manifest_path]
+    try:
+        companion = read_manifest(model).grey_companion
+    except ModelContractError:
+        return files
+    if companion is not None:
+        files.append(companion.path(manifest_path.parent))
+    return files
+
+
 def read_manifest(model: Path | str) -> Manifest:
     """Read and parse the manifest; does not check it against the model file."""
     tflite_path, manifest_path = model_paths(model)
@@ -150,11 +238,16 @@ def read_manifest(model: Path | str) -> Manifest:
 
 
 def verify_hash(manifest: Manifest, tflite_path: Path | str) -> None:
-    actual = sha256_file(tflite_path)
-    if actual != manifest.sha256:
+    verify_sha256(tflite_path, manifest.sha256)
+
+
+def verify_sha256(path: Path | str, expected: str) -> None:
+    """Refuse a file whose sha256 is not the one its manifest records."""
+    actual = sha256_file(path)
+    if actual != expected:
         raise ModelContractError(
-            f"{tflite_path} does not match its manifest: sha256 {actual[:12]} != "
-            f"{manifest.sha256[:12]} (file changed or wrong manifest)"
+            f"{path} does not match its manifest: sha256 {actual[:12]} != "
+            f"{expected[:12]} (file changed or wrong manifest)"
         )
 
 

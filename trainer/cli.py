@@ -20,6 +20,7 @@ from pathlib import Path
 
 import click
 
+from edge_agent.manifest import GREY_MAX_SPREAD
 from trainer.options import hparam_options, hparam_overrides
 from trainer.recipe import ARCHS, TTA_MODES, hparams_for
 
@@ -520,6 +521,46 @@ def compare(old, new, data, tolerance, force, threads, no_cache, quiet) -> None:
         click.echo(f"{message}; accepted with --force")
     else:
         click.echo("NEW is not worse on the shared labels")
+
+
+@main.command()
+@click.argument("colour", type=click.Path(path_type=Path))
+@click.option(
+    "--grey",
+    "grey_dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Model folder of the network for grey crops (trained with --ir 1.0).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Folder of the paired model [default: COLOUR itself, the companion added in place].",
+)
+@click.option(
+    "--max-spread",
+    type=click.FloatRange(min=0, min_open=True, max=255),
+    default=GREY_MAX_SPREAD,
+    show_default=True,
+    help="Crops whose mean channel difference (grey levels) is below this go to --grey.",
+)
+@quiet_option
+def pair(colour, grey_dir, out, max_spread, quiet) -> None:
+    """Give the model in COLOUR a grey companion: the network of --grey classifies the
+    crops with no colour in them (infrared night frames), COLOUR's network the rest. Measure
+    the pair with `trapcount-train evaluate OUT --grey --data ...`."""
+    _setup_logging(quiet)
+
+    def action():
+        from trainer.pair import pair_models
+
+        return pair_models(colour, grey_dir, out or colour, max_spread=max_spread)
+
+    manifest = _run(action)
+    companion = manifest.grey_companion
+    click.echo(f"paired    {out or colour}: model {manifest.version}")
+    click.echo(f"colour    {manifest.sha256[:12]}")
+    click.echo(f"grey      {companion.sha256[:12]} (crops of spread under {max_spread:g})")
 
 
 def _print_summary(out: Path, metrics: dict) -> None:

@@ -242,7 +242,13 @@ def evaluate_model_dir(
     }
     keras_path = model_dir / KERAS_FILENAME
     model = flt = None
-    if keras_path.is_file():
+    companion = manifest.grey_companion
+    if companion is not None:
+        # model.keras is the colour network alone: its float figures would not be this
+        # model's, which sends grey crops to the companion. The int8 ones are.
+        result["grey_companion"] = companion.sha256
+        log.info("a model with a grey companion: int8 figures only (model.keras is colour)")
+    elif keras_path.is_file():
         model = load_keras_model(keras_path)
         if manifest.tta != "none":  # measure the float model the way the .tflite runs it
             # Keras (seconds) only for a float model: compare and int8-only folders skip it.

@@ -90,6 +90,9 @@ def check_model(model_dir: Path, settings: Settings) -> Check:
         manifest = classifier.manifest
         accuracy = manifest.accuracy.get("int8", manifest.accuracy.get("float"))
         acc = f", accuracy {accuracy:.3f}" if isinstance(accuracy, int | float) else ""
+        companion = manifest.grey_companion
+        if companion is not None:
+            acc += f", grey companion {companion.sha256[:12]} for grey (infrared) crops"
         return Check(
             "model",
             OK,

@@ -11,7 +11,7 @@ from typing import Any
 
 import edge_agent
 from edge_agent.config import CIFAR_NOT_AT_SITE, ClassifierSettings, Settings
-from edge_agent.manifest import ModelContractError, model_paths
+from edge_agent.manifest import ModelContractError, model_files
 from edge_agent.vision.classifier import Classifier
 
 log = logging.getLogger(__name__)
@@ -70,9 +70,10 @@ def load_classifier(model_dir: Path, settings: ClassifierSettings) -> Classifier
 
 
 def model_signature(model_dir: Path) -> tuple[Any, ...] | None:
-    """What changes when either model file is replaced (inode, size, mtime)."""
+    """What changes when any file of the model is replaced (inode, size, mtime): the
+    .tflite, the manifest, and the grey companion the manifest names."""
     signature: list[Any] = []
-    for path in model_paths(model_dir):
+    for path in model_files(model_dir):
         try:
             info = path.stat()
         except OSError:

@@ -73,15 +73,18 @@ class Writes:
             return deployment.id
 
     def register_model(self, manifest: Manifest, now: datetime | None = None) -> int:
-        """The model_versions id for this manifest's model, inserting it when new."""
-        if manifest.sha256 in self._model_ids:
-            return self._model_ids[manifest.sha256]
+        """The model_versions id for this manifest's model, inserting it when new. A model is
+        known by ``manifest.identity`` (its file's sha256, or both networks' for a model with
+        a grey companion)."""
+        identity = manifest.identity
+        if identity in self._model_ids:
+            return self._model_ids[identity]
         with self.write() as session:
-            row = session.scalar(select(ModelVersion).where(ModelVersion.sha256 == manifest.sha256))
+            row = session.scalar(select(ModelVersion).where(ModelVersion.sha256 == identity))
             if row is None:
                 accuracy = manifest.accuracy.get("int8", manifest.accuracy.get("float"))
                 row = ModelVersion(
-                    sha256=manifest.sha256,
+                    sha256=identity,
                     labels=list(manifest.labels),
                     arch=manifest.arch,
                     accuracy=float(accuracy) if isinstance(accuracy, int | float) else None,
@@ -91,7 +94,7 @@ class Writes:
                 session.add(row)
                 session.flush()
             model_id = row.id
-        self._model_ids[manifest.sha256] = model_id
+        self._model_ids[identity] = model_id
         return model_id
 
     def model_version_id(self, sha256: str | None) -> int | None:

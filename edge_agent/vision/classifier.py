@@ -1,66 +1,35 @@
-"""LiteRT interpreter wrapper: crops in, labels and confidences out.
+"""The model: crops in, labels and confidences out.
 
-The interpreter comes from ``ai_edge_litert`` (LiteRT, the successor of tflite-runtime),
-else ``tflite_runtime`` (its last release, 2.14, still common on older Pi images), else
-``tensorflow.lite`` (a trainer machine). The trainer evaluates its int8 model through this
-very class, so the accuracy in the manifest is the accuracy the Pi gets.
+A model is a colour network and, optionally, a grey companion of the same labels for grey
+crops (the manifest's ``grey`` section): each crop of a batch goes to the companion when its
+channels are equal within ``max_spread`` (an infrared night frame), else to the colour
+network, so a crop costs one network's pass either way. The trainer evaluates its int8
+model through this very class, so the accuracy in the manifest is the accuracy the Pi gets.
 """
 
 from __future__ import annotations
 
-import importlib
-import os
 import threading
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 
 from edge_agent.labels import OTHER, UNKNOWN
-from edge_agent.manifest import (
-    Manifest,
-    ModelContractError,
-    model_paths,
-    read_manifest,
-    verify_hash,
-)
+from edge_agent.manifest import Manifest, model_paths, read_manifest
+from edge_agent.vision.interpreter import Network, load_interpreter_class
 
-# (module, attribute path) in order of preference.
-_BACKENDS: dict[str, tuple[str, str]] = {
-    "ai_edge_litert": ("ai_edge_litert.interpreter", "Interpreter"),
-    "tflite_runtime": ("tflite_runtime.interpreter", "Interpreter"),
-    "tensorflow": ("tensorflow.lite", "Interpreter"),
-}
-
-
-def load_interpreter_class(preferred: str | None = None) -> tuple[Any, str]:
-    """Return (Interpreter class, backend name).
-
-    ``preferred`` (or the TRAPCOUNT_TFLITE_BACKEND environment variable) forces one backend,
-    which benchmarks use to compare them.
-    """
-    preferred = preferred or os.environ.get("TRAPCOUNT_TFLITE_BACKEND") or None
-    names = [preferred] if preferred else list(_BACKENDS)
-    errors = []
-    for name in names:
-        if name not in _BACKENDS:
-            raise ModelContractError(
-                f"unknown TFLite backend {name!r}; choose one of {', '.join(_BACKENDS)}"
-            )
-        module_name, attr = _BACKENDS[name]
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            errors.append(f"{name}: {exc}")
-            continue
-        return getattr(module, attr), name
-    raise ModelContractError(
-        "no TFLite interpreter available; install trapcount[edge] (ai-edge-litert) or "
-        "trapcount[edge-legacy] (tflite-runtime)"
-    )
+__all__ = [
+    "Classifier",
+    "Prediction",
+    "crop_spread",
+    "crop_square",
+    "load_interpreter_class",
+    "square_box",
+    "to_rgb_input",
+]
 
 
 @dataclass(frozen=True)
@@ -125,8 +94,18 @@ def to_rgb_input(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(image, dtype=np.uint8)
 
 
+def crop_spread(images: np.ndarray) -> np.ndarray:
+    """Per image of (N, H, W, 3): the mean |R-G|, |G-B|, |B-R| in grey levels (0 for a grey
+    image), the measure ``edge_agent.vision.illumination`` calls a frame infrared by."""
+    pixels = images.astype(np.int16)
+    r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    spread = np.abs(r - g) + np.abs(g - b) + np.abs(b - r)
+    return spread.reshape(len(images), -1).mean(axis=1) / 3.0
+
+
 class Classifier:
-    """An int8 (or float) TFLite image classifier checked against its manifest.
+    """An int8 (or float) TFLite image classifier checked against its manifest, with the
+    manifest's grey companion when it names one.
 
     Usable as a context manager; ``close()`` is safe to call twice.
     """
@@ -147,52 +126,25 @@ class Classifier:
             raise ValueError("num_threads and max_batch must be at least 1")
         self.tflite_path, self.manifest_path = model_paths(model)
         self.manifest: Manifest = read_manifest(model)
-        verify_hash(self.manifest, self.tflite_path)
-        interpreter_class, self.backend = load_interpreter_class(backend)
-        try:
-            self._interpreter = interpreter_class(
-                model_path=str(self.tflite_path), num_threads=num_threads
-            )
-            self._interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise ModelContractError(f"cannot load {self.tflite_path}: {exc}") from None
-        self._input = self._interpreter.get_input_details()[0]
-        self._output = self._interpreter.get_output_details()[0]
-        self._check_against_manifest()
+        options = {"num_threads": num_threads, "max_batch": max_batch, "backend": backend}
+        self._colour = Network(self.tflite_path, self.manifest.sha256, self.manifest, **options)
+        self.backend = self._colour.backend
+        companion = self.manifest.grey_companion
+        self._grey: Network | None = None
+        self.grey_max_spread = 0.0
+        if companion is not None:
+            # Loaded now, not at the first night: a missing or wrong companion refuses the
+            # model at start-up (or at a reload, keeping the old one), never at 2 a.m.
+            path = companion.path(self.manifest_path.parent)
+            self._grey = Network(path, companion.sha256, self.manifest, **options)
+            self.grey_max_spread = companion.max_spread
         self.confidence_threshold = confidence_threshold
         self.max_batch = max_batch
         # Labels the site cannot see (``classifier.not_at_site``); names this model does not
         # have change nothing (``service.model.load_classifier`` says so when a user set them).
         self.not_at_site = frozenset(not_at_site) & frozenset(self.labels)
-        signature = self._input.get("shape_signature", self._input["shape"])
-        self._dynamic_batch = int(signature[0]) == -1
-        self._batch = int(self._input["shape"][0])
         self._lock = threading.Lock()
         self._closed = False
-
-    # -- contract ---------------------------------------------------------------------
-
-    def _check_against_manifest(self) -> None:
-        m = self.manifest
-        in_shape = [int(v) for v in self._input["shape"]]
-        out_shape = [int(v) for v in self._output["shape"]]
-        if len(in_shape) != 4 or in_shape[1:] != [int(v) for v in m.input.shape[1:]]:
-            raise ModelContractError(
-                f"{self.tflite_path}: input shape {in_shape[1:]} != manifest "
-                f"{list(m.input.shape[1:])}"
-            )
-        if in_shape[3] != 3:
-            raise ModelContractError(f"{self.tflite_path}: input must have 3 channels (RGB)")
-        if np.dtype(self._input["dtype"]).name != m.input.dtype:
-            raise ModelContractError(
-                f"{self.tflite_path}: input dtype {np.dtype(self._input['dtype']).name} != "
-                f"manifest {m.input.dtype}"
-            )
-        if out_shape[-1] != len(m.labels):
-            raise ModelContractError(
-                f"{self.tflite_path}: {out_shape[-1]} outputs but the manifest lists "
-                f"{len(m.labels)} labels"
-            )
 
     # -- properties -------------------------------------------------------------------
 
@@ -206,36 +158,22 @@ class Classifier:
 
     @property
     def sha256(self) -> str:
-        return self.manifest.sha256
+        """The model's identity (``Manifest.identity``): the .tflite's sha256, or that of
+        both networks' hashes for a model with a grey companion."""
+        return self.manifest.identity
+
+    @property
+    def has_grey_companion(self) -> bool:
+        return self._grey is not None
 
     # -- inference --------------------------------------------------------------------
 
-    def _quantize(self, images: np.ndarray) -> np.ndarray:
-        dtype = np.dtype(self._input["dtype"])
-        if dtype.kind == "f":
-            return images.astype(dtype)
-        scale, zero_point = self._input["quantization"]
-        if scale == 0:
-            return images.astype(dtype)
-        info = np.iinfo(dtype)
-        q = np.round(images.astype(np.float32) / scale + zero_point)
-        return np.clip(q, info.min, info.max).astype(dtype)
-
-    def _dequantize(self, raw: np.ndarray) -> np.ndarray:
-        if np.dtype(self._output["dtype"]).kind == "f":
-            return raw.astype(np.float32)
-        scale, zero_point = self._output["quantization"]
-        return (raw.astype(np.float32) - zero_point) * scale
-
-    def _run(self, batch: np.ndarray) -> np.ndarray:
-        n = batch.shape[0]
-        if self._dynamic_batch and n != self._batch:
-            self._interpreter.resize_tensor_input(self._input["index"], [n, *batch.shape[1:]])
-            self._interpreter.allocate_tensors()
-            self._batch = n
-        self._interpreter.set_tensor(self._input["index"], batch)
-        self._interpreter.invoke()
-        return self._interpreter.get_tensor(self._output["index"]).copy()
+    def grey_crops(self, images: np.ndarray) -> np.ndarray:
+        """Which of (N, H, W, 3) crops the grey companion classifies (all False without
+        one)."""
+        if self._grey is None:
+            return np.zeros(len(images), bool)
+        return crop_spread(images) < self.grey_max_spread
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """RGB uint8 images (N, H, W, 3) at the input size -> probabilities (N, classes)."""
@@ -249,13 +187,17 @@ class Classifier:
             raise ValueError(f"images must be (N, {expected}), got {images.shape}")
         if images.shape[0] == 0:
             return np.zeros((0, len(self.labels)), np.float32)
-        chunk = self.max_batch if self._dynamic_batch else self._batch
-        outputs = []
+        grey = self.grey_crops(images)
         with self._lock:
-            for start in range(0, images.shape[0], chunk):
-                part = self._quantize(images[start : start + chunk])
-                outputs.append(self._dequantize(self._run(part)))
-        return np.concatenate(outputs, axis=0).reshape(images.shape[0], -1)
+            if not grey.any():
+                return self._colour.predict(images)
+            assert self._grey is not None
+            if grey.all():
+                return self._grey.predict(images)
+            probs = np.empty((len(images), len(self.labels)), np.float32)
+            probs[grey] = self._grey.predict(images[grey])
+            probs[~grey] = self._colour.predict(images[~grey])
+            return probs
 
     def classify(self, images: np.ndarray) -> list[Prediction]:
         probs = self.predict_proba(images)
@@ -289,7 +231,9 @@ class Classifier:
 
     def close(self) -> None:
         self._closed = True
-        self._interpreter = None
+        self._colour.close()
+        if self._grey is not None:
+            self._grey.close()
 
     def __enter__(self) -> Classifier:
         return self

@@ -258,3 +258,37 @@ def test_a_damaged_keras_file_is_reported_as_what_it_is(
         result, f"{bad} is not a Keras 3 .keras archive (damaged or another format)"
     )
     assert "File not found" not in result.output
+
+
+def test_a_grey_companion_trained_taught_paired_and_measured(
+    tiny_run: Path, class_folders: Path, class_tar: Path, tmp_path: Path
+):
+    """The recipe of models/default/README.md in small: a network trained on infrared-like
+    crops alone, taught by the colour model, paired with it; the pair measured as the trap
+    runs it (grey images to the companion, the rest to the colour network)."""
+    grey_run = tmp_path / "grey"
+    data = ["--data", class_folders, "--data", class_tar]
+    trained = invoke(
+        "train", *data, "--arch", "tiny", "--epochs", "2", "--out", grey_run, "--ir", "1.0",
+        "--teacher", (tiny_run / "model.keras").resolve(), *QUANT_DROP_ANY,
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    paired = tmp_path / "paired"
+    result = invoke("pair", tiny_run, "--grey", grey_run, "--out", paired)
+    assert result.exit_code == 0, result.output
+    manifest = read_manifest(paired)
+    assert f"paired    {paired}: model {manifest.version}" in result.stdout
+    assert manifest.grey_companion.sha256 == read_manifest(grey_run).sha256
+    assert manifest.grey_companion.training["ir"] == 1.0
+
+    def grey_figures(model: Path) -> dict:
+        out = tmp_path / f"eval-{model.name}"
+        evaluated = invoke("evaluate", model, *data, "--grey", "--out", out)
+        assert evaluated.exit_code == 0, evaluated.output
+        return json.loads((out / "evaluation.json").read_text())
+
+    pair, grey = grey_figures(paired), grey_figures(grey_run)
+    assert pair["grey"]["int8_accuracy"] == grey["grey"]["int8_accuracy"]
+    assert "float_accuracy" not in pair and pair["grey_companion"] == manifest.grey.get("sha256")
+
+    assert_one_line_error(invoke("pair", tiny_run, "--grey", tmp_path / "none"), "not a model")
