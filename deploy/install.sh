@@ -342,18 +342,42 @@ fi
 
 # -- the model ----------------------------------------------------------------------------
 
-# models/<first 12 hex digits of the .tflite's sha256>/, then `current` swapped to it with
-# one rename: the agent's hot reload never sees a model without its manifest.
+# models/<the model's version: first 12 hex digits of the .tflite's sha256, or of both
+# networks' for a model with a grey companion (edge_agent.manifest.Manifest.identity)>/,
+# then `current` swapped to it with one rename: the agent's hot reload never sees a model
+# without its manifest. The manifest names the companion file (`grey.file`).
 install_model() {
-    local source=$1 release sha
-    sha=$(sha256sum "$source/model.tflite" | cut -c1-12)
+    local source=$1 release sha listing name
+    local -a files paths=()
+    listing=$("$PYTHON" - "$source" <<'PY'
+import hashlib, json, sys
+from pathlib import Path
+folder = Path(sys.argv[1])
+manifest = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+colour = hashlib.sha256((folder / "model.tflite").read_bytes()).hexdigest()
+files = ["model.json", "model.tflite"]
+grey = manifest.get("grey") or {}
+if grey.get("file"):
+    identity = hashlib.sha256(f"{colour}+{grey['sha256']}".encode()).hexdigest()
+    files.append(Path(grey["file"]).name)
+else:
+    identity = colour
+print(identity[:12], *files, sep="\n")
+PY
+    ) || die "--model: cannot read $source/model.json"
+    mapfile -t files <<<"$listing"
+    sha=${files[0]}
+    for name in "${files[@]:1}"; do
+        [[ -f $source/$name ]] || die "--model: $source has no $name (named by model.json)"
+        paths+=("$source/$name")
+    done
     release=$MODELS_DIR/$sha
     if [[ -d $release ]]; then
         note "model $sha already in $release"
     else
         run rm -rf "$MODELS_DIR/.incoming-$sha"
         run install -d -m 0755 "$MODELS_DIR/.incoming-$sha"
-        run install -m 0644 "$source/model.json" "$source/model.tflite" "$MODELS_DIR/.incoming-$sha/"
+        run install -m 0644 "${paths[@]}" "$MODELS_DIR/.incoming-$sha/"
         run mv -T "$MODELS_DIR/.incoming-$sha" "$release"
     fi
     if [[ $(readlink "$MODELS_DIR/current" 2>/dev/null || true) == "$sha" ]]; then

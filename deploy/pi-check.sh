@@ -414,7 +414,8 @@ fi
 rm -rf "$ROOTFS$STAGE"
 mkdir -p "$ROOTFS$STAGE/deploy" "$ROOTFS$STAGE/model"
 cp "$SCRIPT_DIR"/{install.sh,trap.example.toml,trapcount.service,pi_check.py} "$ROOTFS$STAGE/deploy/"
-cp "$REPO/models/default/model.tflite" "$REPO/models/default/model.json" "$ROOTFS$STAGE/model/"
+# model*.tflite: the model and, when it has one, its grey companion (model-grey.tflite).
+cp "$REPO"/models/default/model*.tflite "$REPO/models/default/model.json" "$ROOTFS$STAGE/model/"
 cp "$WHEEL" "$ROOTFS$STAGE/"
 # The way a Pi is set up (sudo deploy/install.sh --source WHEEL), the model copied in.
 shown in_root /bin/bash "$STAGE/deploy/install.sh" --source "$STAGE/$(basename "$WHEEL")" \

@@ -1,6 +1,8 @@
 """Copy a finished training run into ``models/default`` (or another folder) for shipping.
 
     .venv/bin/python scripts/ship_model.py runs/airbench48-e20
+    .venv/bin/python scripts/ship_model.py runs/field-s4 --grey runs/grey-s1
+
 
 - copies model.tflite, model.json, metrics.json, config.json, confusion.png and curve.png
   as they are (the manifest's sha256 still matches the .tflite; a run too old to have the
@@ -9,6 +11,9 @@
 - rewrites absolute paths in the JSON files relative to the repository root, so no
   machine's directory layout is committed (``/home/me/trapcount/../shared/data/x`` becomes
   ``../shared/data/x``);
+- with ``--grey RUN``, adds that run's network as the grey companion
+  (``trapcount-train pair``; its run records stay in RUN: the companion is re-made from the
+  shipped model.keras by the command in models/default/README.md);
 - loads the result through ``edge_agent.vision.classifier.Classifier`` as the trap will.
 """
 
@@ -25,6 +30,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from edge_agent.manifest import GREY_FILENAME  # noqa: E402 - after the path above
+
 COPIED = ("model.tflite", "model.json", "metrics.json", "config.json", "confusion.png")
 
 
@@ -39,7 +46,7 @@ def relative_paths(value: Any, root: Path) -> Any:
     return value
 
 
-def ship(run: Path, dest: Path) -> None:
+def ship(run: Path, dest: Path, grey: Path | None = None) -> None:
     missing = [name for name in (*COPIED, "model.keras") if not (run / name).is_file()]
     if missing:
         raise SystemExit(f"{run} is not a finished, exported run: no {', '.join(missing)}")
@@ -69,19 +76,35 @@ def ship(run: Path, dest: Path) -> None:
     model = keras.models.load_model(run / "model.keras", compile=False)
     model.save(dest / "model.keras")
 
+    stale = dest / GREY_FILENAME
+    if stale.exists():
+        stale.unlink()  # the companion of the model shipped before
+    if grey is not None:
+        from trainer.pair import pair_models
+
+        pair_models(dest, grey, dest)
+        path = dest / "model.json"
+        data = json.loads(path.read_text(encoding="utf-8"))
+        path.write_text(json.dumps(relative_paths(data, ROOT), indent=2) + "\n", encoding="utf-8")
+
     from edge_agent.vision.classifier import Classifier
 
     with Classifier(dest) as classifier:
         accuracy = classifier.manifest.accuracy
         print(f"{dest}: {len(classifier.labels)} labels, int8 accuracy {accuracy['int8']:.4f}")
+        if classifier.has_grey_companion:
+            print(f"{dest}: grey companion from {grey}, model {classifier.manifest.version}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a finished run folder of trapcount-train")
     parser.add_argument("--to", type=Path, default=ROOT / "models" / "default")
+    parser.add_argument(
+        "--grey", type=Path, help="a finished run whose network classifies grey crops"
+    )
     args = parser.parse_args(argv)
-    ship(args.run, args.to)
+    ship(args.run, args.to, args.grey)
     return 0
 
 

@@ -153,3 +153,26 @@ def test_the_playbook_installs_configures_and_pushes_models_locally(
     # Changed: the release folder moved in place and the symlink swap; nothing else.
     assert recap(second.stdout)["changed"] == 4, second.stdout[-6000:]
     assert tomllib.loads(config_path.read_text()) == config
+
+    # A model with a grey companion: both networks pushed, the folder named by the pair.
+    from edge_agent.manifest import GREY_FILENAME, read_manifest
+    from trainer.pair import pair_models
+
+    paired = pair_models(model_a, model_b, tmp_path / "paired")
+    third = playbook(
+        ansible_playbook,
+        "-i",
+        str(inventory),
+        "site.yml",
+        "-e",
+        json.dumps({"trapcount_model": str(tmp_path / "paired")}),
+        cwd=tmp_path,
+    )
+    assert third.returncode == 0, third.stdout[-6000:] + third.stderr[-3000:]
+    assert (
+        os.readlink(models / "current")
+        == paired.version
+        == read_manifest(models / "current").version
+    )
+    for name in ("model.json", "model.tflite", GREY_FILENAME):
+        assert (models / "current" / name).read_bytes() == (tmp_path / "paired" / name).read_bytes()

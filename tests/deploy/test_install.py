@@ -207,3 +207,45 @@ def test_the_shipped_unit_is_hardened_and_supervised():
         assert settings.get(key) == value, key
     assert int(settings["WatchdogSec"][0]) >= 120  # > 2 heartbeats of the default 60 s
     assert "char-video4linux rw" in settings["DeviceAllow"]
+
+
+def test_a_model_with_a_grey_companion_is_installed_whole(staged, model, request, tmp_path):
+    """The companion named in model.json goes with the model, and the release folder is
+    named by the pair's version, so a new companion alone is a new release."""
+    from edge_agent.manifest import GREY_FILENAME, read_manifest
+    from trainer.pair import pair_models
+
+    prefix, _ = staged
+    p = paths(prefix)
+    paired = tmp_path / "paired"
+    pair_models(model, tiny_model_dir(request.config, seed=1), paired)
+    version = read_manifest(paired).version
+    assert version != read_manifest(model).version
+    result = install(
+        "--prefix", str(prefix), "--no-systemd", "--offline", "--python", base_python(),
+        "--model", str(paired),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"current model: {version}" in result.stdout
+    current = p["models"] / "current"
+    assert current.resolve().name == version
+    for name in ("model.json", "model.tflite", GREY_FILENAME):
+        assert (current / name).read_bytes() == (paired / name).read_bytes(), name
+    doctor = subprocess.run(
+        [str(p["trapcount"]), "doctor", "--config", str(p["config"])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert re.search(rf"^model\s+ok\s.*{version}.*grey companion", doctor.stdout, re.M), (
+        doctor.stdout
+    )
+
+    (paired / GREY_FILENAME).unlink()
+    result = install(
+        "--prefix", str(prefix), "--no-systemd", "--offline", "--python", base_python(),
+        "--model", str(paired),
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert f"has no {GREY_FILENAME} (named by model.json)" in result.stderr
+    assert current.resolve().name == version  # the installed model is kept
