@@ -13,7 +13,8 @@
   ``../shared/data/x``);
 - with ``--grey RUN``, adds that run's network as the grey companion
   (``trapcount-train pair``; its run records stay in RUN: the companion is re-made from the
-  shipped model.keras by the command in models/default/README.md);
+  shipped model.keras by the command in models/default/README.md) and measures the pair on
+  the colour run's validation split (its data, as config.json records it);
 - loads the result through ``edge_agent.vision.classifier.Classifier`` as the trap will.
 """
 
@@ -80,9 +81,14 @@ def ship(run: Path, dest: Path, grey: Path | None = None) -> None:
     if stale.exists():
         stale.unlink()  # the companion of the model shipped before
     if grey is not None:
-        from trainer.pair import pair_models
+        from trainer.evaluate import evaluate_model_dir
+        from trainer.pair import pair_models, record_pair_accuracy
 
         pair_models(dest, grey, dest)
+        # The pair measured as the trap runs it, on the colour run's validation split.
+        recorded = json.loads((dest / "config.json").read_text(encoding="utf-8"))["data"]
+        specs = [spec if isinstance(spec, str) else spec["coco"] for spec in recorded]
+        record_pair_accuracy(dest, evaluate_model_dir(dest, specs, grey=True))
         path = dest / "model.json"
         data = json.loads(path.read_text(encoding="utf-8"))
         path.write_text(json.dumps(relative_paths(data, ROOT), indent=2) + "\n", encoding="utf-8")

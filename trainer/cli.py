@@ -544,23 +544,41 @@ def compare(old, new, data, tolerance, force, threads, no_cache, quiet) -> None:
     show_default=True,
     help="Crops whose mean channel difference (grey levels) is below this go to --grey.",
 )
+@data_option
+@coco_options
+@cache_option
 @quiet_option
-def pair(colour, grey_dir, out, max_spread, quiet) -> None:
+def pair(colour, grey_dir, out, max_spread, data, no_cache, quiet) -> None:
     """Give the model in COLOUR a grey companion: the network of --grey classifies the
-    crops with no colour in them (infrared night frames), COLOUR's network the rest. Measure
-    the pair with `trapcount-train evaluate OUT --grey --data ...`."""
+    crops with no colour in them (infrared night frames), COLOUR's network the rest. With
+    --data, the pair is measured on COLOUR's validation split, in colour and grey, and its
+    manifest records those figures; without, the colour network's."""
     _setup_logging(quiet)
+    target = out or colour
 
     def action():
-        from trainer.pair import pair_models
+        from trainer.pair import pair_models, record_pair_accuracy
 
-        return pair_models(colour, grey_dir, out or colour, max_spread=max_spread)
+        manifest = pair_models(colour, grey_dir, target, max_spread=max_spread)
+        if data:
+            from trainer.evaluate import evaluate_model_dir  # the interpreter: not for --help
+
+            evaluation = evaluate_model_dir(target, list(data), use_cache=not no_cache, grey=True)
+            manifest = record_pair_accuracy(target, evaluation)
+        return manifest
 
     manifest = _run(action)
     companion = manifest.grey_companion
-    click.echo(f"paired    {out or colour}: model {manifest.version}")
+    click.echo(f"paired    {target}: model {manifest.version}")
     click.echo(f"colour    {manifest.sha256[:12]}")
     click.echo(f"grey      {companion.sha256[:12]} (crops of spread under {max_spread:g})")
+    if data:
+        accuracy = manifest.accuracy
+        click.echo(
+            f"int8      {100 * accuracy['int8']:.2f}% colour, {100 * accuracy['int8_grey']:.2f}% "
+            f"grey (gap {100 * (accuracy['int8'] - accuracy['int8_grey']):.2f} points) on "
+            f"{accuracy['n_val']} images"
+        )
 
 
 def _print_summary(out: Path, metrics: dict) -> None:

@@ -94,6 +94,9 @@ def pair_models(
         shutil.copy2(colour_dir / MODEL_FILENAME, out / MODEL_FILENAME)
     shutil.copy2(grey_dir / MODEL_FILENAME, out / GREY_FILENAME)
     training: dict[str, Any] = {k: grey.training[k] for k in _TRAINING_KEYS if k in grey.training}
+    # Until the pair is measured (record_pair_accuracy), its figures are the colour
+    # network's alone, and say so.
+    colour.accuracy = {**colour.accuracy, "measured": "colour network alone"}
     colour.grey = {
         "file": GREY_FILENAME,
         "sha256": grey.sha256,
@@ -112,3 +115,23 @@ def pair_models(
         max_spread,
     )
     return colour
+
+
+def record_pair_accuracy(model_dir: Path, evaluation: dict[str, Any]) -> Manifest:
+    """Write the pair's own figures (``trainer.evaluate.evaluate_model_dir`` run on the
+    paired folder with ``grey=True``: int8, each crop through the network the trap would
+    use) into its manifest's ``accuracy``, in place of the colour network's. The float
+    figures are dropped: ``model.keras`` is the colour network alone."""
+    manifest = read_manifest(model_dir)
+    grey = evaluation["grey"]
+    kept = {k: v for k, v in manifest.accuracy.items() if k in ("split", "val_split", "split_seed")}
+    manifest.accuracy = {
+        **kept,
+        "int8": evaluation["int8_accuracy"],
+        "int8_grey": grey["int8_accuracy"],
+        "n_val": evaluation["n"],
+        "measured": f"the pair, on {evaluation['split']}",
+    }
+    manifest.per_class_recall = dict(evaluation["per_class_recall_int8"])
+    write_manifest(manifest, model_dir)
+    return manifest

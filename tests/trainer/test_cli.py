@@ -288,7 +288,17 @@ def test_a_grey_companion_trained_taught_paired_and_measured(
         return json.loads((out / "evaluation.json").read_text())
 
     pair, grey = grey_figures(paired), grey_figures(grey_run)
+    assert manifest.accuracy["measured"] == "colour network alone"
     assert pair["grey"]["int8_accuracy"] == grey["grey"]["int8_accuracy"]
     assert "float_accuracy" not in pair and pair["grey_companion"] == manifest.grey.get("sha256")
+
+    # Measured while pairing: the manifest records the pair's own figures.
+    measured = invoke("pair", tiny_run, "--grey", grey_run, "--out", tmp_path / "m", *data)
+    assert measured.exit_code == 0, measured.output
+    accuracy = read_manifest(tmp_path / "m").accuracy
+    assert accuracy["int8"] == pair["int8_accuracy"]
+    assert accuracy["int8_grey"] == pair["grey"]["int8_accuracy"]
+    assert accuracy["measured"].startswith("the pair, on validation split")
+    assert f"{100 * accuracy['int8_grey']:.2f}% grey" in measured.stdout
 
     assert_one_line_error(invoke("pair", tiny_run, "--grey", tmp_path / "none"), "not a model")
