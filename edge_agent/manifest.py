@@ -208,7 +208,7 @@ def model_paths(model: Path | str) -> tuple[Path, Path]:
 
 def model_files(model: Path | str) -> list[Path]:
     """Every file a model is made of: the .tflite, the manifest and, when the manifest
-    names one, the grey companion (what an installer copies and a reload watches). A
+    names one, the grey companion (what the service's reload check watches). A
     manifest that cannot be read yet (a copy in progress) names no companion."""
     tflite, manifest_path = model_paths(model)
     files = [tflite, manifest_path]
