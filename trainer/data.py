@@ -599,6 +599,7 @@ def make_tf_dataset(
     soft_weight: float = 0.5,
     label_smoothing: float = 0.0,
     ir: float = 0.0,
+    grey: float = 0.0,
 ):
     """A batched tf.data pipeline of (float32 raw pixels 0-255, one-hot labels).
 
@@ -620,12 +621,14 @@ def make_tf_dataset(
     equal channels, random contrast, gamma, noise, some blur). The teacher still sees the
     colour crop: it learned on colour, and the grey student is to agree with what it says
     about the same crop in colour. With ``ir`` 0 the pipeline has none of these ops.
+    ``grey`` (training only): then the probability that a crop the IR look did not take is
+    turned plain grey (trainer.looks.plain_grey); the teacher still sees colour.
     """
     # TensorFlow only for the training pipeline: loading and splitting (evaluate, compare) do
     # not need it.
     import tensorflow as tf
 
-    from trainer.looks import ir_like
+    from trainer.looks import ir_like, plain_grey
 
     height, width = images.shape[1:3]
     if translate is None:
@@ -674,6 +677,8 @@ def make_tf_dataset(
         colour = batch  # what a teacher sees
         if training and ir > 0:
             batch = ir_like(batch, ir)
+        if training and grey > 0:
+            batch = plain_grey(batch, grey)
         target = tf.one_hot(tf.gather(all_labels, index), num_classes)
         if soft_targets is not None:
             smoothed = target * (1.0 - label_smoothing) + label_smoothing / num_classes

@@ -441,7 +441,7 @@ def export_keras_file(
         if key in config:
             training[key] = config[key]
     for key in (
-        "epochs", "batch_size", "seed", "width", "optimizer", "lr", "label_smoothing", "ir",
+        "epochs", "batch_size", "seed", "width", "optimizer", "lr", "label_smoothing", "ir", "grey",
     ):  # fmt: skip
         if key in hparams:
             training[key] = hparams[key]

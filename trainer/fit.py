@@ -235,9 +235,12 @@ def _fit(
         soft_weight=hp.teacher_weight,
         label_smoothing=hp.label_smoothing,
         ir=hp.ir,
+        grey=hp.grey,
     )
     if hp.ir:
         log.info("infrared-like look on %.0f%% of the training crops", 100 * hp.ir)
+    if hp.grey:
+        log.info("plain grey on %.0f%% of the other crops", 100 * hp.grey)
     val_ds = make_tf_dataset(
         split.val.images,
         split.val.labels,

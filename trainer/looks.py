@@ -91,6 +91,23 @@ def ir_like(batch, probability: float):
         return tf.where(chosen[:, None, None, None], tf.tile(grey, [1, 1, 1, 3]), batch)
 
 
+def plain_grey(batch, probability: float):
+    """A batch of float32 RGB crops (n, h, w, 3), values 0-255 -> the same batch where each
+    crop, with ``probability``, is turned grey by :func:`grey_images`'s rule (BT.601 luma,
+    rounded, in three channels) and nothing else (``--grey P``). A crop already grey (the IR
+    look took it) is unchanged: its luma is its value. With ``--ir`` and ``--grey 1`` every
+    crop is grey, part of them with the IR look and the rest plain, as a grey companion
+    is trained (the plain ones are what ``evaluate --grey`` measures)."""
+    import tensorflow as tf
+
+    with tf.name_scope("plain_grey"):
+        n = tf.shape(batch)[0]
+        chosen = tf.random.uniform([n]) < probability
+        grey = tf.round(tf.tensordot(batch, tf.constant(LUMA, tf.float32), axes=[[3], [0]]))
+        grey = tf.tile(tf.clip_by_value(grey, 0.0, 255.0)[..., None], [1, 1, 1, 3])
+        return tf.where(chosen[:, None, None, None], grey, batch)
+
+
 def _some_blur(grey, n):
     """Half the crops (``IR_BLUR_SHARE``) get a random share of a 3 x 3 binomial blur, the
     border reflected."""

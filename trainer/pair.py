@@ -43,6 +43,7 @@ _TRAINING_KEYS = (
     "epochs",
     "lr",
     "ir",
+    "grey",
     "teacher",
     "teacher_weight",
     "teacher_tta",

@@ -91,6 +91,18 @@ class HParams:
             minimum=0.0,
         ),
     )
+    # Plain grey (trainer.looks.plain_grey): the probability that a crop the IR look did not
+    # take is turned grey, luma only. --ir P --grey 1: every crop grey, P of them with the
+    # IR look (a grey companion, trainer.pair). 0 for every arch, as ir.
+    grey: float = _hp(
+        0.0,
+        Flag(
+            "Probability that a training crop the infrared-like look did not take is turned "
+            "plain grey (R=G=B, luma only). --ir P --grey 1: every crop grey, for a grey "
+            "companion (trapcount-train pair).",
+            minimum=0.0,
+        ),
+    )
     tta: str = _hp(  # export: test-time augmentation baked into the .tflite (trainer.tta)
         "none",
         Flag(
@@ -299,6 +311,8 @@ def validate_hparams(hp: HParams) -> None:
         problems.append("cutout must be 0 (none) up to the input side in pixels")
     if not 0.0 <= hp.ir <= 1.0:
         problems.append("ir (the share of infrared-like crops) must be in [0, 1]")
+    if not 0.0 <= hp.grey <= 1.0:
+        problems.append("grey (the share of plain grey crops) must be in [0, 1]")
     if hp.tta not in TTA_MODES:
         problems.append(f"unknown test-time augmentation {hp.tta!r} ({', '.join(TTA_MODES)})")
     if hp.calibration_images < 1:

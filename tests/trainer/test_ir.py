@@ -97,6 +97,37 @@ def test_an_ir_crop_is_its_own_crop_in_grey_with_random_contrast_gamma_and_noise
     assert brightness.min() < -10 and brightness.max() > 5  # gamma darkens and brightens
 
 
+def test_grey_one_makes_every_crop_grey_the_ir_look_on_its_share_plain_luma_on_the_rest():
+    """--ir 0.5 --grey 1, a grey companion's training: every crop grey; about half are the
+    plain luma of their source (what evaluate --grey measures), the rest the IR look."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    images = colour_images(400, seed=2)
+    index = np.arange(len(images), dtype=np.int32)
+    ds = make_tf_dataset(
+        images, index, len(images), 50, training=True, augment=False, seed=0, ir=0.5, grey=1.0
+    )
+    crops, targets = epoch_of(ds)
+    assert is_grey(crops).all()
+    plain = grey_images(images[targets.argmax(axis=1)]).astype(np.float32)
+    # Within a level: TensorFlow's and NumPy's float sums may round a .5 apart.
+    share = (np.abs(crops - plain).max(axis=(1, 2, 3)) <= 1).mean()
+    # Binomial(400, 0.5): standard deviation 0.025; 4 of them either side (an IR crop
+    # equal to its plain luma would need contrast 1, gamma 1 and no noise at once).
+    assert abs(share - 0.5) < 0.1, share
+    # --grey alone: a share of plain grey crops, the rest in colour as they were.
+    ds = make_tf_dataset(
+        images, index, len(images), 50, training=True, augment=False, seed=0, grey=0.25
+    )
+    crops, targets = epoch_of(ds)
+    sources = images[targets.argmax(axis=1)].astype(np.float32)
+    grey = is_grey(crops)
+    assert abs(grey.mean() - 0.25) < 0.09, grey.mean()
+    assert np.abs(crops[grey] - grey_images(sources[grey].astype(np.uint8))).max() <= 1
+    assert np.array_equal(crops[~grey], sources[~grey])
+
+
 def test_ir_zero_leaves_the_pipeline_as_it_was():
     """With ir 0 the pipeline holds no op of the IR look (the same graph as without the
     argument) and, without augmentation, gives the images bit for bit."""
