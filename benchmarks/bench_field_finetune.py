@@ -442,11 +442,18 @@ def held_crops(held: HeldOut, size: tuple[int, int]) -> tuple[np.ndarray, list[s
     for source in held.sources:
         crops = read_coco(source, size, cache_dir() / "datasets")
         keep = np.flatnonzero(np.isin(crops.groups(source.split_by), list(held.groups)))
-        paths = {p.key: p.path for p in plan_crops(source).images}
+        # By the frame's id within this source ("image:<json>#<id>"): the .json's path in a
+        # key is written as the source was given (relative in a shipped manifest), so the
+        # cached crops' keys and a new plan's need not spell it alike.
+        paths = {frame_id(p.key): p.path for p in plan_crops(source).images}
         images.append(crops.images[keep])
         names += [crops.names[i] for i in keep]
-        looks += [frame_look(paths[str(crops.frames[i])]) for i in keep]
+        looks += [frame_look(paths[frame_id(str(crops.frames[i]))]) for i in keep]
     return np.concatenate(images), names, looks
+
+
+def frame_id(key: str) -> str:
+    return key.rsplit("#", 1)[-1]
 
 
 def sides(summary: dict[str, Any]) -> str:
