@@ -530,7 +530,7 @@ def compare(old, new, data, tolerance, force, threads, no_cache, quiet) -> None:
     "grey_dir",
     type=click.Path(path_type=Path),
     required=True,
-    help="Model folder of the network for grey crops (trained with --ir 1.0).",
+    help="Model folder of the network for grey crops (trained on grey: --ir P --grey 1).",
 )
 @click.option(
     "--out",
