@@ -231,6 +231,37 @@ def test_reload_variants_keep_the_running_model_unless_the_new_one_loads(
         service.classifier.close()
 
 
+def test_a_grey_companion_added_replaced_or_broken_is_seen_by_the_reload_check(
+    tmp_path, model, model_b, short_clip
+):
+    """The companion is part of the model: adding one is a new model, a new companion alone
+    is a new model, and a broken one refuses the reload and keeps the running pair."""
+    from edge_agent.manifest import GREY_FILENAME
+    from edge_agent.service.model import model_signature
+    from trainer.pair import pair_models
+
+    live = copy_model(model, tmp_path / "model")
+    service = make_service(tmp_path, live, short_clip.path)
+    try:
+        colour_only = service.classifier
+        pair_models(live, model_b, live)
+        assert service.reload_model(model_signature(live)) is True
+        paired = service.classifier
+        assert paired.has_grey_companion and paired.sha256 != colour_only.sha256
+        pair_models(live, model, live)  # the colour network as its own companion: another
+        assert service.reload_model(model_signature(live)) is True
+        assert service.classifier.sha256 not in (colour_only.sha256, paired.sha256)
+        current = service.classifier
+        (live / GREY_FILENAME).write_bytes(b"half a copy")
+        assert service.reload_model(model_signature(live)) is False
+        assert service.classifier is current
+        shas = [m["sha256"] for m in service.store.model_versions()]
+        assert shas == [colour_only.sha256, paired.sha256, current.sha256]
+    finally:
+        service.store.close()
+        service.classifier.close()
+
+
 def test_outside_active_hours_the_camera_is_not_opened(tmp_path, model, short_clip):
     away = str((datetime.now(UTC).hour + 12) % 24)
     service = make_service(tmp_path, model, short_clip.path, capture={"active_hours": away})
