@@ -441,10 +441,12 @@ def export_keras_file(
         if key in config:
             training[key] = config[key]
     for key in (
-        "epochs", "batch_size", "seed", "width", "optimizer", "lr", "label_smoothing", "ir", "grey",
+        "epochs", "batch_size", "seed", "width", "optimizer", "lr", "label_smoothing", "ir",
     ):  # fmt: skip
         if key in hparams:
             training[key] = hparams[key]
+    if hparams.get("grey"):  # recorded when used, so manifests from before read back alike
+        training["grey"] = hparams["grey"]
     history = config.get("history") or []
     finished_run = config.get("status") in TRAINING_DONE and hparams
     if finished_run and val_split is None and split_seed is None:

@@ -192,11 +192,12 @@ def teacher_list(value: str | Path | list | tuple | None) -> list[str] | None:
 
 
 def recorded_hparams(hp: HParams) -> dict[str, Any]:
-    """The hyperparameters the manifest's training block records, by field name."""
+    """The hyperparameters the manifest's training block records, by field name. ``grey``
+    only when used: it came after the shipped model, whose manifest must read back alike."""
     return {
         f.name: getattr(hp, f.name)
         for f in dataclasses.fields(hp)
-        if f.metadata.get("recorded", True)
+        if f.metadata.get("recorded", True) and not (f.name == "grey" and not hp.grey)
     }
 
 

@@ -72,4 +72,4 @@ def test_help_does_not_import_keras_or_tensorflow():
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
-    assert "4 commands" in result.stdout
+    assert "5 commands" in result.stdout
