@@ -53,6 +53,7 @@ from trainer.evaluate import (
     plot_history,
     predict_float,
 )
+from trainer.looks import grey_images
 from trainer.recipe import HParams
 from trainer.run_folder import (
     CONFIG_FILENAME,
@@ -169,6 +170,7 @@ def export_model(
     extra_metrics: dict[str, Any] | None = None,
     min_temperature_images: int = calibrate.MIN_CALIBRATION_IMAGES,
     tta: str = "none",
+    grey_only: bool = False,
 ) -> ExportResult:
     """Write model.keras, model.tflite, model.json, metrics.json and confusion.png into
     ``out``; measure float and int8 accuracy on ``val`` (int8 through the edge classifier);
@@ -177,7 +179,10 @@ def export_model(
     .tflite divides its logits by a temperature fitted on them (``trainer.calibrate``).
     ``tta="flip"`` bakes the mirror-image average into it (``trainer.tta``); the float
     accuracy is then that of the same two-view average. Both are also measured on the
-    validation images turned grey (``trainer.looks.grey_images``), the infrared gap. The
+    validation images turned grey (``trainer.looks.grey_images``), the infrared gap.
+    ``grey_only`` (a grey companion's run, every training crop grey: :func:`trained_grey_only`):
+    the int8 ranges are calibrated, the temperature fitted and the quantization drop judged
+    on the images turned grey, the look the network will be given. The
     graph converted is rewritten for int8 first (``trainer.int8_graph``); ``model.keras`` is
     saved as trained."""
     # These import Keras (seconds): when a model is exported, not when a command imports
@@ -210,10 +215,16 @@ def export_model(
 
     count = max(calibration_count, MIN_CALIBRATION_IMAGES)
     calibration = calibration_images(train, count, seed)
+    # The validation images the temperature is fitted on, in the look the trap will give.
+    fit_val = val
+    if grey_only:
+        calibration = grey_images(calibration)
+        fit_val = dataclasses.replace(val, images=grey_images(val.images))
     log.info(
-        "converting to int8 TFLite, calibrated on %d training images of %d classes",
+        "converting to int8 TFLite, calibrated on %d training images of %d classes%s",
         len(calibration),
         len(labels),
+        " turned grey (a grey companion)" if grey_only else "",
     )
     try:
         logits_model = calibrate.logit_model(model)
@@ -223,8 +234,10 @@ def export_model(
     # What the trap computes, in float: the crop (and its mirror, with --tta flip).
     float_model = model if tta == "none" else classifier_head(logits_model, tta)
     temperature, confidence, val_logits = fitted_temperature(
-        float_model, val, min_temperature_images
+        float_model, fit_val, min_temperature_images
     )
+    if grey_only:
+        val_logits = None  # those were the grey images': colour is measured below
     ready_logits, graph_report = int8_ready(logits_model, calibration)
     deployed = classifier_head(ready_logits, tta, temperature)
     tflite_path = out / MODEL_FILENAME
@@ -262,7 +275,6 @@ def export_model(
     confidence["mean_confidence_int8"] = round(float(int8_probs.max(axis=1).mean()), 4)
     manifest.confidence = confidence
     drop = 100 * (flt.accuracy - int8.accuracy)
-    accepted = drop <= max_quant_drop
     # The grey gap: the same validation images turned grey, as the trap sees at night.
     grey = grey_figures(
         val,
@@ -271,6 +283,9 @@ def export_model(
         flt,
         lambda images: predict_float(float_model, images),
     )
+    if grey_only:  # the drop that matters is on the look the network is given
+        drop = 100 * (grey["float_accuracy"] - grey["int8_accuracy"])
+    accepted = drop <= max_quant_drop
     manifest.accuracy = {
         "float": round(flt.accuracy, 4),
         "int8": round(int8.accuracy, 4),
@@ -291,6 +306,7 @@ def export_model(
         "max_quant_drop": max_quant_drop,
         "n_val": len(val),
         "n_calibration": len(calibration),
+        "calibrated_on": "grey" if grey_only else "colour",
         "labels": labels,
         "per_class_recall": {"float": flt.per_class_recall(), "int8": int8.per_class_recall()},
         "confidence": confidence,
@@ -341,6 +357,12 @@ def plot_run_curve(history: list[dict], network: str, int8_accuracy: float, path
     """A run's ``curve.png``, titled with its network, epochs and final int8 accuracy."""
     title = f"{network}, {len(history)} epochs: int8 {100 * int8_accuracy:.1f}% on validation"
     return plot_history(history, path, title)
+
+
+def trained_grey_only(hparams: dict[str, Any]) -> bool:
+    """Whether a run trained on every crop grey (``--ir 1``, or ``--grey 1``): a grey
+    companion, whose export is calibrated on grey images."""
+    return float(hparams.get("ir") or 0) >= 1.0 or float(hparams.get("grey") or 0) >= 1.0
 
 
 def fitted_temperature(
@@ -467,6 +489,7 @@ def export_keras_file(
         seed=int(hparams.get("seed", 0)),
         extra_metrics={"history": history} if history else None,
         tta=tta if tta is not None else str(hparams.get("tta", "none")),
+        grey_only=trained_grey_only(hparams),
     )
     if history:
         plot_run_curve(

@@ -23,7 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainer.export import ExportResult, QuantizationDropError, export_model, plot_run_curve
+from trainer.export import (
+    ExportResult,
+    QuantizationDropError,
+    export_model,
+    plot_run_curve,
+    trained_grey_only,
+)
 from trainer.fit import TrainResult, train
 from trainer.recipe import DEFAULT_ARCH, HParams, hparams_for
 from trainer.run_folder import (
@@ -273,6 +279,7 @@ def export_run(result: TrainResult) -> ExportResult:
             seed=hp.seed,
             extra_metrics={"history": result.history},
             tta=hp.tta,
+            grey_only=trained_grey_only(hp.to_dict()),
         )
         plot_run_curve(
             result.history,

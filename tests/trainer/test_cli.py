@@ -280,6 +280,9 @@ def test_a_grey_companion_trained_taught_paired_and_measured(
     assert f"paired    {paired}: model {manifest.version}" in result.stdout
     assert manifest.grey_companion.sha256 == read_manifest(grey_run).sha256
     assert manifest.grey_companion.training["ir"] == 1.0
+    # Every crop it trained on was grey: its int8 ranges were calibrated on grey images.
+    assert json.loads((grey_run / "metrics.json").read_text())["calibrated_on"] == "grey"
+    assert json.loads((tiny_run / "metrics.json").read_text())["calibrated_on"] == "colour"
 
     def grey_figures(model: Path) -> dict:
         out = tmp_path / f"eval-{model.name}"
