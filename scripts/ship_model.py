@@ -65,6 +65,18 @@ def ship(run: Path, dest: Path, grey: Path | None = None) -> None:
         plot_run_curve(
             config.get("history", []), network, metrics["int8_accuracy"], dest / "curve.png"
         )
+    stale = dest / GREY_FILENAME
+    if stale.exists():
+        stale.unlink()  # the companion of the model shipped before
+    if grey is not None:  # before the paths below are made relative: model.json gains some
+        from trainer.evaluate import evaluate_model_dir
+        from trainer.pair import pair_models, record_pair_accuracy
+
+        pair_models(dest, grey, dest)
+        # The pair measured as the trap runs it, on the colour run's validation split.
+        recorded = json.loads((dest / "config.json").read_text(encoding="utf-8"))["data"]
+        specs = [spec if isinstance(spec, str) else spec["coco"] for spec in recorded]
+        record_pair_accuracy(dest, evaluate_model_dir(dest, specs, grey=True))
     for name in ("model.json", "metrics.json", "config.json"):
         path = dest / name
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -76,22 +88,6 @@ def ship(run: Path, dest: Path, grey: Path | None = None) -> None:
 
     model = keras.models.load_model(run / "model.keras", compile=False)
     model.save(dest / "model.keras")
-
-    stale = dest / GREY_FILENAME
-    if stale.exists():
-        stale.unlink()  # the companion of the model shipped before
-    if grey is not None:
-        from trainer.evaluate import evaluate_model_dir
-        from trainer.pair import pair_models, record_pair_accuracy
-
-        pair_models(dest, grey, dest)
-        # The pair measured as the trap runs it, on the colour run's validation split.
-        recorded = json.loads((dest / "config.json").read_text(encoding="utf-8"))["data"]
-        specs = [spec if isinstance(spec, str) else spec["coco"] for spec in recorded]
-        record_pair_accuracy(dest, evaluate_model_dir(dest, specs, grey=True))
-        path = dest / "model.json"
-        data = json.loads(path.read_text(encoding="utf-8"))
-        path.write_text(json.dumps(relative_paths(data, ROOT), indent=2) + "\n", encoding="utf-8")
 
     from edge_agent.vision.classifier import Classifier
 
