@@ -19,6 +19,7 @@ import numpy as np
 
 from edge_agent.labels import OTHER, UNKNOWN
 from edge_agent.manifest import Manifest, model_paths, read_manifest
+from edge_agent.vision.illumination import pixel_spreads
 from edge_agent.vision.interpreter import Network, load_interpreter_class
 
 __all__ = [
@@ -97,10 +98,7 @@ def to_rgb_input(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def crop_spread(images: np.ndarray) -> np.ndarray:
     """Per image of (N, H, W, 3): the mean |R-G|, |G-B|, |B-R| in grey levels (0 for a grey
     image), the measure ``edge_agent.vision.illumination`` calls a frame infrared by."""
-    pixels = images.astype(np.int16)
-    r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
-    spread = np.abs(r - g) + np.abs(g - b) + np.abs(b - r)
-    return spread.reshape(len(images), -1).mean(axis=1) / 3.0
+    return pixel_spreads(images).reshape(len(images), -1).mean(axis=1) / 3.0
 
 
 class Classifier:

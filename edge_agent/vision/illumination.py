@@ -40,10 +40,17 @@ def channel_spread(frame: np.ndarray) -> float:
     step = min(frame.shape[1] // _THUMB[0], frame.shape[0] // _THUMB[1]) // 4
     if step > 1:
         frame = frame[::step, ::step]
-    small = cv2.resize(frame, _THUMB, interpolation=cv2.INTER_AREA).astype(np.int16)
-    b, g, r = small[..., 0], small[..., 1], small[..., 2]
-    spread = np.abs(r - g) + np.abs(g - b) + np.abs(b - r)
-    return float(spread.mean()) / 3.0
+    small = cv2.resize(frame, _THUMB, interpolation=cv2.INTER_AREA)
+    return float(pixel_spreads(small).mean()) / 3.0
+
+
+def pixel_spreads(pixels: np.ndarray) -> np.ndarray:
+    """|R-G| + |G-B| + |B-R| of each pixel of uint8 colour images (..., 3), as int16; the
+    channel order does not matter. Its mean over a frame (a thumbnail) or a crop, over 3,
+    is the spread this module and the classifier's grey routing judge by."""
+    pixels = pixels.astype(np.int16)
+    a, b, c = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    return np.abs(a - b) + np.abs(b - c) + np.abs(c - a)
 
 
 def illumination_of(frame: np.ndarray) -> str:

@@ -55,6 +55,14 @@ def crops(seed: int, n: int, *, grey: bool) -> np.ndarray:
     return np.repeat(images[..., None], 3, axis=-1)
 
 
+def test_the_manifest_default_spread_is_the_rule_that_calls_a_frame_infrared() -> None:
+    """edge_agent.manifest restates IR_SPREAD (it must stay standard library only)."""
+    from edge_agent.manifest import GREY_MAX_SPREAD
+    from edge_agent.vision.illumination import IR_SPREAD
+
+    assert GREY_MAX_SPREAD == IR_SPREAD
+
+
 def test_crop_spread_is_zero_for_grey_crops_and_large_for_colour() -> None:
     assert crop_spread(crops(0, 5, grey=True)).tolist() == [0.0] * 5
     assert crop_spread(crops(0, 5, grey=False)).min() > 10
