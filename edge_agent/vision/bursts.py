@@ -24,6 +24,12 @@ references:
   shadows and sun too, which beside an animal the median found made a second one. So a
   still animal beside a moving one is not found by it.
 
+Before either, each photo's small copy is brought to the exposure of the burst's median
+(``exposure.matched_exposure``: the gain and offset that map its view onto the median's,
+fitted on the pixels where nothing changed): a trap steps its exposure or its lamp within
+a burst, and a photo a dozen grey levels brighter all over differs everywhere, which hid
+the animal in it. Photos at one exposure are left exactly as they were.
+
 Against the median, a pixel differs when it differs by more than the burst's own level:
 five times its noise (``burst_noise``: how much its photos differ from the median over most
 of the view), between ``motion.quiet_burst_threshold`` (10) and ``motion.threshold`` (16).
@@ -68,7 +74,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import cv2
@@ -77,9 +83,10 @@ import numpy as np
 from edge_agent.config import MotionSettings, TrackingSettings
 from edge_agent.vision.bank import BackgroundBank, view_similarity
 from edge_agent.vision.candidates import NO_REFERENCE, Candidate, Located
+from edge_agent.vision.exposure import matched_exposure
 from edge_agent.vision.geometry import Box, near_any, overlap_of
 from edge_agent.vision.illumination import illumination_of
-from edge_agent.vision.info_bars import blank_bars, info_bars, is_band
+from edge_agent.vision.info_bars import blank_bars, info_bars, is_band, scene_rows
 from edge_agent.vision.motion import MotionGate
 
 log = logging.getLogger(__name__)
@@ -231,8 +238,12 @@ class BurstLocaliser:
         # The data bands printed on the photos, the widest any photo of the burst shows:
         # their text changes from photo to photo and is no animal.
         bars = (max(p.bars[0] for p in photos), max(p.bars[1] for p in photos))
-        level = self._burst_level(photos, median, bars) if len(photos) > 1 else None
-        found = self._find(photos, median if len(photos) > 1 else None, reference, bars, level)
+        looked_at = photos
+        level = None
+        if len(photos) > 1:
+            looked_at, median = _exposures_matched(photos, median, bars)
+            level = self._burst_level(looked_at, median, bars)
+        found = self._find(looked_at, median if len(photos) > 1 else None, reference, bars, level)
         for small, candidates in zip(smalls, found, strict=True):
             if not candidates:
                 self.bank.add(small, light)
@@ -345,6 +356,22 @@ class BurstLocaliser:
 
     def is_ghost(self, box: Box) -> bool:
         return False
+
+
+def _exposures_matched(
+    photos: list[_Photo], median: np.ndarray, bars: tuple[int, int]
+) -> tuple[list[_Photo], np.ndarray]:
+    """The burst's photos with their small copies brought to one exposure (that of the
+    burst's median, ``exposure.matched_exposure``, over the rows between the data bars),
+    and the median of those. A photo whose whole view is brighter than the others (the
+    camera's exposure or its lamp stepped) otherwise differs everywhere, and the animal in
+    it is lost in more change than an animal makes."""
+    rows = scene_rows(bars, photos[0].shape[0], median.shape[0])
+    matched = [matched_exposure(photo.small, median, rows) for photo in photos]
+    if all(m is photo.small for m, photo in zip(matched, photos, strict=True)):
+        return photos, median
+    looked_at = [replace(photo, small=m) for photo, m in zip(photos, matched, strict=True)]
+    return looked_at, np.median(np.stack(matched), axis=0).astype(np.uint8)
 
 
 def photo_track_rules(tracking: TrackingSettings) -> TrackingSettings:

@@ -76,13 +76,21 @@ def blank_bars(
     top, bottom = bars
     if not top and not bottom:
         return small
-    scale = small.shape[0] / height
-    margin = 3
+    scene = scene_rows(bars, height, small.shape[0])
     out = small.copy()
-    if top:
-        rows = min(small.shape[0], int(np.ceil(top * scale)) + margin)
-        out[:rows] = background[:rows]
-    if bottom:
-        rows = min(small.shape[0], int(np.ceil(bottom * scale)) + margin)
-        out[-rows:] = background[-rows:]
+    out[: scene.start] = background[: scene.start]
+    out[scene.stop :] = background[scene.stop :]
     return out
+
+
+def scene_rows(bars: tuple[int, int], height: int, small_height: int) -> slice:
+    """The rows of a small copy ``small_height`` tall (of a photo ``height`` tall) that
+    show the scene: those of ``bars`` and a margin for the gate's blur left out."""
+    top, bottom = bars
+    scale = small_height / height
+    margin = 3
+    first = min(small_height, int(np.ceil(top * scale)) + margin) if top else 0
+    last = small_height - (
+        min(small_height, int(np.ceil(bottom * scale)) + margin) if bottom else 0
+    )
+    return slice(first, max(first, last))

@@ -399,3 +399,28 @@ def test_a_perfectly_still_animal_after_landing_counts_one(tmp_path):
     photos = smooth_ground_burst(7, [[(centre, (30, 45))] for centre in places])
     counts, _ = counts_of(write_photos(tmp_path / "card", photos))
     assert counts == [1]
+
+
+def brighter(frame: np.ndarray, levels: float) -> np.ndarray:
+    """The frame as the camera took it with its exposure (or its lamp) stepped up."""
+    return np.clip(frame.astype(np.float32) * 1.1 + levels, 0, 255).astype(np.uint8)
+
+
+def test_an_animal_in_photos_whose_exposure_stepped_is_found(tmp_path):
+    """An infrared burst of six: three empty photos, then the camera raises its exposure
+    and a deer walks in for the last three (the Reconyx bursts of field-train do this
+    when an animal comes near the lamp). Against the burst's median the brighter photos
+    differ everywhere, more than any animal, so nothing was found; with each photo's
+    exposure matched to the median's first, the deer counts 1."""
+    walk = scenes.Walk("deer", ((3.0, 0.25, 0.6), (5.0, 0.6, 0.6)), width=0.2)
+    scene = scenes.Scene(duration_s=6, walks=[walk], seed=9)
+    photos = [(t, grey(f)) for t, f in shots(scene, [float(t) for t in range(6)])]
+    photos = [(t, brighter(f, 25.0) if t >= 3 else f) for t, f in photos]
+    assert counts_of(write_photos(tmp_path / "card", photos))[0] == [1]
+
+
+def test_an_exposure_step_over_an_empty_burst_counts_nothing(tmp_path):
+    scene = scenes.Scene(duration_s=6, walks=[], seed=10)
+    photos = [(t, grey(f)) for t, f in shots(scene, [float(t) for t in range(6)])]
+    photos = [(t, brighter(f, 25.0) if t >= 3 else f) for t, f in photos]
+    assert counts_of(write_photos(tmp_path / "card", photos))[0] == []

@@ -1,0 +1,61 @@
+"""A photo's exposure matched to another's: the gain and offset that map its grey levels
+onto the other's over the pixels where nothing changed.
+
+A camera trap sets its exposure (or its infrared lamp's power) photo by photo: an animal
+walking close to the lamp, a cloud, the lamp warming up. A burst's photos can then differ
+by a dozen grey levels over the whole view, which against the burst's median is change
+everywhere: more than ``motion.max_area``, so nothing is found, the animal included.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# A fit changes nothing unless it moves some grey level by at least this much: photos taken
+# a second apart at one exposure are left exactly as they were.
+MIN_CHANGE = 2.0
+# Gains outside these bounds are not an exposure step (a fit that locked onto an animal
+# filling the view, or a view gone dark): the photo is left as it was.
+MIN_GAIN, MAX_GAIN = 0.5, 2.0
+# Pixels whose residual is within this many grey levels (or three times the fit's median
+# residual, when that is more) take part in the next round of the fit: the view, not the
+# animal.
+INLIER_LEVELS = 8.0
+_ROUNDS = 3
+
+
+def exposure_fit(
+    image: np.ndarray, target: np.ndarray, rows: slice = slice(None)
+) -> tuple[float, float]:
+    """(gain, offset) with ``gain * image + offset`` close to ``target`` on most of
+    ``rows`` (both grey, the same shape): a least-squares line, refitted on the pixels it
+    already explains, starting from the median difference (so the view, the larger part,
+    decides, not an animal)."""
+    x = image[rows].astype(np.float32).ravel()
+    y = target[rows].astype(np.float32).ravel()
+    if x.size < 16:
+        return 1.0, 0.0
+    gain, offset = 1.0, float(np.median(y - x))
+    for _ in range(_ROUNDS):
+        residual = np.abs(gain * x + offset - y)
+        limit = max(INLIER_LEVELS, 3.0 * float(np.median(residual)))
+        inliers = residual <= limit
+        if np.count_nonzero(inliers) < 16 or float(np.ptp(x[inliers])) < 1.0:
+            break
+        gain, offset = (float(v) for v in np.polyfit(x[inliers], y[inliers], 1))
+    return gain, offset
+
+
+def matched_exposure(
+    image: np.ndarray, target: np.ndarray, rows: slice = slice(None)
+) -> np.ndarray:
+    """``image`` with ``target``'s exposure (``exposure_fit``), or ``image`` itself when
+    the fit would move no grey level by ``MIN_CHANGE`` or is no plausible exposure step."""
+    gain, offset = exposure_fit(image, target, rows)
+    if not MIN_GAIN <= gain <= MAX_GAIN:
+        return image
+    ends = np.array([0.0, 255.0])
+    if float(np.max(np.abs(gain * ends + offset - ends))) < MIN_CHANGE:
+        return image
+    mapped = image.astype(np.float32) * gain + offset
+    return np.clip(mapped + 0.5, 0, 255).astype(np.uint8)
