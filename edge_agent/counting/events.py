@@ -13,6 +13,13 @@ never visible at the same time, so it is counted once; three deer walking throug
 together are three tracks in the same frames, so MaxN is 3. Per-frame detections are
 never summed.
 
+In photo bursts (``walking_empty_is_unknown``) one exception: a track the classifier
+calls ``empty`` that walked across the burst (``WALKED_SIZES`` of its size, on a path
+close to straight) is kept aside, and when the event closes with no other animal it is
+counted ``unknown``: a thing that walks across three photos of a trap is an animal the
+32-pixel model did not see (a coati in daylight on leaf litter, field-train's SEQ75250),
+while beside an animal such a track is more often a piece of it or its shadow.
+
 Labels are taken when the event closes, from each track's vote over all its crops, so a
 track whose first crops were uncertain still gets its best label. A track that becomes
 counted after its event closed (rare: it took longer than ``event_gap_s`` to qualify)
@@ -29,6 +36,12 @@ from typing import TYPE_CHECKING
 
 from edge_agent.config import EventSettings
 from edge_agent.labels import EMPTY
+
+# A track labelled ``empty`` counts ``unknown`` (see the module docstring) when its first
+# and last boxes are this many of its sizes apart, on a path at most 1 / WALKED_STRAIGHTNESS
+# as long as that.
+WALKED_SIZES = 2.0
+WALKED_STRAIGHTNESS = 0.5
 
 if TYPE_CHECKING:  # counting needs tracks' attributes only, not the tracker
     from edge_agent.counting.tracking import Track
@@ -90,35 +103,66 @@ def observations(tracks: Iterable[Track]) -> tuple[LabelObservation, ...]:
 
 
 class _Event:
-    def __init__(self) -> None:
+    def __init__(self, keep_empty: bool = False) -> None:
         self.tracks: dict[int, Track] = {}
+        # ``empty`` tracks kept aside (``keep_empty``: photo bursts), for ``walkers``.
+        self.empties: dict[int, Track] = {}
+        self.keep_empty = keep_empty
         self.lighting: Counter[str] = Counter()  # frames per illumination while open
 
     def add(self, track: Track) -> None:
         if track.label != EMPTY:
             self.tracks[track.id] = track
+        elif self.keep_empty:
+            self.empties[track.id] = track
 
     def prune(self) -> None:
         """Drop tracks the tracker has since rejected (they swung like vegetation) and
         tracks the classifier calls ``empty`` (a model that learned empty trap frames
-        rejects a motion false positive: no animal there)."""
+        rejects a motion false positive: no animal there; kept aside with
+        ``keep_empty``)."""
+        for i, t in self.tracks.items():
+            if t.counted and t.label == EMPTY and self.keep_empty:
+                self.empties[i] = t
         self.tracks = {i: t for i, t in self.tracks.items() if t.counted and t.label != EMPTY}
+        self.empties = {
+            i: t
+            for i, t in self.empties.items()
+            if t.counted and t.label == EMPTY and i not in self.tracks
+        }
+
+    def walkers(self) -> list[Track]:
+        """The ``empty`` tracks that walked across the burst (``WALKED_SIZES``)."""
+        return [t for t in self.empties.values() if t.walked(WALKED_SIZES, WALKED_STRAIGHTNESS)]
+
+    @property
+    def members(self) -> list[Track]:
+        """Every track that keeps it open: the counted ones and those kept aside."""
+        return [*self.tracks.values(), *self.empties.values()]
 
     @property
     def last_seen(self) -> datetime:
-        return max(t.last_seen for t in self.tracks.values())
+        return max(t.last_seen for t in self.members)
 
     @property
     def live(self) -> bool:
-        return any(not t.ended for t in self.tracks.values())
+        return any(not t.ended for t in self.members)
 
 
 class EventCounter:
     """Groups counted tracks into events and emits a ``ClosedEvent`` when one ends."""
 
-    def __init__(self, settings: EventSettings, *, model_sha256: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: EventSettings,
+        *,
+        model_sha256: str | None = None,
+        walking_empty_is_unknown: bool = False,
+    ) -> None:
         self.settings = settings
         self.model_sha256 = model_sha256
+        # Photo bursts: an ``empty`` track that walked, alone in its event, is ``unknown``.
+        self.walking_empty_is_unknown = walking_empty_is_unknown
         self._event: _Event | None = None
         self.closed_events = 0
 
@@ -154,7 +198,7 @@ class EventCounter:
         if illumination is not None:
             event.lighting[illumination] += 1
         event.prune()
-        if not event.tracks:
+        if not event.members:
             self._event = None  # everything in it turned out not to be an animal
             return closed
         if self._is_over(timestamp):
@@ -165,7 +209,7 @@ class EventCounter:
         for track in tracks:
             if track.counted:
                 if self._event is None:
-                    self._event = _Event()
+                    self._event = _Event(self.walking_empty_is_unknown)
                 self._event.add(track)
 
     def _is_over(self, timestamp: datetime) -> bool:
@@ -173,7 +217,7 @@ class EventCounter:
         if event is None:
             return False
         event.prune()
-        if not event.tracks or event.live:
+        if not event.members or event.live:
             return False
         return (timestamp - event.last_seen).total_seconds() >= self.settings.event_gap_s
 
@@ -188,6 +232,10 @@ class EventCounter:
             return []
         event.prune()
         tracks = list(event.tracks.values())
+        if not tracks:
+            tracks = event.walkers()
+            for track in tracks:
+                track.empty_overruled = True
         if not tracks:
             return []
         first = min(tracks, key=lambda t: (t.first_seen, t.first_frame))

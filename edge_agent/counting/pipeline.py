@@ -112,7 +112,10 @@ class Pipeline:
         self.tracker = Tracker(tracking, min_displacement=displacement)
         self.tracker.join_fragments = getattr(self.localiser, "join_fragments", True)
         self.tracker.relink_missed = getattr(self.localiser, "relink_missed", False)
-        self.counter = EventCounter(settings.events)
+        self.counter = EventCounter(
+            settings.events,
+            walking_empty_is_unknown=getattr(self.localiser, "walking_empty_is_unknown", False),
+        )
         self._lighting = IlluminationSampler()
         self.classifier: CropClassifier | None = None
         self.set_classifier(classifier)

@@ -151,6 +151,10 @@ class Track:
     # Its boxes to store, per frame (``counting.sightings``), and the largest of them.
     sightings: list = field(default_factory=list, repr=False, compare=False)
     best_sighting: object | None = field(default=None, repr=False, compare=False)
+    # Set by its event (``counting.events``, photo bursts): its crops said ``empty``, but it
+    # walked across the burst and nothing else in the event was an animal, so it is one
+    # the model did not see: ``unknown``.
+    empty_overruled: bool = False
 
     # -- classification ----------------------------------------------------------------
 
@@ -187,7 +191,19 @@ class Track:
         if not self.votes:
             return UNKNOWN
         # Ties: more votes, then alphabetical, so the result never depends on dict order.
-        return max(self.votes, key=lambda k: (self.votes[k], self.vote_counts[k], k))
+        won = max(self.votes, key=lambda k: (self.votes[k], self.vote_counts[k], k))
+        return UNKNOWN if won == EMPTY and self.empty_overruled else won
+
+    def walked(self, sizes: float, straightness: float) -> bool:
+        """Whether its boxes, in at least three sightings, went at least ``sizes`` of its
+        sizes from the first to the last, along a path at least ``straightness`` as long
+        as that (1: a straight line): a walk, not a flicker between two places."""
+        if len(self.shapes) < 3:
+            return False
+        centres = np.array([(cx, cy) for cx, cy, _w, _h in self.shapes], np.float64)
+        direct = float(np.hypot(*(centres[-1] - centres[0])))
+        path = float(np.hypot(*np.diff(centres, axis=0).T).sum())
+        return direct >= sizes * max(self.size, 1.0) and direct >= straightness * path
 
     @property
     def animal_confidence(self) -> float:

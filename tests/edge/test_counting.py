@@ -186,3 +186,50 @@ def test_an_event_that_was_over_closes_before_the_next_bursts_tracks_join_it() -
     assert [e.counts for e in closed] == [{"deer": 1}]  # the first burst's event, alone
     closed += counter.close([later])
     assert len(closed) == 2 and closed[1].start == at(900)
+
+
+def walking(track_id: int, frames: range, step: float, label: str = "empty") -> Track:
+    """A track of 40-pixel boxes whose centre moves ``step`` pixels a frame along x (a
+    negative step every other frame: back and forth)."""
+    track = make_track(track_id, frames, label=label)
+    x = 100.0
+    for i, _ in enumerate(frames):
+        x += step if step > 0 or i % 2 else -step
+        track.shapes.append((x, 200.0, 40.0, 40.0))
+    return track
+
+
+def burst_counter() -> EventCounter:
+    return EventCounter(EventSettings(event_gap_s=2.0), walking_empty_is_unknown=True)
+
+
+def test_an_empty_track_that_walked_across_a_burst_alone_counts_unknown() -> None:
+    """The classifier said ``empty`` for every crop of a coati walking across the burst in
+    daylight; a thing that walks across photos is an animal it did not see."""
+    track = walking(1, range(0, 6), step=40.0)  # 200 px, 5 of its sizes, straight
+    (event,) = replay(burst_counter(), [track], until=60)
+    assert event.counts == {"unknown": 1}
+    assert track.label == "unknown"
+
+
+def test_an_empty_track_beside_an_animal_stays_empty() -> None:
+    """Beside an animal, a walking ``empty`` track is more often a piece of it or its
+    shadow: not a second animal."""
+    deer = make_track(1, range(0, 6))
+    shadow = walking(2, range(0, 6), step=40.0)
+    (event,) = replay(burst_counter(), [deer, shadow], until=60)
+    assert event.counts == {"deer": 1}
+    assert shadow.label == "empty"
+
+
+@pytest.mark.parametrize("step", [5.0, -200.0], ids=["too short", "back and forth"])
+def test_an_empty_track_that_did_not_walk_counts_nothing(step: float) -> None:
+    """A flicker in place, or one that jumps between two places, is no walk."""
+    assert replay(burst_counter(), [walking(1, range(0, 6), step=step)], until=60) == []
+
+
+def test_video_keeps_every_empty_track_out() -> None:
+    """Without ``walking_empty_is_unknown`` (video: an insect at the lamp walks too), an
+    ``empty`` track never counts."""
+    counter = EventCounter(EventSettings(event_gap_s=2.0))
+    assert replay(counter, [walking(1, range(0, 6), step=40.0)], until=60) == []
