@@ -13,12 +13,20 @@ never visible at the same time, so it is counted once; three deer walking throug
 together are three tracks in the same frames, so MaxN is 3. Per-frame detections are
 never summed.
 
-In photo bursts (``walking_empty_is_unknown``) one exception: a track the classifier
-calls ``empty`` that walked across the burst (``WALKED_SIZES`` of its size, on a path
-close to straight) is kept aside, and when the event closes with no other animal it is
-counted ``unknown``: a thing that walks across three photos of a trap is an animal the
-32-pixel model did not see (a coati in daylight on leaf litter, field-train's SEQ75250),
-while beside an animal such a track is more often a piece of it or its shadow.
+Events of photo bursts (``photo_bursts``: photos a second apart, a track broken more
+easily than in video) follow two more rules when they close:
+
+- a track the classifier calls ``empty`` that walked across the burst (``WALKED_SIZES``
+  of its size, on a path close to straight) is kept aside, and when the event has no
+  other animal it is counted ``unknown``: a thing that walks across three photos of a
+  trap is an animal the 32-pixel model did not see (a coati in daylight on leaf litter,
+  field-train's SEQ75250), while beside an animal such a track is more often a piece of
+  it or its shadow;
+- an ``unknown`` track that would not raise the MaxN of the event's one named animal
+  label (it is never seen in more photos at once than that label's tracks leave room for)
+  takes that label: it is that animal, broken in two by the localiser or the tracker and
+  not recognised in its part (a deer whose last photos show it half out of the frame).
+  With two named labels, or none, it stays ``unknown``.
 
 Labels are taken when the event closes, from each track's vote over all its crops, so a
 track whose first crops were uncertain still gets its best label. A track that becomes
@@ -35,13 +43,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from edge_agent.config import EventSettings
-from edge_agent.labels import EMPTY
+from edge_agent.labels import EMPTY, PERSON, UNKNOWN
 
 # A track labelled ``empty`` counts ``unknown`` (see the module docstring) when its first
 # and last boxes are this many of its sizes apart, on a path at most 1 / WALKED_STRAIGHTNESS
 # as long as that.
 WALKED_SIZES = 2.0
 WALKED_STRAIGHTNESS = 0.5
+# Labels that name no animal: an ``unknown`` track never joins them.
+NOT_NAMED = frozenset({UNKNOWN, EMPTY, PERSON, "vehicle"})
 
 if TYPE_CHECKING:  # counting needs tracks' attributes only, not the tracker
     from edge_agent.counting.tracking import Track
@@ -102,6 +112,28 @@ def observations(tracks: Iterable[Track]) -> tuple[LabelObservation, ...]:
     )
 
 
+def max_n(tracks: Iterable[Track]) -> int:
+    """The most of ``tracks`` seen in one frame."""
+    per_frame: Counter[int] = Counter()
+    for track in tracks:
+        per_frame.update(track.seen_frames)
+    return max(per_frame.values(), default=0)
+
+
+def join_unknowns(tracks: list[Track]) -> None:
+    """Photo bursts: each ``unknown`` track that does not raise the MaxN of the event's
+    one named label takes that label (``Track.joined``; see the module docstring)."""
+    named = {t.label for t in tracks} - NOT_NAMED
+    if len(named) != 1:
+        return
+    (label,) = named
+    own = [t for t in tracks if t.label == label]
+    for track in tracks:
+        if track.label == UNKNOWN and max_n([*own, track]) == max_n(own):
+            track.joined = label
+            own.append(track)
+
+
 class _Event:
     def __init__(self, keep_empty: bool = False) -> None:
         self.tracks: dict[int, Track] = {}
@@ -157,12 +189,12 @@ class EventCounter:
         settings: EventSettings,
         *,
         model_sha256: str | None = None,
-        walking_empty_is_unknown: bool = False,
+        photo_bursts: bool = False,
     ) -> None:
         self.settings = settings
         self.model_sha256 = model_sha256
         # Photo bursts: an ``empty`` track that walked, alone in its event, is ``unknown``.
-        self.walking_empty_is_unknown = walking_empty_is_unknown
+        self.photo_bursts = photo_bursts
         self._event: _Event | None = None
         self.closed_events = 0
 
@@ -209,7 +241,7 @@ class EventCounter:
         for track in tracks:
             if track.counted:
                 if self._event is None:
-                    self._event = _Event(self.walking_empty_is_unknown)
+                    self._event = _Event(self.photo_bursts)
                 self._event.add(track)
 
     def _is_over(self, timestamp: datetime) -> bool:
@@ -238,6 +270,8 @@ class EventCounter:
                 track.empty_overruled = True
         if not tracks:
             return []
+        if self.photo_bursts:
+            join_unknowns(tracks)
         first = min(tracks, key=lambda t: (t.first_seen, t.first_frame))
         last = max(tracks, key=lambda t: (t.last_seen, t.last_frame))
         self.closed_events += 1

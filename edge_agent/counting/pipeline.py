@@ -114,7 +114,7 @@ class Pipeline:
         self.tracker.relink_missed = getattr(self.localiser, "relink_missed", False)
         self.counter = EventCounter(
             settings.events,
-            walking_empty_is_unknown=getattr(self.localiser, "walking_empty_is_unknown", False),
+            photo_bursts=getattr(self.localiser, "photo_bursts", False),
         )
         self._lighting = IlluminationSampler()
         self.classifier: CropClassifier | None = None

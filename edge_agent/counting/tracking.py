@@ -155,6 +155,9 @@ class Track:
     # walked across the burst and nothing else in the event was an animal, so it is one
     # the model did not see: ``unknown``.
     empty_overruled: bool = False
+    # Set by its event (photo bursts): an ``unknown`` track that adds nothing to the MaxN
+    # of the event's one named label is that animal, broken in two: it takes the label.
+    joined: str | None = None
 
     # -- classification ----------------------------------------------------------------
 
@@ -192,7 +195,11 @@ class Track:
             return UNKNOWN
         # Ties: more votes, then alphabetical, so the result never depends on dict order.
         won = max(self.votes, key=lambda k: (self.votes[k], self.vote_counts[k], k))
-        return UNKNOWN if won == EMPTY and self.empty_overruled else won
+        if won == EMPTY and self.empty_overruled:
+            return UNKNOWN
+        if won == UNKNOWN and self.joined is not None:
+            return self.joined
+        return won
 
     def walked(self, sizes: float, straightness: float) -> bool:
         """Whether its boxes, in at least three sightings, went at least ``sizes`` of its

@@ -132,7 +132,7 @@ class BurstLocaliser:
     by their number in the input, ``"frame N"`` from 0 (``capture.video.VideoFrameReader``)."""
 
     relink_missed = True  # photos seconds apart: see Tracker.relink_missed
-    walking_empty_is_unknown = True  # see counting.events
+    photo_bursts = True  # events of photo bursts: see counting.events
 
     def __init__(
         self,

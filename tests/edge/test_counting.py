@@ -200,7 +200,7 @@ def walking(track_id: int, frames: range, step: float, label: str = "empty") -> 
 
 
 def burst_counter() -> EventCounter:
-    return EventCounter(EventSettings(event_gap_s=2.0), walking_empty_is_unknown=True)
+    return EventCounter(EventSettings(event_gap_s=2.0), photo_bursts=True)
 
 
 def test_an_empty_track_that_walked_across_a_burst_alone_counts_unknown() -> None:
@@ -229,7 +229,41 @@ def test_an_empty_track_that_did_not_walk_counts_nothing(step: float) -> None:
 
 
 def test_video_keeps_every_empty_track_out() -> None:
-    """Without ``walking_empty_is_unknown`` (video: an insect at the lamp walks too), an
+    """Without ``photo_bursts`` (video: an insect at the lamp walks too), an
     ``empty`` track never counts."""
     counter = EventCounter(EventSettings(event_gap_s=2.0))
     assert replay(counter, [walking(1, range(0, 6), step=40.0)], until=60) == []
+
+
+def test_an_unknown_track_never_seen_beside_the_named_animal_joins_it() -> None:
+    """A deer's track broken in two by the localiser: its last photos (half out of the
+    frame) were not recognised. MaxN is the fewest animals certainly there together: one
+    deer, not a deer and an unknown animal."""
+    deer = make_track(1, range(0, 4))
+    rest = make_track(2, range(4, 7), label="unknown", confidence=0.3)
+    (event,) = replay(burst_counter(), [deer, rest], until=60)
+    assert event.counts == {"deer": 1}
+    assert rest.label == "deer"
+
+
+def test_an_unknown_track_seen_beside_the_named_animal_stays_unknown() -> None:
+    deer = make_track(1, range(0, 6))
+    other = make_track(2, range(3, 8), label="unknown", confidence=0.3)
+    (event,) = replay(burst_counter(), [deer, other], until=60)
+    assert event.counts == {"deer": 1, "unknown": 1}
+
+
+def test_an_unknown_track_joins_no_label_when_two_are_named() -> None:
+    tracks = [
+        make_track(1, range(0, 3)),
+        make_track(2, range(3, 6), label="cat"),
+        make_track(3, range(6, 9), label="unknown", confidence=0.3),
+    ]
+    (event,) = replay(burst_counter(), tracks, until=60)
+    assert event.counts == {"cat": 1, "deer": 1, "unknown": 1}
+
+
+def test_in_video_an_unknown_track_keeps_its_label() -> None:
+    tracks = [make_track(1, range(0, 4)), make_track(2, range(4, 7), label="unknown")]
+    (event,) = replay(EventCounter(EventSettings(event_gap_s=2.0)), tracks, until=60)
+    assert event.counts == {"deer": 1, "unknown": 1}
