@@ -90,22 +90,27 @@ class ClosedEvent:
 
 
 def observations(tracks: Iterable[Track]) -> tuple[LabelObservation, ...]:
-    """Per-label MaxN, frames, mean confidence and track count of a set of counted tracks."""
+    """Per-label MaxN, frames, mean confidence and track count of a set of counted tracks.
+    A track that joined a label (``join_unknowns``) counts in its MaxN and tracks, not in
+    its mean confidence: its crops never said it (the label's own tracks did)."""
     per_frame: dict[str, Counter[int]] = defaultdict(Counter)
     confidences: dict[str, list[float]] = defaultdict(list)
+    n_tracks: Counter[str] = Counter()
     suppressed: Counter[str] = Counter()
     for track in tracks:
         label = track.label
         per_frame[label].update(track.seen_frames)
-        confidences[label].append(track.confidence)
+        n_tracks[label] += 1
+        if track.joined is None:
+            confidences[label].append(track.confidence)
         suppressed[label] += track.privacy_suppressed
     return tuple(
         LabelObservation(
             label=label,
             max_n=max(per_frame[label].values()),
             frames=len(per_frame[label]),
-            mean_confidence=round(sum(confidences[label]) / len(confidences[label]), 4),
-            tracks=len(confidences[label]),
+            mean_confidence=round(sum(confidences[label]) / max(len(confidences[label]), 1), 4),
+            tracks=n_tracks[label],
             suppressed=suppressed[label],
         )
         for label in sorted(per_frame)
@@ -193,7 +198,8 @@ class EventCounter:
     ) -> None:
         self.settings = settings
         self.model_sha256 = model_sha256
-        # Photo bursts: an ``empty`` track that walked, alone in its event, is ``unknown``.
+        # Events of photo bursts: walking ``empty`` tracks and ``unknown`` pieces of a
+        # named animal (the module docstring).
         self.photo_bursts = photo_bursts
         self._event: _Event | None = None
         self.closed_events = 0

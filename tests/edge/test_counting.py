@@ -244,6 +244,9 @@ def test_an_unknown_track_never_seen_beside_the_named_animal_joins_it() -> None:
     (event,) = replay(burst_counter(), [deer, rest], until=60)
     assert event.counts == {"deer": 1}
     assert rest.label == "deer"
+    (deer_seen,) = event.observations
+    # Two tracks, and the confidence the deer's own crops gave, not the piece's 0.
+    assert (deer_seen.tracks, deer_seen.mean_confidence) == (2, 0.8)
 
 
 def test_an_unknown_track_seen_beside_the_named_animal_stays_unknown() -> None:
