@@ -22,6 +22,10 @@ MIN_GAIN, MAX_GAIN = 0.5, 2.0
 # animal.
 INLIER_LEVELS = 8.0
 _ROUNDS = 3
+# A view with less spread than this (grey levels) has nothing to fit an exposure on: a black
+# photo (the lamp did not fire) or a lens cap. It is left as it was, not lifted to the
+# target's mean.
+MIN_SPREAD = 8.0
 
 
 def exposure_fit(
@@ -33,7 +37,7 @@ def exposure_fit(
     decides, not an animal)."""
     x = image[rows].astype(np.float32).ravel()
     y = target[rows].astype(np.float32).ravel()
-    if x.size < 16:
+    if x.size < 16 or float(np.percentile(x, 99) - np.percentile(x, 1)) < MIN_SPREAD:
         return 1.0, 0.0
     gain, offset = 1.0, float(np.median(y - x))
     for _ in range(_ROUNDS):

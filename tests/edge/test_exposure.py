@@ -56,3 +56,10 @@ def test_only_the_given_rows_are_fitted():
     stepped = np.clip(target.astype(np.float32) + 20, 0, 255).astype(np.uint8)
     stepped[:20] = target[:20]
     assert abs(exposure_fit(stepped, target, slice(20, None))[1] + 20) < 1.0
+
+
+def test_a_black_photo_is_not_lifted_to_the_view():
+    """The lamp did not fire: a black photo has no view to fit an exposure on; lifted to
+    the target's mean grey it would differ from the view in patches that look like things."""
+    black = np.full((240, 320), 3, np.uint8)
+    assert matched_exposure(black, view(6)) is black
