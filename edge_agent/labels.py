@@ -28,6 +28,9 @@ UNKNOWN = "unknown"
 EMPTY = "empty"
 OTHER = "other"
 PERSON = "person"
+# A detector's category (``vision.megadetector``: its boxes say vehicle) that the tracker
+# gives as a label of its own, whatever the crops said.
+VEHICLE = "vehicle"
 # Longer labels are cut in messages, which must stay one readable line.
 _SHOWN = 60
 

@@ -43,7 +43,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from edge_agent.config import EventSettings
-from edge_agent.labels import EMPTY, PERSON, UNKNOWN
+from edge_agent.labels import EMPTY, PERSON, UNKNOWN, VEHICLE
 
 # A track labelled ``empty`` counts ``unknown`` (see the module docstring) when its first
 # and last boxes are this many of its sizes apart, on a path at most 1 / WALKED_STRAIGHTNESS
@@ -51,7 +51,7 @@ from edge_agent.labels import EMPTY, PERSON, UNKNOWN
 WALKED_SIZES = 2.0
 WALKED_STRAIGHTNESS = 0.5
 # Labels that name no animal: an ``unknown`` track never joins them.
-NOT_NAMED = frozenset({UNKNOWN, EMPTY, PERSON, "vehicle"})
+NOT_NAMED = frozenset({UNKNOWN, EMPTY, PERSON, VEHICLE})
 
 if TYPE_CHECKING:  # counting needs tracks' attributes only, not the tracker
     from edge_agent.counting.tracking import Track

@@ -61,7 +61,7 @@ from statistics import median
 import numpy as np
 
 from edge_agent.config import TrackingSettings
-from edge_agent.labels import EMPTY, PERSON, UNKNOWN
+from edge_agent.labels import EMPTY, PERSON, UNKNOWN, VEHICLE
 from edge_agent.vision.geometry import (
     Box,
     at_edge,
@@ -73,8 +73,6 @@ from edge_agent.vision.geometry import (
 )
 
 NOT_ANIMALS = frozenset({PERSON, UNKNOWN, EMPTY})
-# A detector's category (``vision.megadetector``) that is a label of its own.
-VEHICLE = "vehicle"
 
 # Vegetation swings back within a few seconds; see ``Tracker._swings``.
 SWING_S = 3.0

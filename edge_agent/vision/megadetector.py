@@ -39,7 +39,7 @@ import numpy as np
 
 from edge_agent.capture.folder import photos_in
 from edge_agent.config import ConfigError, TrackingSettings
-from edge_agent.labels import PERSON
+from edge_agent.labels import PERSON, VEHICLE
 from edge_agent.vision.bursts import photo_track_rules
 from edge_agent.vision.candidates import Candidate, Located
 from edge_agent.vision.geometry import Box
@@ -51,7 +51,7 @@ MEGADETECTOR = "megadetector"  # Candidate.source, detections.detector
 NOT_IN_DETECTIONS = "not in detections"
 DETECTOR_FAILED = "detector failed"
 
-ANIMAL, VEHICLE = "animal", "vehicle"
+ANIMAL = "animal"
 CATEGORIES = (ANIMAL, PERSON, VEHICLE)
 # MegaDetector's names for its categories (v2 said "human"), to trapcount's.
 CATEGORY_NAMES = {"animal": ANIMAL, "person": PERSON, "human": PERSON, "vehicle": VEHICLE}
