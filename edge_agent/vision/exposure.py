@@ -5,6 +5,11 @@ A camera trap sets its exposure (or its infrared lamp's power) photo by photo: a
 walking close to the lamp, a cloud, the lamp warming up. A burst's photos can then differ
 by a dozen grey levels over the whole view, which against the burst's median is change
 everywhere: more than ``motion.max_area``, so nothing is found, the animal included.
+
+The background bank matches an empty view of the camera to a photo by mean and spread
+(``bank.match_exposure``): there the photo is compared with a view taken hours before.
+Within a burst the animal can fill a large part of the view and would move a mean and a
+spread, so this fit leaves out the pixels it does not explain.
 """
 
 from __future__ import annotations
@@ -46,7 +51,8 @@ def exposure_fit(
     for _ in range(_ROUNDS):
         residual = np.abs(gain * x + offset - y)
         limit = max(INLIER_LEVELS, 3.0 * float(np.median(residual)))
-        xs, ys = x[residual <= limit], y[residual <= limit]
+        inliers = residual <= limit
+        xs, ys = x[inliers], y[inliers]
         spread = float(xs.var()) if xs.size >= 16 else 0.0
         if spread < 1.0:
             break
