@@ -158,9 +158,10 @@ class _Event:
         tracks the classifier calls ``empty`` (a model that learned empty trap frames
         rejects a motion false positive: no animal there; kept aside with
         ``keep_empty``)."""
-        for i, t in self.tracks.items():
-            if t.counted and t.label == EMPTY and self.keep_empty:
-                self.empties[i] = t
+        if self.keep_empty:
+            self.empties.update(
+                (i, t) for i, t in self.tracks.items() if t.counted and t.label == EMPTY
+            )
         self.tracks = {i: t for i, t in self.tracks.items() if t.counted and t.label != EMPTY}
         self.empties = {
             i: t
