@@ -138,6 +138,9 @@ class GreyCompanion:
     sha256: str
     max_spread: float = GREY_MAX_SPREAD
     arch: str = "unknown"
+    # The companion's own test-time augmentation (as Manifest.tta: information only; a
+    # grey crop costs that many passes of the companion).
+    tta: str = "none"
     accuracy: dict[str, Any] = field(default_factory=dict)
     confidence: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
@@ -161,6 +164,7 @@ class GreyCompanion:
             sha256=data["sha256"],
             max_spread=float(spread),
             arch=str(data.get("arch", "unknown")),
+            tta=str(data.get("tta", "none")),
             accuracy=dict(data.get("accuracy") or {}),
             confidence=dict(data.get("confidence") or {}),
             training=dict(data.get("training") or {}),

@@ -103,6 +103,7 @@ def pair_models(
         "sha256": grey.sha256,
         "max_spread": max_spread,
         "arch": grey.arch,
+        "tta": grey.tta,
         "accuracy": dict(grey.accuracy),
         "confidence": dict(grey.confidence),
         "training": training,

@@ -173,3 +173,20 @@ def test_pairing_in_place_and_again_replaces_the_companion(tmp_path, colour_mode
     assert second.sha256 == read_manifest(colour_model).sha256 != first.sha256
     with Classifier(model) as classifier:
         assert classifier.has_grey_companion
+
+
+def test_the_pair_records_the_companions_views(tmp_path, colour_model, grey_model) -> None:
+    # A companion exported with test-time augmentation costs that many passes a grey crop;
+    # the pair's manifest says so, and a pair made before the key existed reads as one view.
+    flipped = copy_model(grey_model, tmp_path / "flipped")
+    data = json.loads((flipped / MANIFEST_FILENAME).read_text())
+    data["tta"] = "flip"
+    (flipped / MANIFEST_FILENAME).write_text(json.dumps(data))
+    companion = pair_models(colour_model, flipped, tmp_path / "pair").grey_companion
+    assert companion is not None and companion.tta == "flip"
+    assert read_manifest(tmp_path / "pair").grey_companion.tta == "flip"
+    path = tmp_path / "pair" / MANIFEST_FILENAME
+    data = json.loads(path.read_text())
+    del data["grey"]["tta"]
+    path.write_text(json.dumps(data))
+    assert read_manifest(tmp_path / "pair").grey_companion.tta == "none"
