@@ -260,12 +260,17 @@ class BurstLocaliser:
     ) -> list[list[Candidate]]:
         """Per photo, the candidates found against the burst's ``median`` (None: a single
         photo) and the camera's empty view ``reference``, ghosts dropped and, in a burst,
-        corroborated. The empty view is asked only when the median found nothing in the
-        whole burst: it is there for the animal the median swallows (still in every photo);
-        taken hours before, it also differs by shadows, sun and grown leaves, which beside an
-        animal the median found counted a second one (``docs/benchmarks.md``, "Real bursts
-        by camera")."""
-        against_median = [self._candidates(photo, median, BURST, bars, level) for photo in photos]
+        corroborated. Beside the median the empty view only tells a ghost (the ground an
+        animal of the median stood on, ``revealed_ground``); it is asked for animals of its
+        own only when the median found nothing in the whole burst: it is there for the
+        animal the median swallows (still in every photo); taken hours before, it also
+        differs by shadows, sun and grown leaves, which beside an animal the median found
+        counted a second one (``docs/benchmarks.md``, "Real bursts by camera")."""
+        empty_view = reference if median is not None else None
+        against_median = [
+            self._candidates(photo, median, BURST, bars, level, empty_view=empty_view)
+            for photo in photos
+        ]
         found = _kept(against_median)
         if reference is None or (median is not None and any(found)):
             return found
@@ -322,12 +327,16 @@ class BurstLocaliser:
         bars: tuple[int, int] = (0, 0),
         level: float | None = None,
         earlier: Sequence[tuple[Candidate, bool]] = (),
+        empty_view: np.ndarray | None = None,
     ) -> list[tuple[Candidate, bool]]:
         """``earlier`` and what differs from ``background`` (the burst's median,
         ``BURST``, or the camera's empty view, ``BANK``) in ``photo``: (candidate, whether
         its outline is the background's, a possible ghost; ``_without_ghosts`` decides).
         ``level``: the difference level against the median (``_burst_level``); the empty
-        view, another moment's light, is compared at the settings' ``threshold``."""
+        view, another moment's light, is compared at the settings' ``threshold``.
+        ``empty_view``: the camera's empty view, when the bank has one, against which a
+        difference from the median that is the bare ground is known for a ghost
+        (``revealed_ground``) and dropped."""
         found = list(earlier)
         if background is None:
             return found
@@ -338,6 +347,13 @@ class BurstLocaliser:
         for box in self.gate.boxes_against(shape_of, background, small, threshold):
             if is_band(box, photo.shape[1]):
                 continue  # a band of light across the frame, or the data bar
+            region = self.gate.small_box(box)
+            if (
+                empty_view is not None
+                and region is not None
+                and revealed_ground(small[region], background[region], empty_view[region])
+            ):
+                continue  # the ground an animal stood on in most photos of the burst
             # The outline is the background's: what stands there in the other
             # photos (or stood there in the empty view) may not be in this one.
             ghostly = self.gate.is_ghost(box, background=background)
@@ -387,6 +403,26 @@ def photo_track_rules(tracking: TrackingSettings) -> TrackingSettings:
             "classify_every": 1,
         }
     )
+
+
+# A difference from the burst's median is the bare ground when, inside its box, the photo is
+# at least this many times closer to the camera's empty view than the median is. On
+# field-train's bursts fed by camera the ground revealed where an animal had stood was 7-9
+# times closer, every other candidate at most 1.5 (docs/benchmarks.md, "The ground an
+# animal stood on").
+REVEALED_RATIO = 3.0
+
+
+def revealed_ground(photo: np.ndarray, median: np.ndarray, empty_view: np.ndarray) -> bool:
+    """Whether a region where ``photo`` differs from the burst's ``median`` shows the
+    camera's ``empty_view`` there while the median does not (grey, the same small region of
+    each): an animal stood there in most of the burst's photos, so the median holds it,
+    and this photo shows the ground behind it, a ghost, whatever its outline says. Two
+    regions that both differ from the empty view (an animal in the photo, shadows or sun
+    since the view was taken) are left to the other rules."""
+    to_photo = float(cv2.absdiff(photo, empty_view).mean())
+    to_median = float(cv2.absdiff(median, empty_view).mean())
+    return to_median > REVEALED_RATIO * max(to_photo, 1.0)
 
 
 def _without_ghosts(looked: list[list[tuple[Candidate, bool]]]) -> list[list[Candidate]]:

@@ -235,7 +235,9 @@ class MotionGate:
 
     # -- what is inside a box ----------------------------------------------------------
 
-    def _small_box(self, box: Box) -> tuple[slice, slice] | None:
+    def small_box(self, box: Box) -> tuple[slice, slice] | None:
+        """The rows and columns of full-frame ``box`` in the last frame's small copy (None
+        before a frame, or for a box under two small pixels across)."""
         if self._small is None:
             return None
         x, y, w, h = box
@@ -253,7 +255,7 @@ class MotionGate:
         that is foreground (after closing), and the IoU of that foreground with the frame
         before's. A resting animal: little changed, solid, steady. A swaying branch: thin,
         and different leaves move each frame. None without a frame before (photos)."""
-        region = self._small_box(box)
+        region = self.small_box(box)
         if region is None or self._previous is None or self.last_foreground is None:
             return None
         assert self._small is not None
@@ -286,7 +288,7 @@ class MotionGate:
         where the revealed ground continues its surroundings. ``background``: the image the
         last frame was compared with (``boxes_against``), else the learned one.
         """
-        region = self._small_box(box)
+        region = self.small_box(box)
         if background is None:
             background = self.background_image()
         if region is None or background is None or self.last_foreground is None:
