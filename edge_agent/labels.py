@@ -31,6 +31,8 @@ PERSON = "person"
 # A detector's category (``vision.megadetector``: its boxes say vehicle) that the tracker
 # gives as a label of its own, whatever the crops said.
 VEHICLE = "vehicle"
+# Labels that are no animal, or no animal the classifier was sure of.
+NOT_ANIMALS = frozenset({PERSON, UNKNOWN, EMPTY})
 # Longer labels are cut in messages, which must stay one readable line.
 _SHOWN = 60
 

@@ -43,7 +43,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from edge_agent.config import EventSettings
-from edge_agent.labels import EMPTY, PERSON, UNKNOWN, VEHICLE
+from edge_agent.labels import EMPTY, NOT_ANIMALS, UNKNOWN, VEHICLE
 
 # A track labelled ``empty`` counts ``unknown`` (see the module docstring) when its first
 # and last boxes are this many of its sizes apart, on a path at most 1 / WALKED_STRAIGHTNESS
@@ -51,7 +51,7 @@ from edge_agent.labels import EMPTY, PERSON, UNKNOWN, VEHICLE
 WALKED_SIZES = 2.0
 WALKED_STRAIGHTNESS = 0.5
 # Labels that name no animal: an ``unknown`` track never joins them.
-NOT_NAMED = frozenset({UNKNOWN, EMPTY, PERSON, VEHICLE})
+NOT_NAMED = NOT_ANIMALS | {VEHICLE}
 
 if TYPE_CHECKING:  # counting needs tracks' attributes only, not the tracker
     from edge_agent.counting.tracking import Track
@@ -133,8 +133,9 @@ def join_unknowns(tracks: list[Track]) -> None:
         return
     (label,) = named
     own = [t for t in tracks if t.label == label]
+    most = max_n(own)  # a track joins only when it leaves this as it is
     for track in tracks:
-        if track.label == UNKNOWN and max_n([*own, track]) == max_n(own):
+        if track.label == UNKNOWN and max_n([*own, track]) == most:
             track.joined = label
             own.append(track)
 
@@ -163,11 +164,7 @@ class _Event:
                 (i, t) for i, t in self.tracks.items() if t.counted and t.label == EMPTY
             )
         self.tracks = {i: t for i, t in self.tracks.items() if t.counted and t.label != EMPTY}
-        self.empties = {
-            i: t
-            for i, t in self.empties.items()
-            if t.counted and t.label == EMPTY and i not in self.tracks
-        }
+        self.empties = {i: t for i, t in self.empties.items() if t.counted and t.label == EMPTY}
 
     def walkers(self) -> list[Track]:
         """The ``empty`` tracks that walked across the burst (``WALKED_SIZES``)."""

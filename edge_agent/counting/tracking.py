@@ -61,7 +61,7 @@ from statistics import median
 import numpy as np
 
 from edge_agent.config import TrackingSettings
-from edge_agent.labels import EMPTY, PERSON, UNKNOWN, VEHICLE
+from edge_agent.labels import EMPTY, NOT_ANIMALS, PERSON, UNKNOWN, VEHICLE
 from edge_agent.vision.geometry import (
     Box,
     at_edge,
@@ -71,8 +71,6 @@ from edge_agent.vision.geometry import (
     overlap_of,
     union_box,
 )
-
-NOT_ANIMALS = frozenset({PERSON, UNKNOWN, EMPTY})
 
 # Vegetation swings back within a few seconds; see ``Tracker._swings``.
 SWING_S = 3.0
@@ -191,18 +189,23 @@ class Track:
             return VEHICLE
         if not self.votes:
             return UNKNOWN
-        # Ties: more votes, then alphabetical, so the result never depends on dict order.
-        won = max(self.votes, key=lambda k: (self.votes[k], self.vote_counts[k], k))
+        won = self._voted()
         if won == EMPTY and self.empty_overruled:
             return UNKNOWN
         if won == UNKNOWN and self.joined is not None:
             return self.joined
         return won
 
+    def _voted(self) -> str:
+        """The label its crops' votes give (there is at least one vote). Ties: more votes,
+        then alphabetical, so the result never depends on dict order."""
+        return max(self.votes, key=lambda k: (self.votes[k], self.vote_counts[k], k))
+
     def walked(self, sizes: float, straightness: float) -> bool:
         """Whether its boxes, in at least three sightings, went at least ``sizes`` of its
-        sizes from the first to the last, along a path at least ``straightness`` as long
-        as that (1: a straight line): a walk, not a flicker between two places."""
+        sizes from the first to the last, that straight distance at least ``straightness``
+        of the path's length (1: a straight line): a walk, not a flicker between two
+        places."""
         if len(self.shapes) < 3:
             return False
         centres = np.array([(cx, cy) for cx, cy, _w, _h in self.shapes], np.float64)
@@ -216,7 +219,7 @@ class Track:
         winning label's crops (0 before any, or when it is person, unknown or empty)."""
         if not self.votes:
             return 0.0
-        label = max(self.votes, key=lambda k: (self.votes[k], self.vote_counts[k], k))
+        label = self._voted()
         if label in NOT_ANIMALS:
             return 0.0
         return self.confidence_sums[label] / self.vote_counts[label]
