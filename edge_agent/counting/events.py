@@ -93,36 +93,36 @@ def observations(tracks: Iterable[Track]) -> tuple[LabelObservation, ...]:
     """Per-label MaxN, frames, mean confidence and track count of a set of counted tracks.
     A track that joined a label (``join_unknowns``) counts in its MaxN and tracks, not in
     its mean confidence: its crops never said it (the label's own tracks did)."""
-    per_frame: dict[str, Counter[int]] = defaultdict(Counter)
-    confidences: dict[str, list[float]] = defaultdict(list)
-    n_tracks: Counter[str] = Counter()
-    suppressed: Counter[str] = Counter()
+    by_label: dict[str, list[Track]] = defaultdict(list)
     for track in tracks:
-        label = track.label
-        per_frame[label].update(track.seen_frames)
-        n_tracks[label] += 1
-        if track.joined is None:
-            confidences[label].append(track.confidence)
-        suppressed[label] += track.privacy_suppressed
-    return tuple(
-        LabelObservation(
-            label=label,
-            max_n=max(per_frame[label].values()),
-            frames=len(per_frame[label]),
-            mean_confidence=round(sum(confidences[label]) / max(len(confidences[label]), 1), 4),
-            tracks=n_tracks[label],
-            suppressed=suppressed[label],
-        )
-        for label in sorted(per_frame)
+        by_label[track.label].append(track)
+    return tuple(_observation(label, by_label[label]) for label in sorted(by_label))
+
+
+def _observation(label: str, tracks: list[Track]) -> LabelObservation:
+    per_frame = tracks_per_frame(tracks)
+    confidences = [track.confidence for track in tracks if track.joined is None]
+    return LabelObservation(
+        label=label,
+        max_n=max(per_frame.values(), default=0),
+        frames=len(per_frame),
+        mean_confidence=round(sum(confidences) / max(len(confidences), 1), 4),
+        tracks=len(tracks),
+        suppressed=sum(track.privacy_suppressed for track in tracks),
     )
+
+
+def tracks_per_frame(tracks: Iterable[Track]) -> Counter[int]:
+    """{frame index: how many of ``tracks`` were seen in it}."""
+    per_frame: Counter[int] = Counter()
+    for track in tracks:
+        per_frame.update(track.seen_frames)
+    return per_frame
 
 
 def max_n(tracks: Iterable[Track]) -> int:
     """The most of ``tracks`` seen in one frame."""
-    per_frame: Counter[int] = Counter()
-    for track in tracks:
-        per_frame.update(track.seen_frames)
-    return max(per_frame.values(), default=0)
+    return max(tracks_per_frame(tracks).values(), default=0)
 
 
 def join_unknowns(tracks: list[Track]) -> None:
