@@ -232,10 +232,6 @@ class BurstLocaliser:
         smalls = [photo.small for photo in photos]
         median = np.median(np.stack(smalls), axis=0).astype(np.uint8)
         light = photos[len(photos) // 2].light
-        reference = self.bank.reference(median, light)
-        if reference is None and len(photos) == 1:
-            self.bank.add(smalls[0], light)  # the camera's first view: a reference to come
-            return self._located(photos, [[]], unprocessed=NO_REFERENCE)
         # The data bands printed on the photos, the widest any photo of the burst shows:
         # their text changes from photo to photo and is no animal.
         bars = (max(p.bars[0] for p in photos), max(p.bars[1] for p in photos))
@@ -244,6 +240,12 @@ class BurstLocaliser:
         if len(photos) > 1:
             looked_at, median = _exposures_matched(photos, median, bars)
             level = self._burst_level(looked_at, median, bars)
+        # The empty view is brought to the exposure of the median the photos are compared
+        # with: the matched one in a burst, so that revealed_ground weighs like with like.
+        reference = self.bank.reference(median, light)
+        if reference is None and len(photos) == 1:
+            self.bank.add(smalls[0], light)  # the camera's first view: a reference to come
+            return self._located(photos, [[]], unprocessed=NO_REFERENCE)
         found = self._find(looked_at, median if len(photos) > 1 else None, reference, bars, level)
         for small, candidates in zip(smalls, found, strict=True):
             if not candidates:
