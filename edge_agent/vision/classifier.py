@@ -4,8 +4,8 @@ A model is a colour network and, optionally, a grey companion of the same labels
 crops (the manifest's ``grey`` section): each crop of a batch goes to the companion when its
 channels are equal within ``max_spread`` (an infrared night frame), else to the colour
 network, so a crop costs one network's pass either way (times the views baked into that
-network: the shipped companion has two). The trainer evaluates its int8
-model through this very class, so the accuracy in the manifest is the accuracy the Pi gets.
+network: the shipped companion has two). The trainer evaluates its int8 model through
+this very class, so the accuracy in the manifest is the accuracy the Pi gets.
 """
 
 from __future__ import annotations
