@@ -38,13 +38,13 @@ A still night view under the IR lamp differs by a grey level or two, where a dar
 is not. The empty view, another moment's light, is compared at ``motion.threshold``.
 
 In a burst of several photos a candidate must be seen in two of them, near each other in
-place and at most two photos apart: a one-off flicker is not an animal. (So an animal
-that arrives in the first photo only and then stands without a pixel changing in all the
-others is not found without an empty view: its arriving photo has no partner, and the
-median holds it where it stands. Taking a ghost seen in one or two photos for a still
-animal in all the others found it, and on field-train's real bursts made 27 over-counts
-of 90, against 16: not done.) A single photo with no empty view of its camera has nothing
-to be compared with: it is located as ``unprocessed`` (``NO_REFERENCE``), which the report
+place, of a like size and at most two photos apart: a one-off flicker is not an animal. (So
+an animal that arrives in the first photo only and then stands without a pixel changing in
+all the others is not found without an empty view: its arriving photo has no partner, and
+the median holds it where it stands. Taking a ghost seen in one or two photos for a still
+animal in all the others found it, and on field-train's real bursts made 27 over-counts of
+90, against 16: not done.) A single photo with no empty view of its camera has nothing to
+be compared with: it is located as ``unprocessed`` (``NO_REFERENCE``), which the report
 says, rather than as a photo with nothing in it. Photos in which nothing was found become
 empty views of their camera.
 
@@ -479,11 +479,26 @@ CORROBORATING_SIZES = 3.0
 # where it is: on field-train's real bursts the flickers that had only such a partner were
 # half the empty triggers counted and several second tracks beside an animal.
 CORROBORATING_PHOTOS = 2
+# ... and of a like size: the longer side of either at most this many times the other's.
+# "Near" is counted in the larger box's sizes, so without this a box spanning half the view
+# (the lamp or the exposure stepping over a band of it) was near everything in the photos
+# beside it, and made a flicker there, or itself, a second animal. An animal's box changes
+# less than this from one photo to the next; one that shrinks more (turning, stepping into
+# cover) is still found where a photo within two shows it at its new size, and the tracker
+# links it to its track (``Tracker.relink_missed``).
+CORROBORATING_SCALE = 3.0
+
+
+def like_sized(box: Box, other: Box, scale: float = CORROBORATING_SCALE) -> bool:
+    """Whether the longer sides of ``box`` and ``other`` are within ``scale`` of each
+    other."""
+    side, other_side = max(box[2], box[3]), max(other[2], other[3])
+    return side <= scale * other_side and other_side <= scale * side
 
 
 def _corroborated(found: list[list[Candidate]]) -> list[list[Candidate]]:
     """Per photo, the candidates that a photo of the burst at most ``CORROBORATING_PHOTOS``
-    away has one near."""
+    away has one near and like-sized."""
     kept = []
     for i, candidates in enumerate(found):
         others = [
@@ -492,5 +507,11 @@ def _corroborated(found: list[list[Candidate]]) -> list[list[Candidate]]:
             if j != i and abs(j - i) <= CORROBORATING_PHOTOS
             for c in cs
         ]
-        kept.append([c for c in candidates if near_any(c.box, others, CORROBORATING_SIZES)])
+        kept.append(
+            [
+                c
+                for c in candidates
+                if near_any(c.box, [o for o in others if like_sized(c.box, o)], CORROBORATING_SIZES)
+            ]
+        )
     return kept

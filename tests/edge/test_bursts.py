@@ -479,3 +479,27 @@ def test_revealed_ground_is_the_empty_view_where_the_median_is_not() -> None:
     assert not revealed_ground(animal, noisy_view, view)
     # Both differ from an empty view taken in other light (sun, shadow): left to the rest.
     assert not revealed_ground(np.clip(view + 40, 0, 255).astype(np.uint8), animal, view)
+
+
+def test_a_patch_of_light_beside_a_small_animal_is_not_a_second_animal(tmp_path):
+    """A small animal walks across six photos; in the third the lamp lights a patch of
+    ground below it, 300 x 80 pixels. The patch differs from the burst's median in that
+    photo only; the animal's box in the photos beside it is near the patch's centre counted
+    in the patch's own size, but a box a tenth of its size is not the patch seen again."""
+    photos = smooth_ground_burst(9, [[((120 + 80 * i, 200), (18, 12))] for i in range(6)])
+    t, frame = photos[2]
+    lit = frame.astype(np.int16)
+    lit[360:440, 200:500] += 30
+    photos[2] = (t, np.clip(lit, 0, 255).astype(np.uint8))
+    counts, _ = counts_of(write_photos(tmp_path / "card", photos))
+    assert counts == [1]
+
+
+def test_only_a_like_sized_box_corroborates() -> None:
+    """``_corroborated``: a box many times larger (or smaller) near it is not a partner;
+    one twice its size is."""
+    small = [Candidate((300, 200, 36, 24), "burst")]
+    patch = [Candidate((200, 360, 300, 80), "burst")]
+    assert [len(c) for c in _corroborated([small, patch])] == [0, 0]
+    twice = [Candidate((290, 190, 72, 48), "burst")]
+    assert [len(c) for c in _corroborated([small, twice])] == [1, 1]
