@@ -270,3 +270,30 @@ def test_in_video_an_unknown_track_keeps_its_label() -> None:
     tracks = [make_track(1, range(0, 4)), make_track(2, range(4, 7), label="unknown")]
     (event,) = replay(EventCounter(EventSettings(event_gap_s=2.0)), tracks, until=60)
     assert event.counts == {"deer": 1, "unknown": 1}
+
+
+def test_a_track_seen_in_one_photo_beside_an_animal_seen_in_several_is_dropped() -> None:
+    """A burst's candidate must be seen in two photos; one seen in a single photo beside a
+    deer seen in six was corroborated by the deer's own box (the ground it left, its
+    shadow): not a second animal, and not a second label."""
+    deer = make_track(1, range(0, 6))
+    piece = make_track(2, range(5, 6), label="cat")
+    (event,) = replay(burst_counter(), [deer, piece], until=60)
+    assert event.counts == {"deer": 1}
+    assert [t.id for t in event.tracks] == [1]
+
+
+def test_tracks_each_seen_in_one_photo_all_count() -> None:
+    """A lone photo compared with the camera's empty view: every track is one photo long,
+    and two animals in it are two."""
+    tracks = [make_track(1, range(0, 1)), make_track(2, range(0, 1))]
+    (event,) = replay(burst_counter(), tracks, until=60)
+    assert event.counts == {"deer": 2}
+
+
+def test_in_video_a_short_track_beside_a_long_one_counts() -> None:
+    """Video's tracks are already several frames long (``min_track_frames``); the rule is
+    the burst's."""
+    tracks = [make_track(1, range(0, 6)), make_track(2, range(5, 6), label="cat")]
+    (event,) = replay(EventCounter(EventSettings(event_gap_s=2.0)), tracks, until=60)
+    assert event.counts == {"cat": 1, "deer": 1}
