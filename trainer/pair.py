@@ -42,6 +42,8 @@ _TRAINING_KEYS = (
     "split_seed",
     "epochs",
     "lr",
+    "translate",
+    "cutout",
     "ir",
     "grey",
     "teacher",

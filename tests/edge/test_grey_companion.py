@@ -190,3 +190,13 @@ def test_the_pair_records_the_companions_views(tmp_path, colour_model, grey_mode
     del data["grey"]["tta"]
     path.write_text(json.dumps(data))
     assert read_manifest(tmp_path / "pair").grey_companion.tta == "none"
+
+
+def test_the_pair_records_how_the_companion_was_augmented(tmp_path, colour_model, grey_model):
+    # Two companions of one recipe can differ only in their shifts and cutout (the one
+    # shipped since 2026-12-06 trained without cutout): the pair's record says which.
+    own = json.loads((grey_model / MANIFEST_FILENAME).read_text())["training"]
+    pair_models(colour_model, grey_model, tmp_path / "pair")
+    grey = json.loads((tmp_path / "pair" / MANIFEST_FILENAME).read_text())["grey"]["training"]
+    assert "cutout" in own and "translate" in own
+    assert (grey["cutout"], grey["translate"]) == (own["cutout"], own["translate"])
