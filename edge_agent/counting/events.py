@@ -136,7 +136,7 @@ def max_n(tracks: Iterable[Track]) -> int:
 def without_one_photo_pieces(tracks: list[Track]) -> list[Track]:
     """Photo bursts: ``tracks`` without those seen in one photo only, when one was seen in
     two or more (see the module docstring); all of them otherwise."""
-    lasting = [t for t in tracks if len(set(t.seen_frames)) >= 2]
+    lasting = [t for t in tracks if t.frames >= 2]
     return lasting or tracks
 
 
