@@ -8,6 +8,11 @@ right, the animals counted under their own label (per label, the smaller of coun
 true), and the animals the privacy checks took for people.
 
     .venv/bin/python benchmarks/bench_demo_scenes.py --seeds 16 --model models/default
+    .venv/bin/python benchmarks/bench_demo_scenes.py --seeds 20 --model models/default \
+        --config cheaper.toml
+
+``--config``: TOML sections added to the demo's configuration (``demo.DEMO_CONFIG``; not its
+own ``[trap]``, ``[classifier]`` or ``[events]``), to see what a setting does to the counts.
 
 The sprites are CIFAR-10 training photographs (some in a model's training split), upscaled
 and walked over a synthetic background: a check of the pipeline on one synthetic domain,
@@ -19,10 +24,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import sqlite3
 import sys
 import tempfile
 from pathlib import Path
+
+from bench_pipeline import counted_totals as maxn_totals
 
 from edge_agent.demo import sample as demo
 
@@ -31,9 +37,7 @@ def counted_totals(model: Path, seed: int, out: Path) -> tuple[dict[str, int], d
     """Run the demo on the scene of ``seed``: (counted, true) MaxN totals per label."""
     with contextlib.redirect_stdout(io.StringIO()):
         demo.main(["--out", str(out), "--model", str(model), "--seed", str(seed)])
-    with contextlib.closing(sqlite3.connect(out / "demo.sqlite")) as db:
-        rows = db.execute("SELECT label, SUM(max_n) FROM observations GROUP BY label")
-        counted = {label: int(n) for label, n in rows}
+    counted = maxn_totals(out / "demo.sqlite")
     truth = demo.sample_scene(seed).truth(demo.EVENT_GAP_S)  # no second rendering needed
     return counted, dict(truth.totals)
 
@@ -42,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=16, help="seeds 0 .. N-1")
     parser.add_argument("--model", type=Path, action="append", required=True)
+    parser.add_argument("--config", type=Path, help="TOML sections added to the demo's")
     args = parser.parse_args(argv)
+    if args.config is not None:
+        # The demo writes this text as the configuration it runs ``process`` with.
+        demo.DEMO_CONFIG += "\n" + args.config.read_text(encoding="utf-8")
 
     print(
         "| model | scenes counted exactly | animals counted under their label | taken for people |"

@@ -10,13 +10,18 @@ a fresh subprocess so that peak RSS is its own:
   events to a fresh SQLite file, as ``trapcount process`` does (``service.process_source``),
   with the privacy checks of the default ``privacy.mode`` (``drop``);
 - ``no privacy`` (``--no-privacy``): the same with ``privacy.mode = off``, to see what the
-  person checks cost.
+  person checks cost;
+- ``--config FILE``: the same with a trapcount TOML configuration's sections laid over
+  those settings, to measure what a setting buys (a cheaper motion gate, fewer person
+  checks) beside what it counts.
 
 Prints fps over the frame loop (model loading and start-up excluded), the ratio to
 decoding (the median over repeats of each run against the decoding of its repeat), the
 CPU time per frame of all the process's threads (less sensitive to other
 work on a shared machine than fps; a thread that decodes ahead adds its CPU time but
-overlaps its wall time) and each process's peak RSS.
+overlaps its wall time), each process's peak RSS and what each counting run counted
+(MaxN summed per label over the clip's events, from its SQLite file): a faster setting that
+counts something else is not the same job done faster.
 
 ``--before REV`` runs the same workers on the code of git revision ``REV`` too (checked
 out into a temporary worktree), alternating with this tree's run by run, so that a shared
@@ -27,6 +32,7 @@ measured in the same runs.
     .venv/bin/python benchmarks/bench_pipeline.py --model runs/seed --repeats 3
     .venv/bin/python benchmarks/bench_pipeline.py --before HEAD~2 --no-privacy --repeats 5
     .venv/bin/python benchmarks/bench_pipeline.py --size 1920x1080 --seconds 30
+    .venv/bin/python benchmarks/bench_pipeline.py --config cheaper.toml
 """
 
 from __future__ import annotations
@@ -37,12 +43,15 @@ import json
 import os
 import resource
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -52,6 +61,7 @@ NAMES = {
     "motion": "motion only",
     "process": "trapcount process",
     "noprivacy": "process, privacy off",
+    "config": "process, --config",
 }
 
 
@@ -74,10 +84,31 @@ def make_clip(path: Path, width: int = 640, height: int = 480, seconds: float = 
     return scene.frame_count
 
 
-def worker(mode: str, video: Path, model: Path | None) -> dict[str, float]:
-    """Runs inside the subprocess; returns frames, seconds and peak RSS."""
+def laid_over(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over``'s values in place of its own, section by section."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = laid_over(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def counted_totals(database: Path) -> dict[str, int]:
+    """MaxN summed per label over the events in ``database``."""
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        rows = db.execute("SELECT label, SUM(max_n) FROM observations GROUP BY label")
+        return {label: int(n) for label, n in sorted(rows)}
+
+
+def worker(
+    mode: str, video: Path, model: Path | None, config: Path | None = None
+) -> dict[str, Any]:
+    """Runs inside the subprocess; returns frames, seconds, peak RSS and what it counted."""
     import cv2
 
+    counted: dict[str, int] = {}  # what a counting run counted
     if mode == "decode":
         capture = cv2.VideoCapture(str(video))
         frames = 0
@@ -98,6 +129,8 @@ def worker(mode: str, video: Path, model: Path | None) -> dict[str, float]:
         values: dict = {"source": {"uri": str(video)}, "classifier": {"num_threads": 1}}
         if mode == "noprivacy":
             values["privacy"] = {"mode": "off"}
+        if mode == "config" and config is not None:
+            values = laid_over(values, tomllib.loads(config.read_text(encoding="utf-8")))
         settings = settings_from_dict(values)
         if mode == "motion":
             from edge_agent.capture.factory import open_source
@@ -118,12 +151,14 @@ def worker(mode: str, video: Path, model: Path | None) -> dict[str, float]:
                 result = process_source(settings, store, classifier)
                 seconds, cpu = time.perf_counter() - started, time.process_time() - cpu0
                 store.close()
+                counted = counted_totals(Path(tmp) / "bench.sqlite")
             frames = result.frames
     return {
         "frames": frames,
         "seconds": seconds,
         "cpu_ms": 1000 * cpu / max(frames, 1),
         "peak_rss_mib": peak_rss_kib() / 1024,
+        "counted": counted,
     }
 
 
@@ -140,12 +175,16 @@ def peak_rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def run_worker(mode: str, video: Path, model: Path | None, code: Path) -> dict[str, float]:
+def run_worker(
+    mode: str, video: Path, model: Path | None, code: Path, config: Path | None = None
+) -> dict[str, Any]:
     """One worker in a fresh process, importing ``edge_agent`` from the tree ``code``."""
     command = [sys.executable, __file__, "--worker", mode, "--video", str(video)]
     command += ["--code", str(code)]
     if model is not None:
         command += ["--model", str(model)]
+    if config is not None:
+        command += ["--config", str(config)]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(code))
     out = subprocess.run(command, capture_output=True, text=True, check=True, env=env, cwd=code)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -175,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=0.0, help="cut the clip (0: 65 s)")
     parser.add_argument("--no-privacy", action="store_true", help="also process, privacy off")
     parser.add_argument("--before", metavar="REV", help="also measure git revision REV")
+    parser.add_argument(
+        "--config", type=Path, help="also process with this TOML laid over the settings"
+    )
     parser.add_argument("--worker", choices=list(NAMES), help=argparse.SUPPRESS)
     parser.add_argument("--video", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--code", type=Path, help=argparse.SUPPRESS)
@@ -183,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         if args.code is not None:
             sys.path.insert(0, str(args.code))
-        print(json.dumps(worker(args.worker, args.video, args.model)))
+        print(json.dumps(worker(args.worker, args.video, args.model, args.config)))
         return 0
 
     from edge_agent.service.model import default_model_dir
@@ -191,6 +233,11 @@ def main(argv: list[str] | None = None) -> int:
     model = (args.model or default_model_dir()).resolve()
     width, height = (int(v) for v in args.size.lower().split("x"))
     modes = ["decode", "motion", "process"] + (["noprivacy"] if args.no_privacy else [])
+    config = None
+    if args.config is not None:
+        config = args.config.resolve()
+        tomllib.loads(config.read_text(encoding="utf-8"))  # a bad file fails here, once
+        modes.append("config")
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         video = Path(tmp) / "bench.mp4"
         frames = make_clip(video, width, height, args.seconds)
@@ -211,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.repeats):
             for tree, code in trees:
                 for mode in modes:
-                    runs.setdefault((tree, mode), []).append(run_worker(mode, video, model, code))
+                    done = run_worker(mode, video, model, code, config)
+                    runs.setdefault((tree, mode), []).append(done)
         print(f"load average at the end {os.getloadavg()[0]:.1f}")
     for tree, _code in trees:
         rows = {}
@@ -224,15 +272,24 @@ def main(argv: list[str] | None = None) -> int:
             ratio = statistics.median(f / d for f, d in zip(fps, decodes, strict=True))
             cpu = statistics.median(r["cpu_ms"] for r in done)
             rss = max(r["peak_rss_mib"] for r in done)
-            rows[mode] = (statistics.median(fps), ratio, cpu, rss)
+            # Every repeat counts the same clip: differing counts would show as several.
+            counts = {
+                ", ".join(f"{k} {v}" for k, v in r["counted"].items())
+                for r in done
+                if r.get("counted")
+            }
+            rows[mode] = (statistics.median(fps), ratio, cpu, rss, " / ".join(sorted(counts)))
         print(f"\n{tree}:\n")
         print(
             f"| {'run':<20} | {'fps':>7} | {'vs decode':>9} | {'CPU ms/frame':>12} "
-            f"| {'peak RSS MiB':>12} |"
+            f"| {'peak RSS MiB':>12} | counted |"
         )
-        print(f"| {'-' * 20} | {'-' * 6}: | {'-' * 8}: | {'-' * 11}: | {'-' * 11}: |")
-        for mode, (fps, ratio, cpu, rss) in rows.items():
-            print(f"| {NAMES[mode]:<20} | {fps:7.1f} | {ratio:9.2f} | {cpu:12.2f} | {rss:12.0f} |")
+        print(f"| {'-' * 20} | {'-' * 6}: | {'-' * 8}: | {'-' * 11}: | {'-' * 11}: | --- |")
+        for mode, (fps, ratio, cpu, rss, counts) in rows.items():
+            print(
+                f"| {NAMES[mode]:<20} | {fps:7.1f} | {ratio:9.2f} | {cpu:12.2f} "
+                f"| {rss:12.0f} | {counts or '-'} |"
+            )
     return 0
 
 
