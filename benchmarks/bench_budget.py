@@ -49,9 +49,11 @@ each ``classify_crops`` call.
 - *Classifier cost*: wall time inside ``classify_crops`` (cropping, resizing and the
   interpreter), invocations (calls of at most ``classifier.max_batch`` crops) and crops,
   per counted track and per second of footage, on this machine.
-- *Pi estimates from operation counts*: multiply-adds per view (``trainer.models.
-  count_macs`` on the Keras model: convolutions and dense layers) x views x crops, over an
-  effective int8 rate, plus a fixed cost per invocation:
+- *Pi estimates from operation counts*: multiply-adds per crop, counted on each model's
+  own ``.tflite`` (``edge_agent.vision.operations.multiply_adds``: convolutions and dense
+  layers, the views baked into the file included; a grey companion's on the grey scenes'
+  crops, which it names) x crops, over an effective int8 rate, plus a fixed cost per
+  invocation:
 
   | core | int8 MAC/s | per invocation |
   | --- | ---: | ---: |
@@ -96,12 +98,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import hashlib
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -122,6 +123,7 @@ from edge_agent.manifest import read_manifest
 from edge_agent.service.model import load_classifier
 from edge_agent.vision.classifier import Classifier, Prediction
 from edge_agent.vision.geometry import iou
+from edge_agent.vision.operations import multiply_adds
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_KERAS = ROOT / "models" / "default" / "model.keras"
@@ -171,9 +173,20 @@ class Variant:
     name: str
     model_dir: Path
     views: int
-    macs_per_view: int
+    macs_per_crop: int  # the colour network's, views included
+    grey_views: int  # a grey companion's views, else ``views``
+    grey_macs_per_crop: int  # what a grey crop costs: the companion's, else the colour one's
     val_int8: float | None = None
     val_int8_grey: float | None = None
+
+    def macs(self, look: str) -> int:
+        """Multiply-adds of one crop of ``look``: grey scenes' crops go to the companion."""
+        return self.grey_macs_per_crop if look == "grey" else self.macs_per_crop
+
+    @property
+    def views_shown(self) -> str:
+        same = self.grey_views == self.views
+        return str(self.views) if same else f"{self.views} / {self.grey_views}"
 
 
 def sha256_of(path: Path) -> str:
@@ -199,30 +212,24 @@ def export_variant(keras_path: Path, data: list[str], tta: str, cache: Path) -> 
     return out
 
 
-@functools.cache
-def macs_per_view(model_dir: Path, keras_path: Path | None) -> int:
-    """Multiply-adds of one view, counted on the Keras model's layers (else the manifest's
-    training record of the same count)."""
-    keras_path = keras_path or model_dir / "model.keras"
-    if keras_path.is_file():  # the same count for every export of one .keras
-        from trainer.models import count_macs
-        from trainer.run_folder import load_keras_model
-
-        return count_macs(load_keras_model(keras_path))
-    macs = read_manifest(model_dir).training.get("macs")
-    if not macs:
-        raise SystemExit(f"{model_dir}: no model.keras and no training.macs to count MACs")
-    return int(macs)
-
-
-def variant_of(model_dir: Path, name: str, keras_path: Path | None = None) -> Variant:
+def variant_of(model_dir: Path, name: str) -> Variant:
+    """A model folder, its cost counted on its own .tflite files (the views baked in)."""
     manifest = read_manifest(model_dir)
     accuracy = manifest.accuracy or {}
+    views = TTA_VIEWS[manifest.tta or "none"]
+    macs = multiply_adds(model_dir / "model.tflite")
+    companion = manifest.grey_companion
+    grey_views, grey_macs = views, macs
+    if companion is not None:
+        grey_views = TTA_VIEWS.get(companion.tta, 1)
+        grey_macs = multiply_adds(companion.path(model_dir))
     return Variant(
         name=name,
         model_dir=model_dir,
-        views=TTA_VIEWS[manifest.tta or "none"],
-        macs_per_view=macs_per_view(keras_path.parent if keras_path else model_dir, keras_path),
+        views=views,
+        macs_per_crop=macs,
+        grey_views=grey_views,
+        grey_macs_per_crop=grey_macs,
         val_int8=accuracy.get("int8"),
         val_int8_grey=accuracy.get("int8_grey"),
     )
@@ -437,7 +444,7 @@ class Row:
         return sum(getattr(r, field) for r in self.all_runs())
 
     def pi_seconds(self, core: PiCore) -> float:
-        macs = self.total("crops") * self.variant.views * self.variant.macs_per_view
+        macs = sum(run.crops * self.variant.macs(look) for look in LOOKS for run in self.runs[look])
         return core.seconds(macs, int(self.total("invocations")))
 
     def within_budget(self) -> bool:
@@ -446,15 +453,14 @@ class Row:
     def finish(self, fps: float) -> None:
         """Busiest second and mean share with two animals in view (their scenes only)."""
         window = round(fps)
-        macs_per_crop = self.variant.views * self.variant.macs_per_view
         in_view_s = in_view_pi4 = 0.0
         for core in (PI4, PI_ZERO_2W):
             busiest = 0.0
-            for run in self.all_runs():
+            for look, run in ((each, run) for each in LOOKS for run in self.runs[each]):
                 if max(run.in_view, default=0) != BUDGET_ANIMALS:
                     continue
                 per_frame = [
-                    core.seconds(crops * macs_per_crop, calls)
+                    core.seconds(crops * self.variant.macs(look), calls)
                     for crops, calls in zip(run.frame_crops, run.frame_calls, strict=True)
                 ]
                 sums = np.convolve(per_frame, np.ones(window), mode="valid")
@@ -496,17 +502,28 @@ def print_tables(rows: list[Row], variants: list[Variant], seeds: int, tie: floa
             f"{1000 * core.call_s:.2f} ms per invocation, one core (estimates)"
         )
     print()
-    print("| model | views | MACs / crop | Pi 4 ms / crop | Pi Zero 2 W ms / crop | val int8 |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        "| model | views | MACs / crop | Pi 4 ms / crop | Pi Zero 2 W ms / crop | val int8 |"
+        "\n|---|---:|---:|---:|---:|---:|"
+    )
     for v in variants:
-        macs = v.views * v.macs_per_view
         val = "" if v.val_int8 is None else f"{100 * v.val_int8:.2f}%"
         if v.val_int8_grey is not None:
             val += f" (grey {100 * v.val_int8_grey:.2f}%)"
+        costs = [v.macs_per_crop]
+        if v.grey_macs_per_crop != v.macs_per_crop:
+            costs.append(v.grey_macs_per_crop)
+
+        def each(figure: Callable[[int], float], costs: list[int] = costs) -> str:
+            return " / ".join(f"{figure(m):.1f}" for m in costs)
+
         print(
-            f"| {v.name} | {v.views} | {macs / 1e6:.1f} M | {1000 * PI4.seconds(macs, 1):.1f} "
-            f"| {1000 * PI_ZERO_2W.seconds(macs, 1):.1f} | {val} |"
+            f"| {v.name} | {v.views_shown} | {each(lambda m: m / 1e6)} M "
+            f"| {each(lambda m: 1000 * PI4.seconds(m, 1))} "
+            f"| {each(lambda m: 1000 * PI_ZERO_2W.seconds(m, 1))} | {val} |"
         )
+    if any(v.grey_macs_per_crop != v.macs_per_crop for v in variants):
+        print("\n(two figures: a colour crop / a grey crop, which the grey companion names)")
     print()
     print(
         "| model | views | every | votes | track acc colour | track acc grey | count error "
@@ -520,7 +537,7 @@ def print_tables(rows: list[Row], variants: list[Variant], seeds: int, tie: floa
         footage = r.total("footage_s")
         ms_here = 1000 * r.total("seconds")
         print(
-            f"| {r.variant.name} | {r.variant.views} | {r.every} | {r.votes} "
+            f"| {r.variant.name} | {r.variant.views_shown} | {r.every} | {r.votes} "
             f"| {pct(r.accuracy('colour'))} of {r.matched('colour')} "
             f"| {pct(r.accuracy('grey'))} of {r.matched('grey')} "
             f"| {r.count_error('colour')} / {r.count_error('grey')} "
@@ -552,7 +569,7 @@ def print_tables(rows: list[Row], variants: list[Variant], seeds: int, tie: floa
         return
     print(
         f"Default (best within budget, ties within {tie:g} points to the cheapest): "
-        f"{chosen.variant.name} ({chosen.variant.views} view(s)), classify_every "
+        f"{chosen.variant.name} ({chosen.variant.views_shown} view(s)), classify_every "
         f"{chosen.every}, max_votes {chosen.votes}: {pct(chosen.mean_accuracy)}, "
         f"Pi 4 busiest second {pct(chosen.busy[PI4.name])}."
     )
@@ -595,7 +612,7 @@ def main(argv: list[str] | None = None) -> int:
         for tta in args.tta:
             folder = export_variant(keras_path, data, tta, cache)
             name = f"{keras_path.parent.name} {tta}"
-            variants.append(variant_of(folder, name, keras_path))
+            variants.append(variant_of(folder, name))
     for folder in args.model:
         variants.append(variant_of(folder, folder.name))
     if not variants:

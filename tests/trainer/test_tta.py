@@ -13,10 +13,12 @@ from click.testing import CliRunner
 
 from edge_agent.manifest import read_manifest
 from edge_agent.vision.classifier import Classifier, load_interpreter_class
+from edge_agent.vision.operations import multiply_adds
 from tests.trainer.test_airbench import sample_images
 from tests.trainer.test_int8_graph import predict, trained_looking_airbench
 from trainer import calibrate, recipe
 from trainer.cli import main
+from trainer.models import count_macs
 from trainer.recipe import hparams_for
 from trainer.tta import TTA_MODES, UnknownTTAError, classifier_head, shifted, views
 
@@ -119,6 +121,10 @@ def test_export_with_flip_runs_on_the_edge_and_is_mirror_blind(
     assert manifest.tta == "flip" and read_manifest(tiny_run).tta == "none"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["tta"] == {"mode": "flip", "views": 2}
+    # Counted on the file the trap runs: the network twice, as trained and on the mirror.
+    plain_macs = count_macs(keras.models.load_model(tiny_run / "model.keras"))
+    assert multiply_adds(tiny_run / "model.tflite") == plain_macs
+    assert multiply_adds(out / "model.tflite") == 2 * plain_macs
 
     images = sample_images(40, seed=9)
     classifier = Classifier(out)
@@ -146,6 +152,9 @@ def test_export_with_flip_shift_runs_on_the_edge_in_one_copy_of_the_network(
     assert read_manifest(out).tta == "flip-shift"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["tta"] == {"mode": "flip-shift", "views": 6}
+    # One copy of the network on a batch of six: six times the multiply-adds of one view.
+    plain_macs = count_macs(keras.models.load_model(tiny_run / "model.keras"))
+    assert multiply_adds(out / "model.tflite") == 6 * plain_macs
     # The six views run as one stacked batch through one copy of the network, so the file
     # holds the network's convolutions once, not six copies of the graph's records.
     convolutions = [op_counts(folder)["CONV_2D"] for folder in (tiny_run, out)]
