@@ -3,8 +3,10 @@ manifest, and run on batches of crops (quantized in, dequantized out).
 
 The interpreter comes from ``ai_edge_litert`` (LiteRT, the successor of tflite-runtime),
 else ``tflite_runtime`` (its last release, 2.14, still common on older Pi images), else
-``tensorflow.lite`` (a trainer machine). A model is one network, or two (a colour one and
-its grey companion, ``edge_agent.vision.classifier``); both are loaded and checked alike.
+``tensorflow.lite`` (a trainer machine with an older TensorFlow: 2.21's ``tf.lite`` has no
+``Interpreter``, and the trainer extra installs LiteRT). A model is one network, or two (a
+colour one and its grey companion, ``edge_agent.vision.classifier``); both are loaded and
+checked alike.
 """
 
 from __future__ import annotations
@@ -46,7 +48,13 @@ def load_interpreter_class(preferred: str | None = None) -> tuple[Any, str]:
         except ImportError as exc:
             errors.append(f"{name}: {exc}")
             continue
-        return getattr(module, attr), name
+        interpreter_class = getattr(module, attr, None)
+        if interpreter_class is None:
+            # TensorFlow 2.21 still has tf.lite but no longer its Interpreter (LiteRT took
+            # it over): passed over like a backend that is not installed.
+            errors.append(f"{name}: {module_name} has no {attr}")
+            continue
+        return interpreter_class, name
     raise ModelContractError(
         "no TFLite interpreter available; install trapcount[edge] (ai-edge-litert) or "
         "trapcount[edge-legacy] (tflite-runtime)"
