@@ -263,9 +263,10 @@ def _progress_printer() -> Callable[[int, int | None, int], None]:
 def doctor(config: Path, db: str | None, source_timeout: float) -> None:
     """Check that this trap can run; exit status 1 when a check fails.
 
-    The source gives a frame, the model loads and matches its manifest, the database is
-    writable, healthy and private, the disk has room and the clock is plausible. Prints a
-    table: check, status (ok, warn, FAIL), detail.
+    The source gives a frame, the model loads and matches its manifest, a crop through it
+    is timed here (a warning when two animals in view would take over 25% of a core), the
+    database is writable, healthy and private, the disk has room and the clock is
+    plausible. Prints a table: check, status (ok, warn, FAIL), detail.
     """
     from edge_agent.service.doctor import render, run_checks
     from edge_agent.service.logging_setup import setup_logging

@@ -1,28 +1,46 @@
 """``trapcount doctor``: can this trap run? Each check says ok, warn or FAIL, and why.
 
 Checks: the camera/source opens and gives a frame; the model loads and matches its
-manifest; the database opens (migrating it if needed), is writable, passes SQLite's
-quick check and is not readable by other users; the disk has room; the clock is
-plausible (a Pi without a real-time clock boots in the past until NTP syncs, and counts
-stamped then are wrong).
+manifest; the classifier's speed, timed on this machine, and the share of one core it takes
+with two animals in view (``speed``: a warning over the 25% budget that
+``benchmarks/bench_budget.py`` estimates from operation counts; here it is measured on the
+trap itself); the database opens (migrating it if needed), is writable, passes SQLite's
+quick check and is not readable by other users; the disk has room; the clock is plausible
+(a Pi without a real-time clock boots in the past until NTP syncs, and counts stamped then
+are wrong).
 """
 
 from __future__ import annotations
 
 import shutil
+import statistics
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from edge_agent.config import Settings
 from edge_agent.text import format_table
 
+if TYPE_CHECKING:
+    from edge_agent.vision.classifier import Classifier
+
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 EARLIEST_PLAUSIBLE = datetime(2025, 1, 1, tzinfo=UTC)
 CLOCK_TOLERANCE = timedelta(minutes=5)
+# The classifier's budget (docs/benchmarks.md, "The classifier's compute budget on a Pi"):
+# with two animals in view, a share of one core at most this.
+BUDGET_SHARE = 0.25
+BUDGET_ANIMALS = 2
+# The frame rate the budget is set at when the config names none (a video file's own).
+BUDGET_FPS = 10.0
+SPEED_RUNS = 7  # timed invocations per network, after one to warm up
 
 
 @dataclass(frozen=True)
@@ -99,6 +117,62 @@ def check_model(model_dir: Path, settings: Settings) -> Check:
             f"{model_dir}: {manifest.arch} {manifest.version}, {len(manifest.labels)} labels, "
             f"{classifier.backend}{acc}",
         )
+
+
+def core_share(ms_per_crop: float, fps: float, classify_every: int) -> float:
+    """The share of one core the classifier takes with ``BUDGET_ANIMALS`` animals in view:
+    each is classified every ``classify_every``-th frame while its track votes."""
+    crops_per_s = BUDGET_ANIMALS * fps / classify_every
+    return crops_per_s * ms_per_crop / 1000.0
+
+
+def _ms_per_crop(classifier: Classifier, crop: np.ndarray) -> float:
+    """Median wall time of one crop through ``classifier.predict_proba``, in ms."""
+    predict = classifier.predict_proba
+    predict(crop)  # the first call sets up the interpreter's buffers
+    times = []
+    for _ in range(SPEED_RUNS):
+        started = time.perf_counter()
+        predict(crop)
+        times.append(1000 * (time.perf_counter() - started))
+    return statistics.median(times)
+
+
+def check_speed(model_dir: Path, settings: Settings) -> Check:
+    """Time a crop through the model on this machine (a colour crop, and a grey one for a
+    model with a grey companion) and compare the slower with the budget."""
+    from edge_agent.service.model import load_classifier
+
+    with load_classifier(model_dir, settings.classifier) as classifier:
+        height, width = classifier.input_size
+        rng = np.random.default_rng(0)
+        colour = rng.integers(0, 256, (1, height, width, 3), dtype=np.uint8)
+        timed = {"colour": _ms_per_crop(classifier, colour)}
+        if classifier.has_grey_companion:
+            grey = np.repeat(colour[..., :1], 3, axis=-1)
+            timed["grey"] = _ms_per_crop(classifier, grey)
+    return speed_verdict(timed, settings)
+
+
+def speed_verdict(timed: dict[str, float], settings: Settings) -> Check:
+    """The ``speed`` check from ms a crop per look (``colour``, ``grey``): the slower one
+    at the configured frame rate (else ``BUDGET_FPS``) and ``tracking.classify_every``."""
+    fps = settings.source.fps or BUDGET_FPS
+    every = settings.tracking.classify_every
+    share = core_share(max(timed.values()), fps, every)
+    crops = ", ".join(f"{ms:.1f} ms a {look} crop" for look, ms in timed.items())
+    threads = settings.classifier.num_threads
+    detail = (
+        f"{crops} here ({threads} thread{'s' if threads > 1 else ''}); {BUDGET_ANIMALS} "
+        f"animals at {fps:g} fps, classify_every {every}: {share:.1%} of a core"
+    )
+    if share > BUDGET_SHARE:
+        return Check(
+            "speed",
+            WARN,
+            f"{detail}, over the {BUDGET_SHARE:.0%} budget: raise tracking.classify_every",
+        )
+    return Check("speed", OK, f"{detail} (budget {BUDGET_SHARE:.0%})")
 
 
 def check_database(target: str | Path) -> tuple[Check, datetime | None]:
@@ -201,6 +275,8 @@ def run_checks(
         _guard("source", lambda: check_source(settings, source_timeout_s)),
         _guard("model", lambda: check_model(model_dir, settings)),
     ]
+    if not checks[-1].failed:  # a model that does not load is one failure, not two
+        checks.append(_guard("speed", lambda: check_speed(model_dir, settings)))
     latest: list[datetime | None] = [None]
 
     def database() -> Check:

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from edge_agent.service.doctor import FAIL, OK, WARN, check_clock, check_disk
+from edge_agent.config import Settings
+from edge_agent.service.doctor import (
+    FAIL,
+    OK,
+    WARN,
+    check_clock,
+    check_disk,
+    check_speed,
+    speed_verdict,
+)
 from tests.helpers.media import (
     copy_model,
     crossings_video,
@@ -16,6 +26,8 @@ from tests.helpers.media import (
     write_config,
 )
 from tests.helpers.schema import HEAD
+
+SHIPPED = Path(__file__).resolve().parents[2] / "models" / "default"
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +63,8 @@ def test_a_healthy_trap_passes(tmp_path, model, clip):
     result = run_trapcount("doctor", "--config", config, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     rows = table(result.stdout)
-    assert list(rows) == ["source", "model", "database", "disk", "clock"]
+    assert list(rows) == ["source", "model", "speed", "database", "disk", "clock"]
+    assert rows["speed"][0] == OK and "ms a colour crop here (1 thread)" in rows["speed"][1]
     assert all(status in (OK, WARN) for status, _ in rows.values())
     assert rows["source"] == (OK, f"video {clip.path}: 320x240 frame read")
     assert rows["model"][0] == OK and "4 labels" in rows["model"][1]
@@ -79,6 +92,7 @@ def test_failures_are_listed_and_exit_1(tmp_path, model):
     assert rows["model"][0] == FAIL and "does not match its manifest" in rows["model"][1]
     assert rows["database"][0] == FAIL and "trap.sqlite" in rows["database"][1]
     assert rows["disk"][0] == FAIL and "storage.min_free_mb = 10000000" in rows["disk"][1]
+    assert "speed" not in rows  # the model that did not load is not timed as well
     assert result.stderr.strip().endswith("Error: failed: source, model, database, disk")
     assert "Traceback" not in result.stderr
 
@@ -112,3 +126,23 @@ def test_clock_checks():
 def test_disk_check_thresholds(tmp_path):
     assert check_disk(tmp_path / "nested" / "trap.sqlite", 0).status == OK
     assert check_disk(tmp_path, 10**9).status == FAIL
+
+
+def test_speed_times_each_network_of_the_shipped_pair():
+    check = check_speed(SHIPPED, Settings())
+    assert check.status in (OK, WARN)  # a slow machine may be over the budget
+    assert "ms a colour crop, " in check.detail and "ms a grey crop here" in check.detail
+    assert "2 animals at 10 fps, classify_every 4" in check.detail
+
+
+def test_speed_warns_over_the_budget_and_names_the_setting_that_helps():
+    """The Pi Zero 2 W estimates of the shipped pair (docs/benchmarks.md): two animals at
+    10 fps, each crop every fourth frame, are 5 grey crops a second at 84.3 ms: 42%."""
+    zero = {"colour": 42.2, "grey": 84.3}
+    check = speed_verdict(zero, Settings())
+    assert check.status == WARN
+    assert "42.1% of a core, over the 25% budget: raise tracking.classify_every" in check.detail
+    every_eighth = Settings.model_validate({"tracking": {"classify_every": 8}})
+    assert speed_verdict(zero, every_eighth).status == OK
+    at_30_fps = Settings.model_validate({"source": {"fps": 30}, "tracking": {"classify_every": 8}})
+    assert speed_verdict(zero, at_30_fps).status == WARN  # three times the crops a second
