@@ -120,6 +120,9 @@ from edge_agent.counting.pipeline import Pipeline
 from edge_agent.demo import scenes, sprites
 from edge_agent.demo.sample import SPRITES
 from edge_agent.manifest import read_manifest
+
+# The budget (a share of one Pi 4 core with two animals in view), as `trapcount doctor` checks it.
+from edge_agent.service.doctor import BUDGET_ANIMALS, BUDGET_SHARE
 from edge_agent.service.model import load_classifier
 from edge_agent.vision.classifier import Classifier, Prediction
 from edge_agent.vision.geometry import iou
@@ -135,10 +138,6 @@ WIDTH, HEIGHT, FPS = 640, 480, 10.0
 LEAD_S, CROSS_S, TAIL_S = 1.0, 7.0, 0.5
 MATCH_IOU = 0.25
 LOOKS = ("colour", "grey")
-
-# The budget: this share of one Pi 4 core, with two animals in view.
-BUDGET_SHARE = 0.25
-BUDGET_ANIMALS = 2
 
 
 @dataclasses.dataclass(frozen=True)

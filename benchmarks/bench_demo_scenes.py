@@ -28,16 +28,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench_pipeline import counted_totals as maxn_totals
-
 from edge_agent.demo import sample as demo
+from edge_agent.store.database import Store
 
 
 def counted_totals(model: Path, seed: int, out: Path) -> tuple[dict[str, int], dict[str, int]]:
     """Run the demo on the scene of ``seed``: (counted, true) MaxN totals per label."""
     with contextlib.redirect_stdout(io.StringIO()):
         demo.main(["--out", str(out), "--model", str(model), "--seed", str(seed)])
-    counted = maxn_totals(out / "demo.sqlite")
+    with Store.open(out / "demo.sqlite", create=False) as store:
+        counted = store.totals()
     truth = demo.sample_scene(seed).truth(demo.EVENT_GAP_S)  # no second rendering needed
     return counted, dict(truth.totals)
 

@@ -20,7 +20,7 @@ decoding (the median over repeats of each run against the decoding of its repeat
 CPU time per frame of all the process's threads (less sensitive to other
 work on a shared machine than fps; a thread that decodes ahead adds its CPU time but
 overlaps its wall time), each process's peak RSS and what each counting run counted
-(MaxN summed per label over the clip's events, from its SQLite file): a faster setting that
+(``Store.totals``: MaxN summed per label over the clip's events): a faster setting that
 counts something else is not the same job done faster.
 
 ``--before REV`` runs the same workers on the code of git revision ``REV`` too (checked
@@ -43,7 +43,6 @@ import json
 import os
 import resource
 import shutil
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -95,13 +94,6 @@ def laid_over(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def counted_totals(database: Path) -> dict[str, int]:
-    """MaxN summed per label over the events in ``database``."""
-    with contextlib.closing(sqlite3.connect(database)) as db:
-        rows = db.execute("SELECT label, SUM(max_n) FROM observations GROUP BY label")
-        return {label: int(n) for label, n in sorted(rows)}
-
-
 def worker(
     mode: str, video: Path, model: Path | None, config: Path | None = None
 ) -> dict[str, Any]:
@@ -150,8 +142,8 @@ def worker(
                 started, cpu0 = time.perf_counter(), time.process_time()
                 result = process_source(settings, store, classifier)
                 seconds, cpu = time.perf_counter() - started, time.process_time() - cpu0
+                counted = store.totals()
                 store.close()
-                counted = counted_totals(Path(tmp) / "bench.sqlite")
             frames = result.frames
     return {
         "frames": frames,
