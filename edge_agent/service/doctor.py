@@ -38,7 +38,8 @@ CLOCK_TOLERANCE = timedelta(minutes=5)
 # with two animals in view, a share of one core at most this.
 BUDGET_SHARE = 0.25
 BUDGET_ANIMALS = 2
-# The frame rate the budget is set at when the config names none (a video file's own).
+# The frame rate assumed when the config names none (a video file then runs at the rate
+# its header states, which the doctor does not read).
 BUDGET_FPS = 10.0
 SPEED_RUNS = 7  # timed invocations per network, after one to warm up
 
